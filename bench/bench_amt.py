@@ -2,25 +2,28 @@
 
     python bench/bench_amt.py            # full run (a few minutes on a 2-core CPU)
     python bench/bench_amt.py --quick    # fewer repeats
+    python bench/bench_amt.py --wall     # wall-clock time instead of this process's CPU time
 
 Every ratio is measured side by side in one run (variants interleaved, medians), so a busy machine
 slows both sides alike. Parts 2 and 3 need the MAE of chapter 03 (`semmae_edu.mae`).
 """
-import argparse, platform, statistics, time
+import argparse, os, platform, statistics, time
 import torch
 import torch.nn.functional as F
 
 from semmae_edu.amt import AttentionBank, amt_masking
 from semmae_edu.masking import random_masking
 
+CLOCK = time.process_time   # this process's CPU time (other jobs on a shared machine disturb it much less); --wall: wall clock
+
 def timeit(fns:dict, repeats:int, warmup:int=1) -> dict:
-    "Median seconds per call of each function, calls interleaved round-robin."
+    "Median seconds per call of each function (CLOCK), calls interleaved round-robin."
     for _ in range(warmup):
         for f in fns.values(): f()
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, f in fns.items():
-            t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
+            t = CLOCK(); f(); times[k].append(CLOCK() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 def plan_fns(N, size, p, g):
@@ -44,7 +47,9 @@ def main(quick=False):
     g = torch.Generator().manual_seed(0)
     N = 256
     reps = 5 if quick else 15
-    print(f"# bench_amt: torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, batch {N}")
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+    print(f"# bench_amt: torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, batch {N}, "
+          f"clock: {'wall' if CLOCK is time.perf_counter else 'process CPU time'}, load average {load:.1f}")
 
     print("\n## 1. Plan generation, batch 256 (ms per batch)")
     gen = {}
@@ -91,5 +96,7 @@ def main(quick=False):
           f"every 40 epochs that adds {100 * r / 40:.1f}% to training time")
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser(); ap.add_argument('--quick', action='store_true')
-    main(ap.parse_args().quick)
+    ap = argparse.ArgumentParser(); ap.add_argument('--quick', action='store_true'); ap.add_argument('--wall', action='store_true')
+    args = ap.parse_args()
+    if args.wall: CLOCK = time.perf_counter
+    main(args.quick)

@@ -88,3 +88,21 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match='holds 3 maps but the data set has 2'): AMTStrategy(bank).wrap_dataset(_dataset(2))
     with pytest.raises(ValueError, match='generator is on'):
         amt_masking(torch.rand(2, 16, device='meta'), generator=torch.Generator())
+
+def test_mae_trains_on_amt_plans():
+    "The MAE of chapter 03 takes AMT's plans (thrown patches included): finite loss, gradients, and fewer decoder tokens."
+    from semmae_edu.mae import mae_vit_micro_patch4
+    from semmae_edu.data import SyntheticParts, mae_transform
+    torch.manual_seed(0)
+    base = SyntheticParts(n=8, size=32, seed=0)
+    bank = AttentionBank(len(base), (8, 8), amt_start_epoch=0)
+    s = AMTStrategy(bank)
+    model = mae_vit_micro_patch4()
+    s.epoch_start(0, 1, model, base)
+    assert bank.refreshed_at == 0
+    batch = torch.utils.data.default_collate([s.wrap_dataset(base, mae_transform(32, mean=base.mean, std=base.std))[i] for i in range(8)])
+    plan = s(batch, 4, torch.Generator().manual_seed(0))
+    assert plan.counts == dict(visible=10, masked=28, thrown=26)
+    loss = model(batch['image'], plan)[0]
+    loss.backward()
+    assert torch.isfinite(loss) and model.blocks[0].attn.qkv.weight.grad is not None
