@@ -1,0 +1,385 @@
+"""Build the docs site offline: nbs/*.ipynb -> _docs/ (static HTML; no Quarto, no network).
+
+    python tools/build_docs.py                          # nbs/ -> _proc/ -> _docs/
+    python tools/build_docs.py --nbs tests/fixtures --out /tmp/site --proc /tmp/site_proc
+
+Step 1 processes every notebook exactly as `nbdev_proc_nbs` does (nbdev's own worker,
+`nbdev.serve_drv.main` with `FilterDefaults`: frontmatter, `show_doc` cells run, hidden and
+exported cells dropped, doc links added). We call the worker rather than the `nbdev_proc_nbs`
+command because the command first tries to download Quarto and rewrites nbs/nbdev.yml and
+nbs/sidebar.yml.
+Step 2 renders each processed notebook into one HTML page: markdown (tables, code fences) with
+mistune, code with Pygments, stored outputs (text, PNG/JPEG/SVG figures, HTML such as the mask
+explorers inserted raw so their inline JS runs, `show_doc` markdown). Pages get a sidebar in the
+order of nbs/sidebar.yml, prev/next links and an "on this page" list. CSS, favicon and nbs/images
+are copied into the site: no page loads anything from another host (the build fails if one would).
+"""
+import argparse, base64, html, json, os, re, shutil, sys, time, warnings
+from html.parser import HTMLParser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = Path(__file__).resolve().parent/'docs_site'
+MAX_MB = 30
+
+# ---------------------------------------------------------------------------------------------
+# Which notebooks, in which order
+
+def _sidebar_entries(contents):
+    "Flatten Quarto sidebar `contents` (strings, `{href: ...}`, `{section: ..., contents: [...]}`)."
+    for o in contents or []:
+        if isinstance(o, str): yield o
+        elif isinstance(o, dict):
+            if 'href' in o: yield o['href']
+            yield from _sidebar_entries(o.get('contents'))
+
+def notebook_order(nbs:Path):
+    "Notebooks of `nbs` in sidebar.yml order (unlisted ones after, sorted); index first without a sidebar."
+    found = sorted(p for p in nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')))
+    order = []
+    side = nbs/'sidebar.yml'
+    if side.exists():
+        import yaml
+        d = yaml.safe_load(side.read_text(encoding='utf-8')) or {}
+        for e in _sidebar_entries(((d.get('website') or {}).get('sidebar') or {}).get('contents')):
+            p = nbs/e
+            if p.suffix == '.ipynb' and p.exists() and p not in order: order.append(p)
+            elif p.suffix == '.ipynb' and not p.exists(): print(f'note: sidebar.yml lists {e}, which does not exist (skipped)')
+    rest = [p for p in found if p not in order]
+    if side.exists() and rest: print('note: not in sidebar.yml, appended:', ', '.join(p.name for p in rest))
+    if not side.exists(): rest.sort(key=lambda p: (p.stem != 'index', p.name))
+    return order + rest
+
+# ---------------------------------------------------------------------------------------------
+# Step 1: nbdev processing (what `nbdev_proc_nbs` does for each notebook)
+
+def process(nbs_files, nbs:Path, proc:Path, workers:int=0):
+    "Process `nbs_files` with nbdev's docs processors into `proc`; returns the processed paths."
+    from fastcore.parallel import parallel
+    from nbdev.processors import FilterDefaults
+    import nbdev.serve_drv
+    proc.mkdir(parents=True, exist_ok=True)
+    items = [(src, proc/src.relative_to(nbs), FilterDefaults) for src in nbs_files]
+    with warnings.catch_warnings():
+        # the Colab install cell (imports + code in one cell) makes nbdev warn on every chapter
+        warnings.filterwarnings('ignore', message='Found cells containing imports and other code')
+        if workers: parallel(nbdev.serve_drv.main, items, n_workers=workers, method='spawn', pause=0.01)
+        else:
+            for it in items:
+                try: nbdev.serve_drv.main(it)
+                except Exception as e: raise SystemExit(f'nbdev could not process {it[0]}:\n{e}') from e
+    return [dst for _, dst, _ in items]
+
+# ---------------------------------------------------------------------------------------------
+# Step 2: rendering
+
+_re_ansi = re.compile(r'\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])')
+_re_directive = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
+
+def _src(x): return ''.join(x) if isinstance(x, list) else (x or '')
+
+def split_directives(source:str):
+    "(directives dict, code without `#|` lines) of a code cell's source."
+    dirs, keep = {}, []
+    for line in source.splitlines():
+        m = _re_directive.match(line)
+        if m: dirs[m.group(1).lower()] = m.group(2).strip().strip('"\'')
+        else: keep.append(line)
+    return dirs, '\n'.join(keep).strip('\n')
+
+def _false(v): return str(v).strip().lower() in ('false', 'no', '0')
+
+def slugify(text:str):
+    "Pandoc's identifier rule (so nbdev doc links `page.html#name` land on the heading)."
+    text = re.sub(r'<[^>]+>', '', html.unescape(text)).lower()
+    text = re.sub(r'[^\w\s.-]', '', text, flags=re.UNICODE)
+    text = re.sub(r'\s+', '-', text.strip())
+    text = re.sub(r'^[^a-z]+', '', text)
+    return text or 'section'
+
+def highlight(code:str, lang:str='python'):
+    from pygments import highlight as _hl
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import get_lexer_by_name, TextLexer
+    try: lexer = get_lexer_by_name((lang or 'text').strip().split()[0])
+    except Exception: lexer = TextLexer()
+    return _hl(code, lexer, HtmlFormatter(cssclass='highlight'))
+
+def _markdown_class():
+    import mistune
+    class Renderer(mistune.HTMLRenderer):
+        "mistune's HTML renderer + heading ids (collected for the page's contents) + Pygments."
+        def __init__(self):
+            super().__init__(escape=False)
+            self.toc, self.ids = [], set()
+        def heading(self, text, level, **attrs):
+            base = slugify(text); hid, i = base, 1
+            while hid in self.ids: hid, i = f'{base}-{i}', i+1
+            self.ids.add(hid)
+            if level in (2, 3): self.toc.append((level, hid, re.sub(r'<[^>]+>', '', text)))
+            return f'<h{level} id="{hid}"><a class="anchor" href="#{hid}" aria-hidden="true">#</a>{text}</h{level}>\n'
+        def block_code(self, code, info=None):
+            return f'<div class="code-block">{highlight(code, info or "text")}</div>\n'
+    return mistune, Renderer
+
+class MarkdownRenderer:
+    "Markdown → HTML for one page; remembers the page's headings for its contents list."
+    def __init__(self):
+        mistune, R = _markdown_class()
+        self.r = R()
+        self.md = mistune.create_markdown(renderer=self.r, plugins=['table', 'strikethrough', 'url', 'footnotes', 'task_lists'])
+    def __call__(self, text:str): return self.md(text)
+    @property
+    def toc(self): return self.r.toc
+
+class OfflineCheck(HTMLParser):
+    "Collect references that would make a browser load something from another host."
+    _res_attrs = {'src', 'srcset', 'poster', 'data', 'background'}
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.bad, self._in_style = [], False
+    @staticmethod
+    def external(url): return bool(re.match(r'\s*(?:[a-z][\w+.-]*:)?//', url or '', re.I)) and not re.match(r'\s*(?:https?:)?//(127\.0\.0\.1|localhost)[:/]', url, re.I)
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if v is None: continue
+            if (k in self._res_attrs or (tag == 'link' and k == 'href')) and any(self.external(u.split()[0] if u.split() else '') for u in v.split(',')):
+                self.bad.append(f'<{tag} {k}="{v[:120]}">')
+            if k == 'style': self._css(v)
+        self._in_style = tag == 'style'
+    def handle_endtag(self, tag): self._in_style = False
+    def handle_data(self, data):
+        if self._in_style: self._css(data)
+    def _css(self, css):
+        for u in re.findall(r'''(?:url\(\s*|@import\s+)['"]?([^'")\s]+)''', css):
+            if self.external(u): self.bad.append(f'css {u[:120]}')
+
+def external_refs(page_html:str):
+    p = OfflineCheck(); p.feed(page_html); p.close()
+    return p.bad
+
+# matplotlib's to_jshtml() player links Font Awesome from a CDN for its button icons; the site's
+# CSS draws those icons itself, so the link is dropped.
+_re_fontawesome = re.compile(r'<link\b[^>]*font-awesome[^>]*>', re.I)
+
+class Site:
+    "Everything a page needs to know about the others: file names, titles, link rewriting."
+    def __init__(self, out:Path, html_names:dict, title:str, doc_url:str, repo_url:str):
+        self.out, self.html_names, self.title, self.doc_url, self.repo_url = out, html_names, title, doc_url.rstrip('/')+'/', repo_url
+        self.missing = []
+
+    def fix_url(self, url:str, page:str):
+        "Notebook links → page links; links into the published site → relative links."
+        if url.startswith(self.doc_url): url = url[len(self.doc_url):] or 'index.html'
+        m = re.match(r'^(?:\./)?([^/:#?]+\.ipynb)(#.*)?$', url)
+        if m:
+            name = self.html_names.get(m.group(1))
+            if name is None: self.missing.append((page, url)); return url
+            return name + (m.group(2) or '')
+        m = re.match(r'^([^/:#?]+\.html)(#.*)?$', url)
+        if m and m.group(1) not in self.html_names.values(): self.missing.append((page, url))
+        return url
+
+    def fix_links(self, body:str, page:str):
+        def sub(m):
+            return f'{m.group(1)}="{html.escape(self.fix_url(html.unescape(m.group(2)), page), quote=True)}"'
+        return re.sub(r'\b(href)="([^"]*)"', sub, body)
+
+def _img(data:str, mime:str, meta:dict, fig_dir:Path, stem:str):
+    "Write a base64 image output next to the pages; return its <img>."
+    ext = {'image/png': 'png', 'image/jpeg': 'jpg', 'image/gif': 'gif'}[mime]
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    path = fig_dir/f'{stem}.{ext}'
+    path.write_bytes(base64.b64decode(''.join(data) if isinstance(data, list) else data))
+    size = ''.join(f' {k}="{int(meta[k])}"' for k in ('width', 'height') if isinstance(meta.get(k), (int, float)))
+    return f'<img class="output-image" src="figures/{path.name}" alt="figure"{size}>'
+
+def render_output(o:dict, md:MarkdownRenderer, fig_dir:Path, stem:str):
+    t = o.get('output_type')
+    if t == 'stream':
+        text = _re_ansi.sub('', _src(o.get('text')))
+        if not text.strip(): return ''
+        return f'<pre class="output output-stream {o.get("name", "stdout")}">{html.escape(text.rstrip())}</pre>'
+    if t == 'error':
+        tb = _re_ansi.sub('', '\n'.join(o.get('traceback') or [f"{o.get('ename')}: {o.get('evalue')}"]))
+        return f'<pre class="output output-error">{html.escape(tb)}</pre>'
+    data, meta = o.get('data', {}), o.get('metadata', {})
+    if 'application/vnd.jupyter.widget-view+json' in data:
+        return ('<div class="output output-widget">Interactive widget: it needs a running notebook '
+                '(open the chapter in Jupyter or Colab to use it).</div>')
+    if 'text/html' in data:
+        raw = _re_fontawesome.sub('', _src(data['text/html']))
+        return f'<div class="output output-html">{raw}</div>'
+    if 'image/svg+xml' in data: return f'<div class="output output-svg">{_src(data["image/svg+xml"])}</div>'
+    for mime in ('image/png', 'image/jpeg', 'image/gif'):
+        if mime in data: return f'<div class="output output-image">{_img(data[mime], mime, meta.get(mime, {}), fig_dir, stem)}</div>'
+    if 'text/markdown' in data: return f'<div class="output output-markdown">{md(_src(data["text/markdown"]))}</div>'
+    if 'text/latex' in data: return f'<pre class="output output-latex">{html.escape(_src(data["text/latex"]))}</pre>'
+    if 'text/plain' in data:
+        text = _re_ansi.sub('', _src(data['text/plain']))
+        return f'<pre class="output output-text">{html.escape(text)}</pre>' if text.strip() else ''
+    return ''
+
+def _attachments(source:str, cell:dict):
+    "Inline a markdown cell's `attachment:` images as data URIs."
+    for name, d in (cell.get('attachments') or {}).items():
+        for mime, b64 in d.items():
+            source = source.replace(f'attachment:{name}', f'data:{mime};base64,{_src(b64)}')
+    return source
+
+def render_cells(nb:dict, md:MarkdownRenderer, fig_dir:Path, stem:str, lang:str='python'):
+    "The HTML of a processed notebook's cells."
+    out = []
+    for i, cell in enumerate(nb.get('cells', [])):
+        src = _src(cell.get('source'))
+        if cell.get('cell_type') == 'markdown':
+            if src.strip() and not re.fullmatch(r'\s*<!--.*?-->\s*', src, re.S):
+                out.append(f'<div class="cell md-cell">\n{md(_attachments(src, cell))}</div>')
+            continue
+        if cell.get('cell_type') != 'code': continue
+        dirs, code = split_directives(src)
+        if 'hide' in dirs or _false(dirs.get('include', 'true')): continue
+        parts = []
+        if code.strip() and not _false(dirs.get('echo', 'true')):
+            block = f'<div class="cell-input">{highlight(code, (cell.get("metadata") or {}).get("language") or lang)}</div>'
+            if 'code-fold' in dirs and not _false(dirs['code-fold']):
+                summary = html.escape(dirs.get('code-summary') or 'Code')
+                block = f'<details class="code-fold"{" open" if dirs["code-fold"] == "show" else ""}><summary>{summary}</summary>{block}</details>'
+            parts.append(block)
+        if not _false(dirs.get('output', 'true')):
+            outs = [render_output(o, md, fig_dir, f'{stem}-{i}-{k}') for k, o in enumerate(cell.get('outputs', []))]
+            outs = [o for o in outs if o]
+            if outs: parts.append('<div class="cell-outputs">' + '\n'.join(outs) + '</div>')
+        if parts: out.append(f'<div class="cell code-cell{" doc-cell" if dirs.get("output") == "asis" else ""}">' + '\n'.join(parts) + '</div>')
+    return '\n'.join(out)
+
+def frontmatter(nb:dict):
+    "The YAML frontmatter nbdev put in the first raw cell (removed from `nb`)."
+    import yaml
+    for k, c in enumerate(nb.get('cells', [])):
+        s = _src(c.get('source')).strip()
+        if c.get('cell_type') == 'raw' and s.startswith('---'):
+            del nb['cells'][k]
+            return yaml.safe_load(s.strip('-\n')) or {}
+    return {}
+
+# ---------------------------------------------------------------------------------------------
+# Page template
+
+def _num(src_name:str):
+    m = re.match(r'^(\d+)_', src_name)
+    return m.group(1) if m else ''
+
+def page_html(site:Site, pages:list, i:int):
+    p, esc = pages[i], html.escape
+    side = []
+    for j, q in enumerate(pages):
+        num = f'<span class="num">{_num(q["src"])}</span> ' if _num(q['src']) else ''
+        cur = ' class="active" aria-current="page"' if j == i else ''
+        side.append(f'<li{cur}><a href="{q["html"]}">{num}{esc(q["title"])}</a></li>')
+    toc = ''.join(f'<li class="toc-h{lv}"><a href="#{hid}">{t}</a></li>' for lv, hid, t in p['toc'])
+    prev = f'<a class="prev" href="{pages[i-1]["html"]}"><span>Previous</span>{esc(pages[i-1]["title"])}</a>' if i > 0 else '<span></span>'
+    nxt = f'<a class="next" href="{pages[i+1]["html"]}"><span>Next</span>{esc(pages[i+1]["title"])}</a>' if i+1 < len(pages) else '<span></span>'
+    desc = f'<p class="description">{esc(p["description"])}</p>' if p['description'] else ''
+    head_title = esc(p['title']) if p['html'] == 'index.html' else f'{esc(p["title"])} – {esc(site.title)}'
+    repo = f'<a class="repo" href="{esc(site.repo_url)}">Source on GitHub</a>' if site.repo_url else ''
+    return f'''<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{head_title}</title>
+<meta name="description" content="{esc(p['description'])}">
+<link rel="icon" href="favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="site.css">
+</head>
+<body>
+<header class="topbar"><label class="nav-toggle" for="nav-check" aria-label="Chapters">&#9776;</label>
+<a class="brand" href="{pages[0]['html']}">{esc(site.title)}</a>{repo}</header>
+<input type="checkbox" id="nav-check" class="nav-check">
+<div class="layout">
+<nav class="sidebar" aria-label="Chapters"><ul>
+{chr(10).join(side)}
+</ul></nav>
+<main class="content">
+<h1 class="title">{esc(p['title'])}</h1>
+{desc}
+{p['body']}
+<nav class="pager" aria-label="Previous and next chapter">{prev}{nxt}</nav>
+</main>
+<aside class="toc">{'<h2>On this page</h2><ul>' + toc + '</ul>' if toc else ''}</aside>
+</div>
+</body>
+</html>
+'''
+
+def write_assets(out:Path, nbs:Path):
+    from pygments.formatters import HtmlFormatter
+    css = (ASSETS/'site.css').read_text(encoding='utf-8')
+    css += '\n/* Pygments (style: default) */\n' + HtmlFormatter(style='default').get_style_defs('.highlight')
+    (out/'site.css').write_text(css, encoding='utf-8')
+    shutil.copy2(ASSETS/'favicon.svg', out/'favicon.svg')
+    for d in dict.fromkeys([ROOT/'nbs'/'images', nbs/'images']):  # the project's images (the Colab badge), then the book's
+        if d.is_dir(): shutil.copytree(d, out/'images', dirs_exist_ok=True)
+    (out/'.nojekyll').touch()
+
+def dir_size(path:Path): return sum(f.stat().st_size for f in path.rglob('*') if f.is_file())
+
+# ---------------------------------------------------------------------------------------------
+
+def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', workers:int=0, max_mb:float=MAX_MB, quiet=False):
+    "Process and render every notebook of `nbs` into the static site `out`; returns build stats."
+    t0 = time.perf_counter()
+    nbs, out, proc = Path(nbs).resolve(), Path(out).resolve(), Path(proc).resolve()
+    os.chdir(ROOT)  # nbdev finds settings.ini from the working directory
+    from nbdev.config import get_config
+    cfg = get_config()
+    files = notebook_order(nbs)
+    if not files: raise SystemExit(f'no notebooks in {nbs}')
+    processed = process(files, nbs, proc, workers)
+    t1 = time.perf_counter()
+
+    if out.exists(): shutil.rmtree(out)
+    out.mkdir(parents=True)
+    nbmeta = []
+    for src, pth in zip(files, processed):
+        nb = json.loads(pth.read_text(encoding='utf-8'))
+        fm = frontmatter(nb)
+        name = fm.get('output-file') or (src.stem + '.html')
+        nbmeta.append((src, nb, fm, name))
+    site = Site(out, {src.name: name for src, _, _, name in nbmeta}, cfg.get('title', cfg.lib_name),
+                cfg.doc_host + cfg.doc_baseurl, cfg.get('git_url', ''))
+    pages = []
+    for src, nb, fm, name in nbmeta:
+        md = MarkdownRenderer()
+        lang = ((nb.get('metadata') or {}).get('kernelspec') or {}).get('language') or 'python'
+        body = render_cells(nb, md, out/'figures', Path(name).stem, lang)
+        pages.append(dict(src=src.name, html=name, title=str(fm.get('title') or src.stem),
+                          description=str(fm.get('description') or ''), body=site.fix_links(body, name), toc=md.toc))
+    bad = []
+    for i, p in enumerate(pages):
+        text = page_html(site, pages, i)
+        bad += [f'{p["html"]}: {b}' for b in external_refs(text)]
+        (out/p['html']).write_text(text, encoding='utf-8')
+    write_assets(out, nbs)
+    if bad: raise SystemExit('pages would load from other hosts (the site must work offline):\n  ' + '\n  '.join(bad))
+    for page, url in site.missing: print(f'warning: {page} links to {url}, which is not a page of the site')
+    mb = dir_size(out) / 2**20
+    stats = dict(pages=len(pages), seconds=time.perf_counter()-t0, process_seconds=t1-t0, mb=mb, out=str(out))
+    if not quiet:
+        print(f'built {len(pages)} pages into {out} in {stats["seconds"]:.1f} s '
+              f'(nbdev processing {stats["process_seconds"]:.1f} s); site size {mb:.2f} MB')
+    if mb > max_mb: raise SystemExit(f'site is {mb:.1f} MB, over the {max_mb} MB limit: keep figures small')
+    return stats
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--nbs', default=str(ROOT/'nbs'), help='folder of notebooks (default: nbs/)')
+    ap.add_argument('--out', default=str(ROOT/'_docs'), help='site folder, replaced (default: _docs/)')
+    ap.add_argument('--proc', default=str(ROOT/'_proc'), help="nbdev's processed notebooks (default: _proc/)")
+    ap.add_argument('--workers', type=int, default=0, help='processes for the nbdev step (0: in this process)')
+    ap.add_argument('--max-mb', type=float, default=MAX_MB, help='fail if the site is larger (MB)')
+    a = ap.parse_args(argv)
+    build(a.nbs, a.out, a.proc, a.workers, a.max_mb)
+
+if __name__ == '__main__': main()
