@@ -122,13 +122,60 @@ def _markdown_class():
             return f'<div class="code-block">{highlight(code, info or "text")}</div>\n'
     return mistune, Renderer
 
+# TeX math becomes MathML at build time (browsers draw MathML natively: no MathJax, no network).
+# Without the `latex2mathml` package the TeX source is shown as code.
+_re_code_span = re.compile(r'(^```.*?^```[ \t]*$|^~~~.*?^~~~[ \t]*$|`[^`\n]*`)', re.S | re.M)
+_re_math = re.compile(r'(?<![\\$])\$\$(.+?)\$\$|(?<![\\$\w])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?!\d)', re.S)
+# Quarto/pandoc link attributes, as in nbdev's show_doc "source" link: [text](url){key="v" .class}
+_re_link_attrs = re.compile(r'\[([^\]\n]+)\]\(([^)\s]+)\)\{([^}\n]*)\}')
+_math_warned = []
+
+def tex_to_html(tex:str, display:bool):
+    "MathML for a TeX formula (the TeX as code if it cannot be converted)."
+    try:
+        from latex2mathml.converter import convert
+        return convert(tex.strip(), display='block' if display else 'inline')
+    except Exception as e:
+        if not _math_warned:
+            _math_warned.append(1)
+            print(f'warning: TeX math shown as source ({type(e).__name__}: {e}); `pip install latex2mathml` to typeset it')
+        return f'<code class="math{" display" if display else ""}">{html.escape(tex)}</code>'
+
+def _link_with_attrs(m):
+    text, url, attrs = m.groups()
+    out = [f'href="{html.escape(url, quote=True)}"']
+    classes = re.findall(r'(?:^|\s)\.([\w-]+)', attrs)
+    if classes: out.append(f'class="{" ".join(classes)}"')
+    for k, v1, v2 in re.findall(r'([\w-]+)=(?:"([^"]*)"|(\S+))', attrs): out.append(f'{k}="{html.escape(v1 or v2, quote=True)}"')
+    return f'<a {" ".join(out)}>{html.escape(text)}</a>'
+
+def protect_math(text:str):
+    "(markdown with math and pandoc link attributes replaced by placeholders, their HTML) — code is left alone."
+    saved = []
+    def keep(h):
+        saved.append(h); return f'MDPH{len(saved)-1}PHMD'
+    def prose(seg):
+        seg = _re_link_attrs.sub(lambda m: keep(_link_with_attrs(m)), seg)
+        return _re_math.sub(lambda m: keep(tex_to_html(m.group(1), True) if m.group(1) is not None
+                                           else tex_to_html(m.group(2), False)), seg)
+    parts = _re_code_span.split(text)
+    return ''.join(p if i % 2 else prose(p) for i, p in enumerate(parts)), saved
+
+def restore(html_text:str, saved:list):
+    return re.sub(r'MDPH(\d+)PHMD', lambda m: saved[int(m.group(1))], html_text) if saved else html_text
+
 class MarkdownRenderer:
     "Markdown → HTML for one page; remembers the page's headings for its contents list."
     def __init__(self):
         mistune, R = _markdown_class()
         self.r = R()
         self.md = mistune.create_markdown(renderer=self.r, plugins=['table', 'strikethrough', 'url', 'footnotes', 'task_lists'])
-    def __call__(self, text:str): return self.md(text)
+    def __call__(self, text:str):
+        text, saved = protect_math(text)
+        n = len(self.r.toc)
+        out = restore(self.md(text), saved)
+        self.r.toc[n:] = [(lv, hid, re.sub(r'<[^>]+>', '', restore(t, saved))) for lv, hid, t in self.r.toc[n:]]
+        return out
     @property
     def toc(self): return self.r.toc
 
