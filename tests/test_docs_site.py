@@ -126,6 +126,9 @@ def test_fixture_site_renders_every_kind_of_cell(fixture_site):
     assert re.search(r'<img class="output-image" src="figures/docs_fixture-\d+-0\.png"', page)  # PNG output as a file
     assert page.count('<div class="mask-explorer"') == 1 and '<script>' in page         # raw HTML output, inline JS kept
     assert 'font-awesome' not in page                                          # to_jshtml's CDN link dropped
+    math = '<math xmlns="http://www.w3.org/1998/Math/MathML" display="inline">' in page and 'display="block"' in page
+    assert math or '<code class="math">' in page                                # TeX: MathML (or its source without latex2mathml)
+    assert 'costs $5 and $6 stay text' in text
     assert 'Interactive widget' in page                                        # ipywidgets: a note, not a blank
     assert 'href="other.html"' in page and 'href="docs_fixture.html#markdown"' in (fixture_site/'other.html').read_text()
     assert (fixture_site/'images'/'colab-badge.svg').exists() and (fixture_site/'site.css').exists()

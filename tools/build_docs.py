@@ -241,10 +241,20 @@ def _img(data:str, mime:str, meta:dict, fig_dir:Path, stem:str):
     size = ''.join(f' {k}="{int(meta[k])}"' for k in ('width', 'height') if isinstance(meta.get(k), (int, float)))
     return f'<img class="output-image" src="figures/{path.name}" alt="figure"{size}>'
 
+def merge_streams(outputs):
+    "Join consecutive outputs of the same stream (a print loop gives one block, not many)."
+    res = []
+    for o in outputs:
+        if res and o.get('output_type') == 'stream' == res[-1].get('output_type') and o.get('name') == res[-1].get('name'):
+            res[-1] = dict(res[-1], text=_src(res[-1].get('text')) + _src(o.get('text')))
+        else: res.append(o)
+    return res
+
 def render_output(o:dict, md:MarkdownRenderer, fig_dir:Path, stem:str):
     t = o.get('output_type')
     if t == 'stream':
         text = _re_ansi.sub('', _src(o.get('text')))
+        text = '\n'.join(l.rstrip('\r').split('\r')[-1] for l in text.split('\n'))  # progress bars: last state
         if not text.strip(): return ''
         return f'<pre class="output output-stream {o.get("name", "stdout")}">{html.escape(text.rstrip())}</pre>'
     if t == 'error':
@@ -294,7 +304,7 @@ def render_cells(nb:dict, md:MarkdownRenderer, fig_dir:Path, stem:str, lang:str=
                 block = f'<details class="code-fold"{" open" if dirs["code-fold"] == "show" else ""}><summary>{summary}</summary>{block}</details>'
             parts.append(block)
         if not _false(dirs.get('output', 'true')):
-            outs = [render_output(o, md, fig_dir, f'{stem}-{i}-{k}') for k, o in enumerate(cell.get('outputs', []))]
+            outs = [render_output(o, md, fig_dir, f'{stem}-{i}-{k}') for k, o in enumerate(merge_streams(cell.get('outputs', [])))]
             outs = [o for o in outs if o]
             if outs: parts.append('<div class="cell-outputs">' + '\n'.join(outs) + '</div>')
         if parts: out.append(f'<div class="cell code-cell{" doc-cell" if dirs.get("output") == "asis" else ""}">' + '\n'.join(parts) + '</div>')
