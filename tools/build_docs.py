@@ -53,22 +53,22 @@ def notebook_order(nbs:Path):
 # ---------------------------------------------------------------------------------------------
 # Step 1: nbdev processing (what `nbdev_proc_nbs` does for each notebook)
 
-def process(nbs_files, nbs:Path, proc:Path, workers:int=0):
-    "Process `nbs_files` with nbdev's docs processors into `proc`; returns the processed paths."
-    from fastcore.parallel import parallel
+def process(nbs_files, nbs:Path, proc:Path):
+    "Process `nbs_files` with nbdev's docs processors into `proc` (in this process); returns the processed paths."
     from nbdev.processors import FilterDefaults
     import nbdev.serve_drv
     proc.mkdir(parents=True, exist_ok=True)
-    items = [(src, proc/src.relative_to(nbs), FilterDefaults) for src in nbs_files]
+    res = []
     with warnings.catch_warnings():
-        # the Colab install cell (imports + code in one cell) makes nbdev warn on every chapter
-        warnings.filterwarnings('ignore', message='Found cells containing imports and other code')
-        if workers: parallel(nbdev.serve_drv.main, items, n_workers=workers, method='spawn', pause=0.01)
-        else:
-            for it in items:
-                try: nbdev.serve_drv.main(it)
-                except Exception as e: raise SystemExit(f'nbdev could not process {it[0]}:\n{e}') from e
-    return [dst for _, dst, _ in items]
+        # nbdev runs import cells to build show_doc, and warns when such a cell also holds other code
+        # (that code runs too). The Colab install cell every chapter starts with is such a cell, on purpose.
+        warnings.filterwarnings('ignore', message=r'Found cells containing imports and other code\. See FAQ\.\n---\n# On Colab only')
+        for src in nbs_files:
+            dst = proc/src.relative_to(nbs)
+            try: nbdev.serve_drv.main((src, dst, FilterDefaults))
+            except Exception as e: raise SystemExit(f'nbdev could not process {src}:\n{e}') from e
+            res.append(dst)
+    return res
 
 # ---------------------------------------------------------------------------------------------
 # Step 2: rendering
@@ -384,7 +384,7 @@ def dir_size(path:Path): return sum(f.stat().st_size for f in path.rglob('*') if
 
 # ---------------------------------------------------------------------------------------------
 
-def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', workers:int=0, max_mb:float=MAX_MB, quiet=False):
+def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_MB, quiet=False):
     "Process and render every notebook of `nbs` into the static site `out`; returns build stats."
     t0 = time.perf_counter()
     nbs, out, proc = Path(nbs).resolve(), Path(out).resolve(), Path(proc).resolve()
@@ -393,7 +393,7 @@ def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', workers:int=0, ma
     cfg = get_config()
     files = notebook_order(nbs)
     if not files: raise SystemExit(f'no notebooks in {nbs}')
-    processed = process(files, nbs, proc, workers)
+    processed = process(files, nbs, proc)
     t1 = time.perf_counter()
 
     if out.exists(): shutil.rmtree(out)
@@ -434,9 +434,8 @@ def main(argv=None):
     ap.add_argument('--nbs', default=str(ROOT/'nbs'), help='folder of notebooks (default: nbs/)')
     ap.add_argument('--out', default=str(ROOT/'_docs'), help='site folder, replaced (default: _docs/)')
     ap.add_argument('--proc', default=str(ROOT/'_proc'), help="nbdev's processed notebooks (default: _proc/)")
-    ap.add_argument('--workers', type=int, default=0, help='processes for the nbdev step (0: in this process)')
     ap.add_argument('--max-mb', type=float, default=MAX_MB, help='fail if the site is larger (MB)')
     a = ap.parse_args(argv)
-    build(a.nbs, a.out, a.proc, a.workers, a.max_mb)
+    build(a.nbs, a.out, a.proc, a.max_mb)
 
 if __name__ == '__main__': main()
