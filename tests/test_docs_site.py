@@ -250,6 +250,16 @@ def drag_screenshots(page, prefix):
     assert frame.get_attribute('src') != before, 'a mouse drag on the slider did not change the frame'
     ex.screenshot(path=str(SHOTS/f'{prefix}explorer-after.png'))
 
+def check_search(page, query, first_href, shot):
+    "Type in the search box: results appear, the first is `first_href`, following it scrolls there."
+    page.fill('#search-box', query)
+    results = page.locator('#search-results a')
+    assert results.count() >= 1, f'searching {query!r} found nothing'
+    assert results.first.get_attribute('href') == first_href
+    page.screenshot(path=str(SHOTS/shot))
+    results.first.click()
+    page.wait_for_url('**/' + first_href)
+
 def check_page(browser, base, name, shot):
     ctx, page, problems = open_page(browser, base + name)
     try:
@@ -257,20 +267,22 @@ def check_page(browser, base, name, shot):
         page.screenshot(path=str(shot), full_page=True)
         n = check_explorers(page)
         assert not problems, f'{name}:\n' + '\n'.join(problems)
-        return page, ctx, n
+        return page, ctx, n, problems
     except BaseException:
         ctx.close(); raise
 
 def test_fixture_site_in_browser(browser, serve, fixture_site):
     base = serve(fixture_site)
     for name in _site_pages(fixture_site):
-        page, ctx, n = check_page(browser, base, name, SHOTS/f'fixture-{Path(name).stem}.png')
+        page, ctx, n, problems = check_page(browser, base, name, SHOTS/f'fixture-{Path(name).stem}.png')
         try:
             if name == 'docs_fixture.html':
                 assert n == 1, 'the fixture page has one mask explorer'
                 drag_screenshots(page, 'fixture-')
                 # the sidebar and prev/next link every page
                 assert page.locator('.sidebar li').count() == 2 and page.locator('.pager a').count() == 1
+                check_search(page, 'explorer', 'docs_fixture.html#a-mask-explorer', 'fixture-search.png')
+            assert not problems, f'{name}, after interaction:\n' + '\n'.join(problems)
         finally: ctx.close()
 
 _shot_taken = []
@@ -278,9 +290,10 @@ _shot_taken = []
 @pytest.mark.parametrize('name', _site_pages(SITE) or ['<not built>'])
 def test_docs_page_in_browser(browser, serve, docs_site, name):
     if name.startswith('<'): _unavailable(f'{SITE} has no pages')
-    page, ctx, n = check_page(browser, serve(docs_site), name, SHOTS/f'{Path(name).stem}.png')
+    page, ctx, n, problems = check_page(browser, serve(docs_site), name, SHOTS/f'{Path(name).stem}.png')
     try:
         assert page.locator('.sidebar li').count() == len(_site_pages(docs_site))
         if n and not _shot_taken:
             drag_screenshots(page, f'{Path(name).stem}-'); _shot_taken.append(name)
+        assert not problems, f'{name}, after interaction:\n' + '\n'.join(problems)
     finally: ctx.close()

@@ -352,7 +352,9 @@ def page_html(site:Site, pages:list, i:int):
 </head>
 <body>
 <header class="topbar"><label class="nav-toggle" for="nav-check" aria-label="Chapters">&#9776;</label>
-<a class="brand" href="{pages[0]['html']}">{esc(site.title)}</a>{repo}</header>
+<a class="brand" href="{pages[0]['html']}">{esc(site.title)}</a>
+<div class="search"><input type="search" id="search-box" placeholder="Search" aria-label="Search the docs" autocomplete="off"><ul id="search-results" hidden></ul></div>
+{repo}</header>
 <input type="checkbox" id="nav-check" class="nav-check">
 <div class="layout">
 <nav class="sidebar" aria-label="Chapters"><ul>
@@ -366,16 +368,50 @@ def page_html(site:Site, pages:list, i:int):
 </main>
 <aside class="toc">{'<h2>On this page</h2><ul>' + toc + '</ul>' if toc else ''}</aside>
 </div>
+<script src="search-index.js"></script>
+<script src="site.js"></script>
 </body>
 </html>
 '''
 
-def write_assets(out:Path, nbs:Path):
+class _SectionText(HTMLParser):
+    "The prose of a page cut at its h2/h3 headings: [(id, heading, text)] (code, scripts and styles left out)."
+    def __init__(self, title):
+        super().__init__(convert_charrefs=True)
+        self.sections, self._skip, self._head = [['', title, []]], 0, None
+    def handle_starttag(self, tag, attrs):
+        if tag in ('script', 'style', 'pre', 'math', 'svg'): self._skip += 1
+        elif tag in ('h2', 'h3') and dict(attrs).get('id'):
+            self.sections.append([dict(attrs)['id'], '', []]); self._head = tag
+    def handle_endtag(self, tag):
+        if tag in ('script', 'style', 'pre', 'math', 'svg'): self._skip = max(0, self._skip-1)
+        elif tag == self._head: self._head = None
+    def handle_data(self, d):
+        if self._skip: return
+        if self._head: self.sections[-1][1] += d
+        else: self.sections[-1][2].append(d)
+
+def search_index(pages):
+    "One entry per section of every page: url, page title, heading, text."
+    entries = []
+    for p in pages:
+        sp = _SectionText(p['title']); sp.feed(p['body']); sp.close()
+        sp.sections[0][2].insert(0, p['description'])
+        for hid, head, text in sp.sections:
+            text = re.sub(r'\s+', ' ', ' '.join(text)).strip()
+            head = re.sub(r'\s+', ' ', head.replace('#', '', 1)).strip()
+            if hid or text:
+                entries.append(dict(u=p['html'] + (f'#{hid}' if hid else ''), p=p['title'], h=head or p['title'], t=text[:1500]))
+    return entries
+
+def write_assets(out:Path, nbs:Path, pages:list):
     from pygments.formatters import HtmlFormatter
     css = (ASSETS/'site.css').read_text(encoding='utf-8')
     css += '\n/* Pygments (style: default) */\n' + HtmlFormatter(style='default').get_style_defs('.highlight')
     (out/'site.css').write_text(css, encoding='utf-8')
     shutil.copy2(ASSETS/'favicon.svg', out/'favicon.svg')
+    shutil.copy2(ASSETS/'site.js', out/'site.js')
+    (out/'search-index.js').write_text('window.SEARCH_INDEX = ' + json.dumps(search_index(pages), ensure_ascii=False) + ';\n', encoding='utf-8')
     for d in dict.fromkeys([ROOT/'nbs'/'images', nbs/'images']):  # the project's images (the Colab badge), then the book's
         if d.is_dir(): shutil.copytree(d, out/'images', dirs_exist_ok=True)
     (out/'.nojekyll').touch()
@@ -418,7 +454,7 @@ def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_
         text = page_html(site, pages, i)
         bad += [f'{p["html"]}: {b}' for b in external_refs(text)]
         (out/p['html']).write_text(text, encoding='utf-8')
-    write_assets(out, nbs)
+    write_assets(out, nbs, pages)
     if bad: raise SystemExit('pages would load from other hosts (the site must work offline):\n  ' + '\n  '.join(bad))
     for page, url in site.missing: print(f'warning: {page} links to {url}, which is not a page of the site')
     mb = dir_size(out) / 2**20
