@@ -3,16 +3,19 @@
     python tools/build_docs.py                          # nbs/ -> _proc/ -> _docs/
     python tools/build_docs.py --nbs tests/fixtures --out /tmp/site --proc /tmp/site_proc
 
-Step 1 processes every notebook exactly as `nbdev_proc_nbs` does (nbdev's own worker,
-`nbdev.serve_drv.main` with `FilterDefaults`: frontmatter, `show_doc` cells run, hidden and
-exported cells dropped, doc links added). We call the worker rather than the `nbdev_proc_nbs`
-command because the command first tries to download Quarto and rewrites nbs/nbdev.yml and
-nbs/sidebar.yml.
-Step 2 renders each processed notebook into one HTML page: markdown (tables, code fences) with
-mistune, code with Pygments, stored outputs (text, PNG/JPEG/SVG figures, HTML such as the mask
-explorers inserted raw so their inline JS runs, `show_doc` markdown). Pages get a sidebar in the
-order of nbs/sidebar.yml, prev/next links and an "on this page" list. CSS, favicon and nbs/images
-are copied into the site: no page loads anything from another host (the build fails if one would).
+Step 1 processes every notebook as `nbdev_proc_nbs` does, with nbdev's own worker
+(`nbdev.serve_drv.main` with `FilterDefaults`: frontmatter, hidden and exported cells dropped,
+`show_doc` cells added and run, doc links added). It runs the notebooks' export and import cells in
+this process, so `semmae_edu` must be importable (`export PYTHONPATH=$PWD` in a worktree).
+We do not call the `nbdev_proc_nbs` command: without Quarto it runs nbdev's Quarto installer,
+which downloads from GitHub and then runs `pip install -e ".[dev]"` with whatever `pip` is first on
+PATH; it also rewrites nbs/nbdev.yml and nbs/sidebar.yml.
+Step 2 renders each processed notebook into one HTML page: markdown (tables, code fences, TeX math
+as MathML) with mistune, code with Pygments, stored outputs (text, PNG/JPEG/SVG figures, HTML such
+as the mask explorers inserted raw so their inline JS runs, `show_doc` markdown). Pages get a
+sidebar in the order of nbs/sidebar.yml, prev/next links, an "on this page" list and a search box.
+CSS, JS, favicon and nbs/images are copied into the site: no page loads anything from another host
+(the build fails if one would) and it fails if the site grows past 30 MB.
 """
 import argparse, base64, html, json, os, re, shutil, sys, time, warnings
 from html.parser import HTMLParser
