@@ -133,6 +133,16 @@ def test_fixture_site_renders_every_kind_of_cell(fixture_site):
     assert 'href="other.html"' in page and 'href="docs_fixture.html#markdown"' in (fixture_site/'other.html').read_text()
     assert (fixture_site/'images'/'colab-badge.svg').exists() and (fixture_site/'site.css').exists()
 
+def test_offline_check_flags_remote_resources():
+    bad = ['<script src="https://cdn.example.org/x.js"></script>', '<link rel="stylesheet" href="//cdn.example.org/a.css">',
+           '<img src="http://example.org/a.png">', '<div style="background: url(https://example.org/b.png)"></div>',
+           '<style>@import "https://example.org/c.css";</style>', '<iframe src="https://example.org"></iframe>']
+    ok = ['<a href="https://colab.research.google.com/x">Colab</a>', '<img src="images/colab-badge.svg">',
+          '<img src="data:image/png;base64,AAAA">', '<math xmlns="http://www.w3.org/1998/Math/MathML"></math>',
+          '<script src="http://127.0.0.1:8000/site.js"></script>', '<script>var u = "https://example.org";</script>']
+    for h in bad: assert external_refs(h), h
+    for h in ok: assert not external_refs(h), h
+
 def test_docs_site_static(docs_site):
     parsed = check_static(docs_site)
     assert 'index.html' in parsed
