@@ -56,22 +56,43 @@ def notebook_order(nbs:Path):
 # ---------------------------------------------------------------------------------------------
 # Step 1: nbdev processing (what `nbdev_proc_nbs` does for each notebook)
 
+_MIXED = 'Found cells containing imports and other code'
+
 def process(nbs_files, nbs:Path, proc:Path):
     "Process `nbs_files` with nbdev's docs processors into `proc` (in this process); returns the processed paths."
     from nbdev.processors import FilterDefaults
     import nbdev.serve_drv
     proc.mkdir(parents=True, exist_ok=True)
     res = []
-    with warnings.catch_warnings():
-        # nbdev runs import cells to build show_doc, and warns when such a cell also holds other code
-        # (that code runs too). The Colab install cell every chapter starts with is such a cell, on purpose.
-        warnings.filterwarnings('ignore', message=r'Found cells containing imports and other code\. See FAQ\.\n---\n# On Colab only')
-        for src in nbs_files:
-            dst = proc/src.relative_to(nbs)
+    for src in nbs_files:
+        dst = proc/src.relative_to(nbs)
+        caught = []
+        with warnings.catch_warnings():
+            warnings.filterwarnings('always', message=_MIXED)
+            # collect by hand: code that the notebooks run may replace warnings.showwarning (record=True then misses)
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: \
+                caught.append(warnings.WarningMessage(message, category, filename, lineno))
             try: nbdev.serve_drv.main((src, dst, FilterDefaults))
-            except Exception as e: raise SystemExit(f'nbdev could not process {src}:\n{e}') from e
-            res.append(dst)
+            except Exception as e:
+                cause = f'\n{type(e.__cause__).__name__}: {e.__cause__}' if e.__cause__ else ''
+                raise SystemExit(f'nbdev could not process {src.name} (the docs run its import and export cells):\n{e}{cause}') from e
+            finally: _report_mixed(src, caught)
+        res.append(dst)
     return res
+
+def _report_mixed(src, caught):
+    "nbdev runs every cell that imports something, all of it: say which cells also hold other code."
+    seen = set()
+    for w in caught:
+        msg = str(w.message)
+        if not msg.startswith(_MIXED):
+            line = f'warning: {src.name}: {w.category.__name__}: {msg.splitlines()[0][:160] if msg else ""}'
+            if line not in seen: print(line); seen.add(line)
+            continue
+        body = [l for l in msg.split('---')[1].strip().splitlines() if l.strip()] if '---' in msg else []
+        if body and body[0].startswith('# On Colab only'): continue  # the Colab install cell: on purpose
+        print(f'note: {src.name}: a cell mixes imports with other code, so building the docs runs all of it '
+              f'(put the imports in a cell of their own): "{body[0][:70] if body else ""}"')
 
 # ---------------------------------------------------------------------------------------------
 # Step 2: rendering
@@ -340,7 +361,7 @@ def page_html(site:Site, pages:list, i:int):
     toc = ''.join(f'<li class="toc-h{lv}"><a href="#{hid}">{t}</a></li>' for lv, hid, t in p['toc'])
     prev = f'<a class="prev" href="{pages[i-1]["html"]}"><span>Previous</span>{esc(pages[i-1]["title"])}</a>' if i > 0 else '<span></span>'
     nxt = f'<a class="next" href="{pages[i+1]["html"]}"><span>Next</span>{esc(pages[i+1]["title"])}</a>' if i+1 < len(pages) else '<span></span>'
-    desc = f'<p class="description">{esc(p["description"])}</p>' if p['description'] else ''
+    desc = f'<p class="description">{p["description_html"]}</p>' if p['description'] else ''
     head_title = esc(p['title']) if p['html'] == 'index.html' else f'{esc(p["title"])} – {esc(site.title)}'
     repo = f'<a class="repo" href="{esc(site.repo_url)}">Source on GitHub</a>' if site.repo_url else ''
     return f'''<!DOCTYPE html>
@@ -349,7 +370,7 @@ def page_html(site:Site, pages:list, i:int):
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{head_title}</title>
-<meta name="description" content="{esc(p['description'])}">
+<meta name="description" content="{esc(re.sub(r'<[^>]+>', '', p['description_html']))}">
 <link rel="icon" href="favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="site.css">
 </head>
@@ -450,8 +471,10 @@ def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_
         md = MarkdownRenderer()
         lang = ((nb.get('metadata') or {}).get('kernelspec') or {}).get('language') or 'python'
         body = render_cells(nb, md, out/'figures', Path(name).stem, lang)
-        pages.append(dict(src=src.name, html=name, title=str(fm.get('title') or src.stem),
-                          description=str(fm.get('description') or ''), body=site.fix_links(body, name), toc=md.toc))
+        desc = str(fm.get('description') or '')
+        desc_html = re.sub(r'^<p>|</p>\s*$', '', MarkdownRenderer()(desc).strip()) if desc else ''
+        pages.append(dict(src=src.name, html=name, title=str(fm.get('title') or src.stem), description=desc,
+                          description_html=site.fix_links(desc_html, name), body=site.fix_links(body, name), toc=md.toc))
     bad = []
     for i, p in enumerate(pages):
         text = page_html(site, pages, i)
