@@ -295,6 +295,17 @@ def test_fixture_site_in_browser(browser, serve, fixture_site):
             assert not problems, f'{name}, after interaction:\n' + '\n'.join(problems)
         finally: ctx.close()
 
+def test_fixture_site_from_files(browser, fixture_site):
+    "Opened straight from the disk (file://, no server), a page still works: styles, search, explorer."
+    ctx, page, problems = open_page(browser, (fixture_site/'docs_fixture.html').as_uri())
+    try:
+        assert page.evaluate("getComputedStyle(document.querySelector('.topbar')).position") == 'sticky'  # site.css loaded
+        assert check_explorers(page) == 1
+        page.fill('#search-box', 'widget')
+        assert page.locator('#search-results a').count() >= 1
+        assert not problems, '\n'.join(problems)
+    finally: ctx.close()
+
 _shot_taken = []
 
 @pytest.mark.parametrize('name', _site_pages(SITE) or ['<not built>'])
