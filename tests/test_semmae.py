@@ -236,3 +236,23 @@ def test_strategy_with_dataloader_oracle_and_bank():
     sd = s.state_dict()
     s2 = SemMAEStrategy(PartBank(10, (4, 4), 4), mask_ratio=0.5); s2.load_state_dict(sd)
     assert torch.equal(s2.bank.maps, bank.maps) and s2.lam == s.lam
+
+
+def test_strategy_on_synthetic_parts_with_mae_transform():
+    "The oracle (true parts) and a bank (the same parts on the patch grid) give the same plans after the same crops."
+    from semmae_edu.data import SyntheticParts, mae_transform, patch_parts as data_patch_parts
+    base = SyntheticParts(n=12, size=32)
+    K, P = SyntheticParts.n_parts, 4
+    # bank: the true parts pooled to the 8x8 patch grid
+    maps = data_patch_parts(torch.stack([base[i]['parts'] for i in range(len(base))]), P, K).view(-1, 8, 8)
+    bank = PartBank.from_maps(maps, n_parts=K)
+    plans = []
+    for strategy in (SemMAEStrategy(n_parts=K), SemMAEStrategy(bank)):
+        ds = strategy.wrap_dataset(base, mae_transform(32, mean=None, std=None, generator=torch.Generator().manual_seed(0), scale=(1., 1.)))
+        batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+        assert batch['parts'].shape == (12, 32, 32)
+        strategy.epoch_start(0, 10)
+        plans.append(strategy(batch, P, torch.Generator().manual_seed(1)))
+        assert plans[-1].counts == dict(visible=16, masked=48, thrown=0)
+    # scale=(1,1) crops keep the whole image (only flips), so the bank's blocky parts pool back to the true majority parts
+    assert plans[0] == plans[1]
