@@ -247,10 +247,10 @@ def test_strategy_on_synthetic_parts_with_mae_transform():
     maps = data_patch_parts(torch.stack([base[i]['parts'] for i in range(len(base))]), P, K).view(-1, 8, 8)
     bank = PartBank.from_maps(maps, n_parts=K)
     plans = []
-    for strategy in (SemMAEStrategy(n_parts=K), SemMAEStrategy(bank)):
+    for strategy in (SemMAEStrategy(), SemMAEStrategy(bank)):
         ds = strategy.wrap_dataset(base, mae_transform(32, mean=None, std=None, generator=torch.Generator().manual_seed(0), scale=(1., 1.)))
         batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
-        assert batch['parts'].shape == (12, 32, 32)
+        assert batch['parts'].shape == (12, 32, 32) and strategy.n_parts == K   # K from the bank or from SyntheticParts.n_parts
         strategy.epoch_start(0, 10)
         plans.append(strategy(batch, P, torch.Generator().manual_seed(1)))
         assert plans[-1].counts == dict(visible=16, masked=48, thrown=0)
