@@ -68,14 +68,33 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
 def test_short_pretraining_loss_falls(tmp_path, strategy):
     if strategy not in available_strategies():
         pytest.skip(f"strategy {strategy!r}: its module {STRATEGIES[strategy][0]} is not in this checkout yet")
-    cfg = PretrainConfig(strategy=strategy, n_synthetic=128, batch_size=32, epochs=4, warmup_epochs=1, progress=False,
+    cfg = PretrainConfig(strategy=strategy, n_synthetic=64, batch_size=16, epochs=4, warmup_epochs=1, progress=False,
                          out=str(tmp_path / strategy), strategy_kw=STRATEGY_KW.get(strategy, {}))
     res = pretrain(cfg)
     ep = [r['loss'] for r in read_metrics(res.out) if r['kind'] == 'epoch']
     assert len(ep) == 4 and ep[-1] < 0.8 * ep[0], ep
 
 # strategy arguments that make AMT / SemMAE act within 4 epochs (their defaults wait for longer runs)
-STRATEGY_KW = {}
+STRATEGY_KW = {'amt': dict(amt_start_epoch=1, refresh_every=1)}
+
+class Crash(Exception): pass
+
+@pytest.mark.parametrize('strategy', ['amt', 'semmae'])
+def test_strategy_state_survives_a_crash(tmp_path, strategy):
+    "AMT's attention bank and SemMAE's λ live in the checkpoint: a crash mid-epoch after AMT started changes nothing."
+    if strategy not in available_strategies():
+        pytest.skip(f"strategy {strategy!r}: its module {STRATEGIES[strategy][0]} is not in this checkout yet")
+    cfg = dict(TINY, strategy=strategy, strategy_kw=STRATEGY_KW.get(strategy, {}), ckpt_every_steps=1)
+    full = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'full')))
+    def crash(rec):
+        if rec['global_step'] == 6: raise Crash          # epoch 1, step 2: after the checkpoint of global step 5
+    with pytest.raises(Crash): pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'crash')), on_step=crash)
+    ck = read_checkpoint(tmp_path / 'crash')
+    assert (ck['epoch'], ck['step']) == (1, 2)
+    if strategy == 'amt': assert ck['strategy']['state']['bank']['refreshed_at'] == 1
+    resumed = pretrain(resume=tmp_path / 'crash')
+    assert_same_weights(full.model, resumed.model)
+    assert step_losses(tmp_path / 'crash') == step_losses(tmp_path / 'full')
 
 class Poisoned(torch.utils.data.Dataset):
     "SyntheticParts with one image full of NaN."
@@ -91,7 +110,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = PretrainConfig(**dict(TINY, epochs=1, accum_iter=1, ckpt_every_steps=1), out=str(tmp_path / 'nan'))
     bad = int(epoch_permutation(48, cfg.seed, 0)[8 * 3 + 2])                   # an image of step 3 (0-based) of epoch 0
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 0, step 3 .*last good checkpoint is .*checkpoint.pth"):
-        pretrain(cfg, train_set=Poisoned(SyntheticParts(n=48, size=32, seed=cfg.seed), bad))
+        pretrain(cfg, train_set=Poisoned(SyntheticParts(n=48, size=32, seed=0), bad))
     ck = read_checkpoint(tmp_path / 'nan')
     assert ck['global_step'] == 3 and all(torch.isfinite(v).all() for v in ck['model'].values())
     recs = read_metrics(tmp_path / 'nan')
