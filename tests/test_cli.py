@@ -64,14 +64,15 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
 
 def test_nonfinite_loss_exits_3(tmp_path, monkeypatch):
     from semmae_edu.data import SyntheticParts
-    class NaNAfter(torch.utils.data.Dataset):   # finite images for the first 16 draws, then NaN
-        def __init__(self): self.base, self.n = SyntheticParts(n=32, size=32, seed=0), 0
+    bad = int(train.epoch_permutation(32, 0, 0)[16])          # an image of step 2 (0-based), seed 0
+    class OneNaN(torch.utils.data.Dataset):
+        def __init__(self): self.base = SyntheticParts(n=32, size=32, seed=0)
         def __len__(self): return 32
         def __getitem__(self, i):
-            self.n += 1; item = dict(self.base[i])
-            if self.n > 16: item['image'] = item['image'] * float('nan')
+            item = dict(self.base[i])
+            if i == bad: item['image'] = item['image'] * float('nan')
             return item
-    monkeypatch.setattr(train, 'build_data', lambda cfg: (NaNAfter(), None, None))
+    monkeypatch.setattr(train, 'build_data', lambda cfg: (OneNaN(), None, None))
     n = torch.get_num_threads(); torch.set_num_threads(1)
     try: rc, _, err = call('pretrain', '--n-synthetic', '32', '--batch-size', '8', '--epochs', '1', '--ckpt-every-steps', '1',
                            '--no-progress', '--out', str(tmp_path / 'nan'))
