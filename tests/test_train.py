@@ -135,6 +135,9 @@ def test_refuses_broken_or_foreign_checkpoints(finished, tmp_path):
         pretrain(PretrainConfig(**dict(cfg, blr=1e-3)), resume=finished)
     with pytest.raises(CheckpointError, match="effective batch: 16 in the checkpoint, 8 now"):
         pretrain(PretrainConfig(**dict(cfg, accum_iter=1)), resume=finished)
+    from semmae_edu.data import SyntheticParts
+    with pytest.raises(CheckpointError, match="the training set has 64 images, the checkpoint's had 48"):
+        pretrain(PretrainConfig(**cfg), resume=finished, train_set=SyntheticParts(n=64, size=32))
     cut = tmp_path / 'cut.pth'
     cut.write_bytes((finished / 'checkpoint.pth').read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="truncated or corrupt"): pretrain(resume=cut)
