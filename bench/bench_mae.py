@@ -6,6 +6,7 @@
 2. our blocks vs the same architecture built from timm's `Block` (same weights): ours must not be slower.
 """
 import argparse, statistics, time
+from functools import partial
 import torch, timm
 from semmae_edu.mae import mae_vit_tiny_patch4
 from semmae_edu.masking import MaskPlan, random_masking
@@ -22,7 +23,7 @@ def timm_twin(model):
     for blocks in (twin.blocks, twin.decoder_blocks):
         for i, b in enumerate(blocks):
             d, h = b.norm1.normalized_shape[0], b.attn.num_heads
-            blocks[i] = timm.models.vision_transformer.Block(d, h, mlp_ratio=4., qkv_bias=True, norm_layer=lambda n: torch.nn.LayerNorm(n, eps=1e-6))
+            blocks[i] = timm.models.vision_transformer.Block(d, h, mlp_ratio=4., qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
     twin.load_state_dict(model.state_dict(), strict=True)
     return twin
 
