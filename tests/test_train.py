@@ -153,6 +153,15 @@ def test_bad_settings_write_nothing(tmp_path):
                      (dict(n_synthetic=10), 'fewer than one optimizer step'), (dict(mask_ratio=1.0), 'mask_ratio')]:
         with pytest.raises((ConfigError, ValueError), match=msg): pretrain(PretrainConfig(**dict(TINY, out=str(out), **bad)))
         assert not out.exists()
+    if 'semmae' in available_strategies():           # SemMAE without part maps (no PartBank, items without 'parts')
+        from semmae_edu.data import SyntheticParts
+        class NoParts(torch.utils.data.Dataset):
+            def __init__(self): self.base = SyntheticParts(n=48, size=32)
+            def __len__(self): return 48
+            def __getitem__(self, i): return {k: v for k, v in self.base[i].items() if k not in ('parts', 'fg')}
+        with pytest.raises(ConfigError, match="strategy 'semmae' cannot mask data='synthetic': KeyError: .*no 'parts' map"):
+            pretrain(PretrainConfig(**dict(TINY, strategy='semmae', out=str(out))), train_set=NoParts())
+        assert not out.exists()
 
 def test_dataloader_workers_change_nothing(tmp_path):
     cfg = dict(TINY, epochs=1)
