@@ -7,7 +7,7 @@ __all__ = ['VIT_SIZES', 'PatchEmbed', 'get_1d_sincos_pos_embed', 'get_2d_sincos_
            'DropPath', 'Block', 'VisionTransformer', 'cls_attention', 'vit_tiny', 'vit_small', 'vit_base', 'vit_large',
            'vit_huge']
 
-# %% ../nbs/01_vit.ipynb #3e5d65c5
+# %% ../nbs/01_vit.ipynb #87e7839d
 import math
 from contextlib import nullcontext
 from typing import Optional, Tuple, Union
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import Tensor, nn
 
-# %% ../nbs/01_vit.ipynb #286f7ce0
+# %% ../nbs/01_vit.ipynb #b2676449
 def _pair(v, name:str) -> Tuple[int, int]:
     "`v` as a `(height, width)` pair of positive ints; `name` is the argument's name for error messages."
     t = (v, v) if isinstance(v, int) and not isinstance(v, bool) else v
@@ -33,7 +33,7 @@ def _pos_int(v, name:str) -> int:
     if v <= 0: raise ValueError(f"{name} must be positive, got {v}")
     return v
 
-# %% ../nbs/01_vit.ipynb #b4bc9ff1
+# %% ../nbs/01_vit.ipynb #c7cb3786
 class PatchEmbed(nn.Module):
     "Cut an image into non-overlapping patches and project each to `embed_dim` (one strided conv, timm's `proj`)."
     def __init__(self,
@@ -67,7 +67,7 @@ class PatchEmbed(nn.Module):
         self.check_input(x)
         return self.proj(x).flatten(2).transpose(1, 2)
 
-# %% ../nbs/01_vit.ipynb #bb96362a
+# %% ../nbs/01_vit.ipynb #23d6a390
 def get_1d_sincos_pos_embed(embed_dim:int, # d, even
                             pos:Tensor     # [M] positions (any shape; flattened)
                            ) -> Tensor:    # [M, d] float64: sin of all frequencies, then cos
@@ -78,7 +78,7 @@ def get_1d_sincos_pos_embed(embed_dim:int, # d, even
     out = pos.reshape(-1).to(torch.float64)[:, None] * omega[None]  # [M, d/2] outer product
     return torch.cat([out.sin(), out.cos()], dim=1)
 
-# %% ../nbs/01_vit.ipynb #62ebc097
+# %% ../nbs/01_vit.ipynb #416af7b0
 def get_2d_sincos_pos_embed(embed_dim:int,                         # D, a multiple of 4
                             grid_size:Union[int, Tuple[int, int]], # h (= w), or (h, w) patches
                             cls_token:bool=False                   # prepend a zero row for the CLS token
@@ -93,7 +93,7 @@ def get_2d_sincos_pos_embed(embed_dim:int,                         # D, a multip
     if cls_token: emb = torch.cat([torch.zeros(1, embed_dim, dtype=emb.dtype), emb], 0)
     return emb.float()
 
-# %% ../nbs/01_vit.ipynb #faa4a02e
+# %% ../nbs/01_vit.ipynb #5ac0b490
 class Attention(nn.Module):
     "Multi-head self-attention with a fused `qkv` Linear and an output `proj` (timm's names)."
     def __init__(self, dim:int, num_heads:int=8, qkv_bias:bool=True):
@@ -122,7 +122,7 @@ class Attention(nn.Module):
         x = self.proj(x.transpose(1, 2).reshape(N, T, C))
         return (x, attn) if return_attn else x
 
-# %% ../nbs/01_vit.ipynb #ab8c9bf8
+# %% ../nbs/01_vit.ipynb #71f5eb9a
 class Mlp(nn.Module):
     "Two Linear layers with a GELU between them (`fc1`, `fc2`: timm's names)."
     def __init__(self, in_features:int, hidden_features:Optional[int]=None, out_features:Optional[int]=None):
@@ -133,7 +133,7 @@ class Mlp(nn.Module):
 
     def forward(self, x:Tensor) -> Tensor: return self.fc2(self.act(self.fc1(x)))
 
-# %% ../nbs/01_vit.ipynb #04be247a
+# %% ../nbs/01_vit.ipynb #5c092ad0
 def drop_path(x:Tensor,          # [N, ...] a residual branch's output
               drop_prob:float=0., # probability of dropping it, per sample
               training:bool=False,
@@ -153,11 +153,12 @@ class DropPath(nn.Module):
     def forward(self, x:Tensor) -> Tensor: return drop_path(x, self.drop_prob, self.training)
     def extra_repr(self): return f"drop_prob={self.drop_prob}"
 
-# %% ../nbs/01_vit.ipynb #b3271891
+# %% ../nbs/01_vit.ipynb #8b0eecf2
 class Block(nn.Module):
     "Pre-norm Transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))` (with optional drop path)."
     def __init__(self, dim:int, num_heads:int, mlp_ratio:float=4., qkv_bias:bool=True, drop_path:float=0.):
         super().__init__()
+        self.dim = dim
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias)
         self.drop_path1 = DropPath(drop_path) if drop_path > 0. else nn.Identity()
@@ -168,13 +169,15 @@ class Block(nn.Module):
     def forward(self, x:Tensor,          # [N, T, dim] tokens
                 return_attn:bool=False    # also return this block's attention probabilities
                ):                         # [N, T, dim], or ([N, T, dim], [N, heads, T, T])
+        if x.ndim != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"x must be [N, T, {self.dim}], got shape {tuple(x.shape)}")
         if return_attn: y, attn = self.attn(self.norm1(x), return_attn=True)
         else: y, attn = self.attn(self.norm1(x)), None
         x = x + self.drop_path1(y)
         x = x + self.drop_path2(self.mlp(self.norm2(x)))
         return (x, attn) if return_attn else x
 
-# %% ../nbs/01_vit.ipynb #7a220421
+# %% ../nbs/01_vit.ipynb #a8236536
 class VisionTransformer(nn.Module):
     "ViT with a CLS token and fixed 2-D sin-cos positions; parameter names identical to timm's `VisionTransformer`."
     def __init__(self,
@@ -193,7 +196,8 @@ class VisionTransformer(nn.Module):
         super().__init__()
         if global_pool not in ('token', 'avg'):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
-        _pos_int(depth, 'depth')
+        _pos_int(depth, 'depth'); _pos_int(embed_dim, 'embed_dim')
+        if embed_dim % 4: raise ValueError(f"embed_dim must be a multiple of 4 (2-D sin-cos positions), got {embed_dim}")
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
         if not 0. <= drop_path_rate < 1.: raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
@@ -232,7 +236,7 @@ class VisionTransformer(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
 
-# %% ../nbs/01_vit.ipynb #f440bfb6
+# %% ../nbs/01_vit.ipynb #81706852
 @patch
 def prepare_tokens(self:VisionTransformer, x:Tensor # [N, C, H, W] images
                   ) -> Tensor:                     # [N, 1+L, D] CLS + patch tokens, with positions
@@ -264,7 +268,7 @@ def forward(self:VisionTransformer, x:Tensor # [N, C, H, W] images
     "`forward_head(forward_features(x))`."
     return self.forward_head(self.forward_features(x))
 
-# %% ../nbs/01_vit.ipynb #00df74de
+# %% ../nbs/01_vit.ipynb #03a58e20
 @patch
 def get_last_selfattention(self:VisionTransformer, x:Tensor # [N, C, H, W] images
                           ) -> Tensor:                       # [N, heads, 1+L, 1+L] probabilities of the last block
@@ -285,7 +289,7 @@ def cls_attention(attn:Tensor,                # [N, heads, 1+L, 1+L] attention p
         raise ValueError(f"attn has {attn.shape[-1]} tokens but grid_size {(h, w)} needs 1 + {h*w}")
     return attn[:, :, 0, 1:].reshape(attn.shape[0], attn.shape[1], h, w)
 
-# %% ../nbs/01_vit.ipynb #44ecaa7d
+# %% ../nbs/01_vit.ipynb #2f6cd1d7
 VIT_SIZES = dict(tiny=(192, 12, 3), small=(384, 12, 6), base=(768, 12, 12), large=(1024, 24, 16), huge=(1280, 32, 16))
 
 def _vit(size:str, kw:dict) -> VisionTransformer:
