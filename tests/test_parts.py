@@ -66,6 +66,9 @@ def test_part_bank_save_load(trained, tmp_path):
     assert 0 <= bank.min() and bank.max() < learner.n_parts
     X = torch.stack([ds[i]['image'] for i in range(40)])
     assert torch.equal(bank.flatten(1), learner.assign_parts(X))
+    from semmae_edu.semmae import PartBank      # stage 2 takes the bank as it is
+    pb = PartBank.from_maps(bank, n_parts=learner.n_parts)
+    assert len(pb) == 40 and torch.equal(pb.maps.long(), bank)
     save_parts(learner, tmp_path / 'parts.pt')
     back = load_parts(tmp_path / 'parts.pt', trained['mae'].encoder())
     assert torch.equal(back.assign_parts(X), learner.assign_parts(X))
