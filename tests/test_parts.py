@@ -1,8 +1,10 @@
 """Part learning (chapter 05_parts) end to end on SyntheticParts, on a CPU.
 
 The claim of the chapter, asserted with a margin: on `SyntheticParts`, with a frozen micro-MAE
-encoder after a short pre-training, part learning lowers the reconstruction loss L_r and gives parts
-whose matched mIoU (and NMI) beat the fixed-grid baseline. Run: `pytest -q tests/test_parts.py`.
+encoder after a short pre-training (30 steps: nearly untrained, to stay fast), part learning lowers
+the reconstruction loss L_r and gives parts whose matched mIoU (and NMI) beat the fixed-grid
+baseline; two part-learner seeds on the same encoder, the mean with a margin and each one outright.
+Measured over 2 encoders × 4 seeds with this setting: mIoU 0.065–0.095 against the grid's 0.047. Run: `pytest -q tests/test_parts.py`.
 """
 import time
 
@@ -34,28 +36,32 @@ def trained():
     torch.manual_seed(0)
     mae = mae_vit_micro_patch4()
     pretrain_mae(mae, (X - mean) / std, steps=30, batch_size=64, seed=0, progress=False)
-    learner = PartLearner(mae.encoder(), n_parts=6, mean=ds.mean, std=ds.std, seed=0)
-    hist = train_parts(learner, X, steps=250, batch_size=64, seed=0, progress=False)
-    return dict(mae=mae, learner=learner, hist=hist, ds=ds, seconds=time.time() - t0)
+    runs = []
+    for seed in (0, 1):   # two part learners on the same frozen encoder: the claim is about the method, not one seed
+        learner = PartLearner(mae.encoder(), n_parts=6, layers=(0, 1, 2, 3), mean=ds.mean, std=ds.std, seed=seed)
+        runs.append((learner, train_parts(learner, X, steps=250, batch_size=64, seed=seed, progress=False)))
+    return dict(mae=mae, runs=runs, learner=runs[0][0], ds=ds, seconds=time.time() - t0)
 
 
 def test_part_learning_lowers_Lr_and_beats_the_grid(trained):
-    learner, hist = trained['learner'], trained['hist']
-    first, last = np.mean(hist['Lr'][:20]), np.mean(hist['Lr'][-20:])
-    assert last < 0.8 * first, (first, last)
-    assert np.mean(hist['Ld'][-20:]) < np.mean(hist['Ld'][:20])
     _, Xe, Te = _load(256, seed=1)
-    K, n_true = learner.n_parts, trained['ds'].n_parts
-    pred = learner.assign_parts(Xe)
+    n_true = trained['ds'].n_parts
+    ms, ns = [], []
+    for learner, hist in trained['runs']:
+        first, last = np.mean(hist['Lr'][:20]), np.mean(hist['Lr'][-20:])
+        assert last < 0.8 * first, (first, last)
+        assert np.mean(hist['Ld'][-20:]) < np.mean(hist['Ld'][:20])
+        K = learner.n_parts
+        pred = learner.assign_parts(Xe)
+        assert len(torch.unique(pred)) >= 3          # no collapse onto one or two parts
+        ms.append(matched_miou(pred, Te, K, n_true)); ns.append(nmi(pred, Te))
     grid = grid_parts(len(Xe), learner.grid_size, K)
     km = kmeans_parts(learner, Xe, K, seed=0)
-    m_l, m_g, m_k = (matched_miou(p, Te, K, n_true) for p in (pred, grid, km))
-    n_l, n_g, n_k = (nmi(p, Te) for p in (pred, grid, km))
-    print(f"\nmatched mIoU learned {m_l:.3f}  k-means {m_k:.3f}  grid {m_g:.3f};  "
-          f"NMI learned {n_l:.3f}  k-means {n_k:.3f}  grid {n_g:.3f};  training {trained['seconds']:.0f} s")
-    assert m_l > 1.2 * m_g, (m_l, m_g)
-    assert n_l > 1.5 * n_g, (n_l, n_g)
-    assert len(torch.unique(pred)) >= 3          # no collapse onto one or two parts
+    m_g, m_k, n_g, n_k = matched_miou(grid, Te, K, n_true), matched_miou(km, Te, K, n_true), nmi(grid, Te), nmi(km, Te)
+    print(f"\nmatched mIoU learned {ms}  k-means {m_k:.3f}  grid {m_g:.3f};  "
+          f"NMI learned {ns}  k-means {n_k:.3f}  grid {n_g:.3f};  training {trained['seconds']:.0f} s")
+    assert np.mean(ms) > 1.25 * m_g and min(ms) > m_g, (ms, m_g)
+    assert np.mean(ns) > 1.5 * n_g and min(ns) > n_g, (ns, n_g)
 
 
 def test_part_bank_save_load(trained, tmp_path):
