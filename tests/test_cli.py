@@ -1,0 +1,81 @@
+"""The `semmae-edu` console script (nbs/11_cli.ipynb): help, a tiny run and its resume through a real
+subprocess, bad input, and the exit status of a run whose loss stops being finite."""
+import contextlib, io, os, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from semmae_edu import cli, train
+from semmae_edu.train import read_metrics, read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def run_cli(*args, timeout=120):
+    env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1'}
+    return subprocess.run([sys.executable, '-m', 'semmae_edu.cli', *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+def call(*args):
+    "main() in this process: (exit status, stdout, stderr)."
+    o, e = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e): rc = cli.main(list(args))
+    return rc, o.getvalue(), e.getvalue()
+
+def test_help():
+    rc, out, _ = call('--help')
+    assert rc == 0 and 'pretrain' in out and 'torchrun' in out
+    rc, out, _ = call('pretrain', '--help')          # (the other tests run `python -m semmae_edu.cli` for real)
+    assert rc == 0
+    for opt in ('--strategy {random,amt,semmae}', '--data {synthetic,cifar10,cifar100,stl10,tiny-imagenet,folder}', '--data-path',
+                '--model', '--epochs', '--batch-size', '--accum-iter', '--blr', '--mask-ratio', '--out', '--resume',
+                '--preset {cpu,cifar10,imagenet-vit-b}', 'PER DEVICE'):
+        assert opt in out, opt
+    assert call()[0] == 2 and call('--version')[0] == 0
+
+def test_tiny_run_then_resume_through_the_cli(tmp_path):
+    out = tmp_path / 'run'
+    args = ['pretrain', '--n-synthetic', '32', '--batch-size', '8', '--epochs', '2', '--no-progress', '--out', str(out)]
+    r = run_cli(*args, '--epochs', '1')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'done: epoch 1/1' in r.stdout and (out / 'model.pth').exists()
+    assert len([x for x in read_metrics(out) if x['kind'] == 'step']) == 4
+    # the recipe comes from the checkpoint; changing it is refused, changing the workers is not
+    rc, _, err = call('pretrain', '--out', str(out), '--resume', '--blr', '0.1')
+    assert rc == 2 and 'blr: 0.004 in the checkpoint, 0.1 now' in err
+    rc, outp, err = call('pretrain', '--out', str(out), '--resume', '--workers', '0', '--no-progress')
+    assert rc == 0 and 'nothing to do' in outp     # the run had finished
+    assert read_checkpoint(out)['global_step'] == 4
+
+def test_bad_input_is_refused_before_anything_is_written(tmp_path):
+    out = str(tmp_path / 'run')
+    cases = [(['--strategy', 'blocks'], "invalid choice: 'blocks'"),
+             (['--data', 'imagenet'], "invalid choice: 'imagenet'"),
+             (['--data', 'cifar10', '--data-path', str(tmp_path / 'nowhere')], 'does not exist'),
+             (['--data', 'folder'], 'needs data_path'),
+             (['--batch-size', '48', '--eff-batch-size', '100'], 'eff_batch_size=100 is not a whole number'),
+             (['--accum-iter', '3', '--eff-batch-size', '128'], 'accum_iter=3 contradicts eff_batch_size=128'),
+             (['--mask-ratio', '1.2'], 'mask_ratio must be in (0.0, 1.0)'),
+             (['--strategy-kw', 'throw=0.4'], '--strategy-kw must be a JSON object'),
+             (['--epochs', 'many'], "invalid int value: 'many'"),
+             (['--resume'], 'no checkpoint at')]
+    for args, msg in cases:
+        rc, _, err = call('pretrain', '--out', out, *args)
+        assert rc == 2 and msg in err, (args, err)
+        assert not os.path.exists(out), args
+    rc, _, err = call('train')
+    assert rc == 2 and "unknown command 'train'" in err
+
+def test_nonfinite_loss_exits_3(tmp_path, monkeypatch):
+    from semmae_edu.data import SyntheticParts
+    bad = int(train.epoch_permutation(32, 0, 0)[16])          # an image of step 2 (0-based), seed 0
+    class OneNaN(torch.utils.data.Dataset):
+        def __init__(self): self.base = SyntheticParts(n=32, size=32, seed=0)
+        def __len__(self): return 32
+        def __getitem__(self, i):
+            item = dict(self.base[i])
+            if i == bad: item['image'] = item['image'] * float('nan')
+            return item
+    monkeypatch.setattr(train, 'build_data', lambda cfg: (OneNaN(), None, None))
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try: rc, _, err = call('pretrain', '--n-synthetic', '32', '--batch-size', '8', '--epochs', '1', '--ckpt-every-steps', '1',
+                           '--no-progress', '--out', str(tmp_path / 'nan'))
+    finally: torch.set_num_threads(n)
+    assert rc == 3 and 'stopped: the loss became nan at epoch 0, step 2' in err
+    assert read_checkpoint(tmp_path / 'nan')['global_step'] == 2

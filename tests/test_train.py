@@ -1,0 +1,171 @@
+"""The training loop (nbs/07_train.ipynb): exact resume after SIGKILL, one short run per strategy,
+non-finite loss, checkpoint refusals, DataLoader workers. CPU only, tiny models, a few steps each."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest, torch
+from semmae_edu.train import (PretrainConfig, pretrain, read_checkpoint, read_metrics, epoch_permutation, available_strategies,
+                              CheckpointError, ConfigError, NonFiniteLossError, STRATEGIES)
+
+ROOT = Path(__file__).resolve().parents[1]
+# A tiny run: 48 images, micro-batches of 8, 2 accumulated -> 16 images per step, 3 steps per epoch.
+TINY = dict(n_synthetic=48, batch_size=8, accum_iter=2, epochs=3, warmup_epochs=1, progress=False, seed=3)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    "Bitwise comparisons need the same kernels in every run: one intra-op thread everywhere."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def env():
+    return {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1'}
+
+def step_losses(out): return [r['loss'] for r in read_metrics(out) if r['kind'] == 'step']
+
+def assert_same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    diff = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert not diff, f"tensors differ: {diff[:5]}"
+
+DRIVER = """
+import json, sys, time, torch
+torch.set_num_threads(1)
+from semmae_edu.train import PretrainConfig, pretrain
+pretrain(PretrainConfig(**json.loads(sys.argv[1])), on_step=lambda rec: time.sleep(float(sys.argv[2])))
+"""
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    cfg = dict(TINY, ckpt_every_steps=2)
+    # the run that is killed: a subprocess that sleeps after each step so the kill lands mid-run
+    killed = tmp_path / 'killed'
+    p = subprocess.Popen([sys.executable, '-c', DRIVER, json.dumps(dict(cfg, out=str(killed))), '0.5'], env=env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while not (killed / 'checkpoint.pth').exists():
+            assert p.poll() is None, p.stdout.read().decode()
+            assert time.time() < deadline, "no checkpoint within 60 s"
+            time.sleep(0.02)
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.wait()
+    assert p.returncode == -signal.SIGKILL
+    ck = read_checkpoint(killed)
+    assert (ck['epoch'], ck['step'], ck['global_step']) == (0, 2, 2), "the checkpoint to resume from is mid-epoch"
+    assert not (killed / 'model.pth').exists(), "the killed run must not have finished"
+    # the uninterrupted run and the resumed one
+    full = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'full')))
+    resumed = pretrain(resume=killed)
+    assert_same_weights(full.model, resumed.model)
+    assert step_losses(killed) == step_losses(tmp_path / 'full')          # the log continues where the checkpoint was
+    a, b = read_checkpoint(tmp_path / 'full'), read_checkpoint(killed)
+    for k, v in a['optimizer']['state'].items():
+        assert all(torch.equal(v[n], b['optimizer']['state'][k][n]) for n in v)
+    assert (b['epoch'], b['step'], b['global_step']) == (3, 0, 9)
+
+@pytest.mark.parametrize('strategy', list(STRATEGIES))
+def test_short_pretraining_loss_falls(tmp_path, strategy):
+    if strategy not in available_strategies():
+        pytest.skip(f"strategy {strategy!r}: its module {STRATEGIES[strategy][0]} is not in this checkout yet")
+    cfg = PretrainConfig(strategy=strategy, n_synthetic=64, batch_size=16, epochs=4, warmup_epochs=1, progress=False,
+                         out=str(tmp_path / strategy), strategy_kw=STRATEGY_KW.get(strategy, {}))
+    res = pretrain(cfg)
+    ep = [r['loss'] for r in read_metrics(res.out) if r['kind'] == 'epoch']
+    assert len(ep) == 4 and ep[-1] < 0.8 * ep[0], ep
+
+# strategy arguments that make AMT / SemMAE act within 4 epochs (their defaults wait for longer runs)
+STRATEGY_KW = {'amt': dict(amt_start_epoch=1, refresh_every=1)}
+
+class Crash(Exception): pass
+
+@pytest.mark.parametrize('strategy', ['amt', 'semmae'])
+def test_strategy_state_survives_a_crash(tmp_path, strategy):
+    "AMT's attention bank and SemMAE's λ live in the checkpoint: a crash mid-epoch after AMT started changes nothing."
+    if strategy not in available_strategies():
+        pytest.skip(f"strategy {strategy!r}: its module {STRATEGIES[strategy][0]} is not in this checkout yet")
+    cfg = dict(TINY, strategy=strategy, strategy_kw=STRATEGY_KW.get(strategy, {}), ckpt_every_steps=1)
+    full = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'full')))
+    def crash(rec):
+        if rec['global_step'] == 6: raise Crash          # epoch 1, step 2: after the checkpoint of global step 5
+    with pytest.raises(Crash): pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'crash')), on_step=crash)
+    ck = read_checkpoint(tmp_path / 'crash')
+    assert (ck['epoch'], ck['step']) == (1, 2)
+    if strategy == 'amt': assert ck['strategy']['state']['bank']['refreshed_at'] == 1
+    resumed = pretrain(resume=tmp_path / 'crash')
+    assert_same_weights(full.model, resumed.model)
+    assert step_losses(tmp_path / 'crash') == step_losses(tmp_path / 'full')
+
+class Poisoned(torch.utils.data.Dataset):
+    "SyntheticParts with one image full of NaN."
+    def __init__(self, base, bad): self.base, self.bad = base, bad
+    def __len__(self): return len(self.base)
+    def __getitem__(self, i):
+        item = dict(self.base[i])
+        if i == self.bad: item['image'] = torch.full_like(item['image'], float('nan'))
+        return item
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    from semmae_edu.data import SyntheticParts
+    cfg = PretrainConfig(**dict(TINY, epochs=1, accum_iter=1, ckpt_every_steps=1), out=str(tmp_path / 'nan'))
+    bad = int(epoch_permutation(48, cfg.seed, 0)[8 * 3 + 2])                   # an image of step 3 (0-based) of epoch 0
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 0, step 3 .*last good checkpoint is .*checkpoint.pth"):
+        pretrain(cfg, train_set=Poisoned(SyntheticParts(n=48, size=32, seed=0), bad))
+    ck = read_checkpoint(tmp_path / 'nan')
+    assert ck['global_step'] == 3 and all(torch.isfinite(v).all() for v in ck['model'].values())
+    recs = read_metrics(tmp_path / 'nan')
+    assert recs[-1]['kind'] == 'stop' and recs[-1]['global_step'] == 4
+    assert not (tmp_path / 'nan' / 'model.pth').exists()
+
+@pytest.fixture(scope='module')
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp('done') / 'run'
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    pretrain(PretrainConfig(**dict(TINY, epochs=1), out=str(out)))
+    torch.set_num_threads(n)
+    return out
+
+def test_refuses_broken_or_foreign_checkpoints(finished, tmp_path):
+    cfg = dict(TINY, epochs=1, out=str(finished))
+    with pytest.raises(CheckpointError, match="another architecture: .*embed_dim: 128 in the checkpoint, 192 now"):
+        pretrain(PretrainConfig(**dict(cfg, model='tiny')), resume=finished)
+    with pytest.raises(CheckpointError, match="strategy 'random', this run uses 'amt'"):
+        pretrain(PretrainConfig(**dict(cfg, strategy='amt')), resume=finished)
+    with pytest.raises(CheckpointError, match="blr: 0.004 in the checkpoint, 0.001 now"):
+        pretrain(PretrainConfig(**dict(cfg, blr=1e-3)), resume=finished)
+    with pytest.raises(CheckpointError, match="effective batch: 16 in the checkpoint, 8 now"):
+        pretrain(PretrainConfig(**dict(cfg, accum_iter=1)), resume=finished)
+    from semmae_edu.data import SyntheticParts
+    with pytest.raises(CheckpointError, match="the training set has 64 images, the checkpoint's had 48"):
+        pretrain(PretrainConfig(**cfg), resume=finished, train_set=SyntheticParts(n=64, size=32))
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes((finished / 'checkpoint.pth').read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"): pretrain(resume=cut)
+    torch.save({'model': {}}, tmp_path / 'official.pth')
+    with pytest.raises(CheckpointError, match="not a semmae_edu training checkpoint"): pretrain(resume=tmp_path / 'official.pth')
+    with pytest.raises(ConfigError, match="already holds a run"): pretrain(PretrainConfig(**cfg))
+
+def test_bad_settings_write_nothing(tmp_path):
+    out = tmp_path / 'never'
+    for bad, msg in [(dict(data='cifar10', data_path=str(tmp_path / 'nowhere')), 'does not exist'),
+                     (dict(data='imagenet'), 'unknown data set'), (dict(strategy='blocks'), 'unknown strategy'),
+                     (dict(eff_batch_size=20, batch_size=8), 'eff_batch_size=20 is not a whole number'),
+                     (dict(n_synthetic=10), 'fewer than one optimizer step'), (dict(mask_ratio=1.0), 'mask_ratio')]:
+        with pytest.raises((ConfigError, ValueError), match=msg): pretrain(PretrainConfig(**dict(TINY, out=str(out), **bad)))
+        assert not out.exists()
+    if 'semmae' in available_strategies():           # SemMAE without part maps (no PartBank, items without 'parts')
+        from semmae_edu.data import SyntheticParts
+        class NoParts(torch.utils.data.Dataset):
+            def __init__(self): self.base = SyntheticParts(n=48, size=32)
+            def __len__(self): return 48
+            def __getitem__(self, i): return {k: v for k, v in self.base[i].items() if k not in ('parts', 'fg')}
+        with pytest.raises(ConfigError, match="strategy 'semmae' cannot mask data='synthetic': KeyError: .*no 'parts' map"):
+            pretrain(PretrainConfig(**dict(TINY, strategy='semmae', out=str(out))), train_set=NoParts())
+        assert not out.exists()
+
+def test_dataloader_workers_change_nothing(tmp_path):
+    cfg = dict(TINY, epochs=1)
+    a = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'w0')))
+    b = pretrain(PretrainConfig(**cfg, num_workers=2, out=str(tmp_path / 'w2')))
+    assert step_losses(tmp_path / 'w0') == step_losses(tmp_path / 'w2')
+    assert_same_weights(a.model, b.model)
