@@ -42,3 +42,12 @@ def test_demo_bad_input(tmp_path):
     with pytest.raises(ValueError, match='epochs'): run_demo(tmp_path / 'b', epochs=0)
     (tmp_path / 'f').write_text('x')
     with pytest.raises(FileExistsError, match='not a folder'): run_demo(tmp_path / 'f')
+
+def test_cli_demo(tmp_path):
+    from semmae_edu import cli
+    if 'demo' not in cli.COMMANDS: pytest.skip('`semmae-edu demo` is not wired into semmae_edu.cli.COMMANDS yet')
+    args = ['demo', '--out', str(tmp_path / 'r'), '--methods', 'random', '--n-train', '64', '--n-test', '20', '--epochs', '1',
+            '--batch-size', '32', '--probe-epochs', '2', '--no-progress']
+    assert cli.main(args) == 0 and (tmp_path / 'r' / 'report.html').is_file()
+    assert cli.main(args) == 2                       # the folder is not empty now
+    assert cli.main(args + ['--overwrite']) == 0
