@@ -11,7 +11,7 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['METHODS', 'have_learned_parts', 'strategy_settings', 'pretrain_method', 'evaluate_model', 'pixel_baseline',
-           'final_plans', 'figures', 'results_table', 'write_report', 'run_demo', 'demo_command']
+           'final_plans', 'figures', 'results_table', 'write_report', 'run_demo', 'demo_command', 'seed_table']
 
 # %% ../nbs/09_experiments.ipynb #6aeac496
 from .data import SyntheticParts, patch_parts
@@ -301,3 +301,17 @@ def demo_command(out:str=None,            # report folder (default: semmae_demo_
     except (FileExistsError, ValueError, TypeError) as e:
         print(f"semmae-edu demo: error: {e}", file=sys.stderr); return 2
     return 0
+
+# %% ../nbs/09_experiments.ipynb #af431721
+def seed_table(runs:list,   # metrics dicts returned by `run_demo` (one per seed)
+               keys=('linear_probe', 'knn', 'attention_mass', 'attention_iou'),
+              ) -> dict:    # method -> metric -> (mean, std, n)
+    "Mean ± sample std over seeds of every method's metrics."
+    if not runs: raise ValueError("runs is empty")
+    out = {}
+    for m in runs[0]['methods']:
+        out[m] = {}
+        for k in keys:
+            v = torch.tensor([float(r['methods'][m][k]) for r in runs if r['methods'].get(m, {}).get(k) is not None])
+            if len(v): out[m][k] = (v.mean().item(), v.std().item() if len(v) > 1 else float('nan'), len(v))
+    return out

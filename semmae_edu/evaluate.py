@@ -214,11 +214,12 @@ def knn_classify(train_feats:Tensor,    # [n, D]
         raise ValueError(f"k must be an int in 1..{len(train_feats)} (the train set size), got {k!r}")
     if not T > 0: raise ValueError(f"T must be > 0, got {T}")
     C = int(train_labels.max()) + 1
-    tr = F.normalize(train_feats.float(), dim=1)
+    tr = F.normalize(train_feats.float(), dim=1)                           # everything on the train features' device
+    labels = train_labels.to(tr.device).long()
     preds = []
-    for te in F.normalize(test_feats.float(), dim=1).split(batch_size):
+    for te in F.normalize(test_feats.float().to(tr.device), dim=1).split(batch_size):
         sim, idx = (te @ tr.T).topk(k, dim=1)                          # [b, k]
-        votes = torch.zeros(len(te), C).scatter_add_(1, train_labels[idx].long(), (sim / T).exp())
+        votes = torch.zeros(len(te), C, device=tr.device).scatter_add_(1, labels[idx], (sim / T).exp())
         preds.append(votes.argmax(1))
     return torch.cat(preds)
 
