@@ -19,6 +19,7 @@ def _outputs(cell):
     out = []
     for o in cell.get('outputs', []):
         if o.get('output_type') == 'stream': out.append(''.join(o['text']))
+        elif 'image/png' in o.get('data', {}): continue  # a figure: shown in the docs, not in the README
         elif 'text/markdown' in o.get('data', {}): out.append(''.join(o['data']['text/markdown']))
         elif 'text/plain' in o.get('data', {}): out.append(''.join(o['data']['text/plain']))
     return [o.rstrip() for o in out if o.strip()]
