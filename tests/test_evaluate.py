@@ -1,0 +1,156 @@
+"Tests for semmae_edu.evaluate beyond the chapter's cells: every probe optimizer, data formats, bad input, LRD on a deeper ViT."
+import math
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from semmae_edu.evaluate import (extract_features, linear_probe, knn_classify, accuracy, param_groups_lrd, layer_id,
+                                 finetune, attention_on_object, attention_maps, fg_patches, check_fits, LinearProbe, LARS)
+from semmae_edu.vit import VisionTransformer, cls_attention
+from semmae_edu.data import SyntheticParts
+from semmae_edu.mae import mae_vit_micro_patch4
+
+torch.set_num_threads(1)
+DIRS = torch.randn(10, 24, generator=torch.Generator().manual_seed(7))
+
+def planted(n, seed, signal=1.0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 10
+    return torch.randn(n, 24, generator=g) * 2 - 3 + signal * 2 * DIRS[y], y
+
+# chance = 0.1 with 10 balanced classes; on 500 test points its std is sqrt(.1*.9/500) = 0.0134,
+# so |acc - 0.1| < 0.05 is a 3.7-sigma band (fixed seeds make the test deterministic anyway).
+CHANCE_BAND = 0.05
+
+@pytest.mark.parametrize('opt', ['sgd', 'lars', 'adamw'])
+def test_probe_planted_and_random(opt):
+    Xtr, ytr = planted(1000, 0); Xte, yte = planted(500, 1)
+    assert linear_probe(Xtr, ytr, Xte, yte, epochs=30, batch_size=128, optimizer=opt)['acc'] >= 0.95
+    R = torch.randn(1500, 24, generator=torch.Generator().manual_seed(3))
+    assert abs(linear_probe(R[:1000], ytr, R[1000:], yte, epochs=30, batch_size=128, optimizer=opt)['acc'] - 0.1) < CHANCE_BAND
+
+def test_probe_same_seed_same_result():
+    Xtr, ytr = planted(300, 0, signal=0.3); Xte, yte = planted(100, 1, signal=0.3)
+    a = linear_probe(Xtr, ytr, Xte, yte, epochs=5, batch_size=32, seed=4)
+    b = linear_probe(Xtr, ytr, Xte, yte, epochs=5, batch_size=32, seed=4)
+    assert a['losses'] == b['losses'] and torch.equal(a['pred'], b['pred'])
+
+def test_probe_head_is_maes():
+    torch.manual_seed(0); h = LinearProbe(256, 40)
+    assert not h.bn.affine and h.bn.eps == 1e-6 and torch.count_nonzero(h.fc.bias) == 0
+    assert abs(h.fc.weight.std().item() - 0.01) < 0.0005   # std 0.01 over 10,240 weights: sampling error ~7e-5
+
+def test_lars_trust_ratio():
+    # one step from zero momentum: matrix update = lr * 0.001 * ||w|| / ||g|| * g; bias update = lr * g
+    w = torch.nn.Parameter(torch.full((2, 2), 3.)); b = torch.nn.Parameter(torch.zeros(2))
+    opt = LARS([w, b], lr=1.0)
+    w.grad = torch.ones(2, 2); b.grad = torch.ones(2)
+    opt.step()
+    torch.testing.assert_close(w.data, torch.full((2, 2), 3. - 0.001 * 6. / 2.))
+    torch.testing.assert_close(b.data, torch.full((2,), -1.))
+
+def test_knn_planted_random_and_weights():
+    Xtr, ytr = planted(1000, 0); Xte, yte = planted(500, 1)
+    assert accuracy(knn_classify(Xtr, ytr, Xte), yte) >= 0.95
+    R = torch.randn(1500, 24, generator=torch.Generator().manual_seed(3))
+    assert abs(accuracy(knn_classify(R[:1000], ytr, R[1000:]), yte) - 0.1) < CHANCE_BAND
+    # k=1 returns the label of the most similar training point
+    p = knn_classify(Xtr, ytr, Xtr[:50], k=1)
+    assert torch.equal(p, ytr[:50])
+    # blocks of test rows give the same answer as one block
+    assert torch.equal(knn_classify(Xtr, ytr, Xte, batch_size=7), knn_classify(Xtr, ytr, Xte))
+
+def test_bad_feature_input():
+    X, y = planted(20, 0)
+    with pytest.raises(ValueError, match='20 rows but train_labels has 19'): linear_probe(X, y[:19], X, y)
+    with pytest.raises(ValueError, match='24 dims but test_feats has 3'): linear_probe(X, y, X[:, :3], y)
+    with pytest.raises(ValueError, match="'sgd', 'lars' or 'adamw'"): linear_probe(X, y, X, y, optimizer='adam')
+    with pytest.raises(ValueError, match='class ids'): linear_probe(X, y.float(), X, y)
+    with pytest.raises(ValueError, match=r'k must be an int in 1\.\.20'): knn_classify(X, y, X, k=21)
+    with pytest.raises(ValueError, match='T must be > 0'): knn_classify(X, y, X, T=0.)
+    with pytest.raises(ValueError, match='differ in shape'): accuracy(y[:3], y)
+
+def test_features_formats_and_sizes():
+    torch.manual_seed(0); mae = mae_vit_micro_patch4()
+    ds = SyntheticParts(n=12, size=32)
+    X, y = extract_features(mae, ds, batch_size=5)
+    imgs = torch.stack([ds[i]['image'] for i in range(12)]); labels = torch.tensor([ds[i]['label'] for i in range(12)])
+    X2, y2 = extract_features(mae.encoder(), TensorDataset(imgs, labels), batch_size=12)   # (image, label) pairs
+    torch.testing.assert_close(X, X2, atol=1e-5, rtol=1e-5); assert torch.equal(y, y2)
+    # normalisation is applied as given
+    m, s = (0.5, 0.4, 0.3), (0.2, 0.3, 0.25)
+    X3, _ = extract_features(mae, ds, mean=m, std=s)
+    enc = mae.encoder().eval()
+    with torch.no_grad():
+        ref = enc.forward_features((imgs - torch.tensor(m).view(1, 3, 1, 1)) / torch.tensor(s).view(1, 3, 1, 1))[:, 0]
+    torch.testing.assert_close(X3, ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r'expects 3×32×32 images but the data has 3×64×64'):
+        extract_features(mae, SyntheticParts(n=2, size=64))
+    with pytest.raises(ValueError, match='both mean and std'): extract_features(mae, ds, mean=m)
+    with pytest.raises(TypeError, match='VisionTransformer or a MaskedAutoencoder'): extract_features(torch.nn.Linear(2, 2), ds)
+    with pytest.raises(ValueError, match="'image' and 'label'"):
+        extract_features(mae, [dict(image=imgs[0])])
+
+def test_encoder_training_flag_restored():
+    vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2, seed=0).train()
+    extract_features(vit, TensorDataset(torch.rand(4, 3, 16, 16), torch.arange(4)))
+    assert vit.training
+
+def test_lrd_deeper_vit_all_params():
+    vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=5, num_heads=2, num_classes=4, global_pool='avg', seed=0)
+    d = 0.65
+    for g in param_groups_lrd(vit, 0.05, d):
+        for n in g['names']:
+            lid = 0 if n.startswith(('patch_embed', 'cls_token')) else int(n.split('.')[1]) + 1 if n.startswith('blocks.') else 6
+            assert g['layer_id'] == lid == layer_id(n, 5)
+            assert math.isclose(g['lr_scale'], d ** (6 - lid))
+            p = dict(vit.named_parameters())[n]
+            assert g['weight_decay'] == (0. if p.ndim == 1 or n == 'cls_token' else 0.05)
+    with pytest.raises(ValueError, match='layer_decay'): param_groups_lrd(vit, layer_decay=0.)
+
+def test_finetune_learns_planted_images_and_keeps_encoder():
+    # images whose class is the brightness of one quadrant: a learnable task for a 1-block ViT
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(96, 3, 16, 16, generator=g) * 0.2
+    y = torch.arange(96) % 4
+    for i in range(96):
+        r, c = divmod(int(y[i]), 2); x[i, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] += 0.8
+    vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2, seed=0)
+    before = {k: v.clone() for k, v in vit.state_dict().items()}
+    res = finetune(vit, TensorDataset(x, y), TensorDataset(x, y), epochs=15, batch_size=16, blr=2e-2, hflip=False, drop_path=0., seed=0)
+    assert res['acc'] >= 0.9, res
+    assert all(torch.equal(v, vit.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match='epochs'): finetune(vit, TensorDataset(x, y), TensorDataset(x, y), epochs=0)
+
+def test_attention_fallback_is_amts_rule():
+    vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4, seed=1)
+    x = torch.randn(3, 3, 16, 16)
+    m = attention_maps(vit, x)
+    a = cls_attention(vit.eval().get_last_selfattention(x), (4, 4))
+    a = a.flatten(2); a = (a - a.amin(-1, keepdim=True)) / (a.amax(-1, keepdim=True) - a.amin(-1, keepdim=True))
+    torch.testing.assert_close(m, a.mean(1).view(3, 4, 4), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match='expects 3×16×16'): attention_maps(vit, torch.randn(1, 3, 32, 32))
+
+def test_attention_on_object_exact():
+    fg = torch.zeros(1, 3, 3, dtype=torch.bool); fg[0, 1, 1] = True; fg[0, 0, 0] = True
+    a = torch.zeros(1, 3, 3); a[0, 1, 1] = 2.; a[0, 2, 2] = 1.; a[0, 0, 1] = 1.   # total 4, 2 on fg
+    r = attention_on_object(a, fg)
+    assert math.isclose(r['mass'], 0.5) and math.isclose(r['chance'], 2 / 9, rel_tol=1e-6)
+    # top-2: (1,1) and then the first of the two 1.0s in patch order, (0,1): IoU = 1 / 3
+    assert math.isclose(r['iou'], 1 / 3, rel_tol=1e-6)
+    r2 = attention_on_object(a.view(1, 9), fg.view(1, 9))   # [N, L] works the same
+    assert math.isclose(r2['iou'], r['iou']) and math.isclose(r2['mass'], r['mass'])
+    with pytest.raises(ValueError, match='non-negative'): attention_on_object(-a, fg)
+    with pytest.raises(ValueError, match='no image'): attention_on_object(a, torch.zeros_like(fg))
+
+def test_fg_patches_threshold():
+    fg = torch.zeros(1, 4, 4, dtype=torch.bool); fg[0, :2, 0] = True   # 2 of the 4 pixels of patch (0, 0)
+    assert fg_patches(fg, 2)[0, 0, 0] and not fg_patches(fg, 2, threshold=0.75)[0, 0, 0]
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_features_on_gpu_match_cpu():
+    torch.manual_seed(0); mae = mae_vit_micro_patch4()
+    ds = SyntheticParts(n=16, size=32)
+    Xc, _ = extract_features(mae, ds)
+    Xg, _ = extract_features(mae.cuda(), ds)
+    torch.testing.assert_close(Xc, Xg, atol=1e-3, rtol=1e-3)
