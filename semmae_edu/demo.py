@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['METHODS', 'have_learned_parts', 'strategy_settings', 'pretrain_method', 'evaluate_model', 'pixel_baseline',
-           'final_plans', 'figures', 'results_table', 'write_report', 'run_demo', 'demo_command', 'seed_table']
+__all__ = ['METHODS', 'DEFAULT_METHODS', 'have_learned_parts', 'strategy_settings', 'pretrain_method', 'learn_parts',
+           'evaluate_model', 'pixel_baseline', 'final_plans', 'figures', 'results_table', 'write_report', 'run_demo',
+           'demo_command', 'seed_table', 'paired_gain']
 
 # %% ../nbs/09_experiments.ipynb #6aeac496
 from .data import SyntheticParts, patch_parts
@@ -22,7 +23,8 @@ from .evaluate import (extract_features, linear_probe, knn_classify, accuracy, a
                                  attention_on_object, fg_patches)
 
 # %% ../nbs/09_experiments.ipynb #e7058072
-METHODS = ('random', 'amt', 'semmae')
+METHODS = ('random', 'amt', 'semmae', 'semmae-true')   # 'semmae-true': SemMAE masking by the TRUE parts (an upper bound)
+DEFAULT_METHODS = ('random', 'amt', 'semmae')
 
 def _check_out(out, overwrite:bool) -> Path:
     "The report folder: refuse a non-empty one unless `overwrite`."
@@ -43,55 +45,89 @@ def have_learned_parts() -> bool:
     except ImportError: return False
     return True
 
-def strategy_settings(method:str, amt_start_epoch:int=2, refresh_every:int=2) -> dict:
+def strategy_settings(method:str, amt_start_epoch:int=5, refresh_every:int=5, n_parts:int=None) -> dict:
     "PretrainConfig settings of a method: strategy, mask ratio and strategy arguments."
     if method == 'random': return dict(strategy='random', mask_ratio=0.75)
     if method == 'amt': return dict(strategy='amt', mask_ratio=0.45, strategy_kw=dict(throw_ratio=0.40, throw='low',
                                     amt_start_epoch=amt_start_epoch, refresh_every=refresh_every))
-    if method == 'semmae': return dict(strategy='semmae', mask_ratio=0.75)
+    if method in ('semmae', 'semmae-true'): return dict(strategy='semmae', mask_ratio=0.75, strategy_kw=dict(n_parts=n_parts) if n_parts else {})
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 # %% ../nbs/09_experiments.ipynb #6fa62c95
 def pretrain_method(method:str, train_set, out:Path, epochs:int, batch_size:int, seed:int=0, device:str='cpu',
-                    progress:bool=True, amt_start_epoch:int=2, refresh_every:int=2) -> dict:
+                    progress:bool=True, amt_start_epoch:int=5, refresh_every:int=5, norm_pix_loss:bool=True,
+                    bank=None,   # SemMAE: a `PartBank` of learned part maps (None: the items' own, i.e. true, parts)
+                   ) -> dict:
     "Pre-train the micro MAE on `train_set` with one method's masking; model, loss history, time, throughput."
     from semmae_edu.train import preset, pretrain
+    from semmae_edu.semmae import PartsDataset
+    if method == 'semmae' and bank is None: raise ValueError("method 'semmae' needs a bank of learned parts (use 'semmae-true' for the true parts)")
+    data = PartsDataset(train_set, bank) if method == 'semmae' else train_set   # items carry the learned maps as 'parts'
     cfg = preset('cpu', model='micro', img_size=train_set.size, epochs=epochs, batch_size=batch_size, seed=seed, device=device,
-                 out=str(out), progress=progress, warmup_epochs=min(1., epochs / 4), ckpt_every_epochs=max(epochs, 1),
-                 **strategy_settings(method, amt_start_epoch, refresh_every))
+                 out=str(out), progress=progress, warmup_epochs=min(2., epochs / 4), ckpt_every_epochs=max(epochs, 1),
+                 norm_pix_loss=norm_pix_loss, **strategy_settings(method, amt_start_epoch, refresh_every, bank.n_parts if bank is not None else None))
     t0 = time.perf_counter()
-    res = pretrain(cfg, train_set=train_set)
+    res = pretrain(cfg, train_set=data)
     sec = time.perf_counter() - t0
     steps = [r for r in res.history if r.get('kind', 'step') == 'step' and 'loss' in r]
     return dict(model=res.model.cpu().eval(), losses=[r['loss'] for r in steps], seconds=sec,
                 images_per_s=epochs * len(train_set) / sec)
 
+# %% ../nbs/09_experiments.ipynb #4f869c28
+def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its encoder is frozen
+                train_set, test_set, # SyntheticParts sets: parts are learned on train_set, scored on test_set
+                n_parts:int=6,       # K
+                steps:int=300,       # part-learning steps (batch 64)
+                seed:int=0,
+                progress:bool=True,
+               ) -> dict:            # bank (PartBank over train_set), miou/nmi (learned, k-means, grid) on test_set, seconds, learner
+    "SemMAE stage 1 in the demo: learn K parts on the frozen encoder (chapter 05), a bank for stage 2, and part quality."
+    from semmae_edu.parts import PartLearner, train_parts, part_bank, matched_miou, nmi, kmeans_parts, grid_parts
+    from semmae_edu.semmae import PartBank
+    t0 = time.perf_counter()
+    X = torch.stack([train_set[i]['image'] for i in range(len(train_set))])
+    learner = PartLearner(mae.encoder(), n_parts=n_parts, layers=tuple(range(len(mae.blocks))),
+                          mean=SyntheticParts.mean, std=SyntheticParts.std, seed=seed)
+    hist = train_parts(learner, X, steps=steps, batch_size=64, seed=seed, progress=progress)
+    bank = PartBank.from_maps(part_bank(learner, train_set, progress=progress), n_parts=n_parts)
+    sec = time.perf_counter() - t0
+    items = [test_set[i] for i in range(len(test_set))]
+    Xe = torch.stack([it['image'] for it in items])
+    Te = patch_parts(torch.stack([it['parts'] for it in items]), mae.patch_size, SyntheticParts.n_parts)
+    pred, K, nt = learner.assign_parts(Xe), n_parts, SyntheticParts.n_parts
+    km, grid = kmeans_parts(learner, Xe, K, seed=seed), grid_parts(len(Xe), learner.grid_size, K)
+    return dict(bank=bank, learner=learner, seconds=sec, Lr=hist['Lr'],
+                miou=matched_miou(pred, Te, K, nt), kmeans_miou=matched_miou(km, Te, K, nt), grid_miou=matched_miou(grid, Te, K, nt),
+                nmi=nmi(pred, Te), kmeans_nmi=nmi(km, Te), grid_nmi=nmi(grid, Te))
+
 # %% ../nbs/09_experiments.ipynb #811bbbee
 def evaluate_model(model, train_set, test_set, probe_epochs:int=90, n_attention:int=200, progress:bool=True) -> dict:
-    "Linear probe (CLS, MAE head, SGD), k-NN (k=20, T=0.07) and attention-on-object of a MAE's encoder."
+    "Linear probe on CLS and on mean-pooled tokens (MAE head, SGD), k-NN (k=20, T=0.07, mean-pooled), attention on the object."
     mean, std = SyntheticParts.mean, SyntheticParts.std
     enc = model.encoder().eval()
-    Xtr, ytr = extract_features(enc, train_set, mean=mean, std=std, progress=progress)
-    Xte, yte = extract_features(enc, test_set, mean=mean, std=std, progress=progress)
-    probe = linear_probe(Xtr, ytr, Xte, yte, epochs=probe_epochs, batch_size=128)
-    knn = accuracy(knn_classify(Xtr, ytr, Xte, k=min(20, len(Xtr))), yte)
+    res = {}
+    for pool in ('cls', 'mean'):
+        Xtr, ytr = extract_features(enc, train_set, pool=pool, mean=mean, std=std, progress=progress)
+        Xte, yte = extract_features(enc, test_set, pool=pool, mean=mean, std=std, progress=progress)
+        res[f'probe_{pool}'] = linear_probe(Xtr, ytr, Xte, yte, epochs=probe_epochs, batch_size=128)['acc']
+    res['knn'] = accuracy(knn_classify(Xtr, ytr, Xte, k=min(20, len(Xtr))), yte)
     batch = torch.utils.data.default_collate([test_set[i] for i in range(min(n_attention, len(test_set)))])
-    imgs = _norm(batch['image'])
-    att = attention_on_object(attention_maps(enc, imgs), fg_patches(batch['fg'], model.patch_size))
-    return dict(linear_probe=probe['acc'], knn=knn, attention_mass=att['mass'], attention_iou=att['iou'],
-                attention_chance=att['chance'])
+    att = attention_on_object(attention_maps(enc, _norm(batch['image'])), fg_patches(batch['fg'], model.patch_size))
+    return res | dict(attention_mass=att['mass'], attention_iou=att['iou'], attention_chance=att['chance'])
 
 def pixel_baseline(train_set, test_set, probe_epochs:int=90) -> dict:
     "Linear probe and k-NN on the raw (normalised) pixels: what a feature must beat."
     get = lambda ds: (torch.stack([_norm(ds[i]['image'][None])[0] for i in range(len(ds))]).flatten(1), torch.tensor([ds[i]['label'] for i in range(len(ds))]))
     (Xtr, ytr), (Xte, yte) = get(train_set), get(test_set)
-    return dict(linear_probe=linear_probe(Xtr, ytr, Xte, yte, epochs=probe_epochs, batch_size=128)['acc'],
+    return dict(probe_mean=linear_probe(Xtr, ytr, Xte, yte, epochs=probe_epochs, batch_size=128)['acc'],
                 knn=accuracy(knn_classify(Xtr, ytr, Xte, k=min(20, len(Xtr))), yte))
 
 def _norm(x): return (x - torch.tensor(SyntheticParts.mean).view(1, 3, 1, 1)) / torch.tensor(SyntheticParts.std).view(1, 3, 1, 1)
 
 # %% ../nbs/09_experiments.ipynb #3813f35e
-def final_plans(models:dict, batch:dict, epochs:int, seed:int=0) -> dict:
+def final_plans(models:dict, batch:dict, epochs:int, seed:int=0,
+                learned=None,   # [N, L] learned part of each patch of `batch` (for 'semmae')
+               ) -> dict:
     "The plan each method would draw for `batch` in its last epoch."
     g = lambda: torch.Generator().manual_seed(seed)
     imgs = batch['image']; N = len(imgs); p = 4; L = (imgs.shape[-1] // p) ** 2
@@ -102,9 +138,11 @@ def final_plans(models:dict, batch:dict, epochs:int, seed:int=0) -> dict:
             from semmae_edu.amt import amt_masking
             w = attention_maps(model, _norm(imgs)).flatten(1)
             plans[m] = amt_masking(w, 0.45, 0.40, 'low', generator=g())
-        elif m == 'semmae':
+        elif m == 'semmae-true':
             parts = patch_parts(batch['parts'], p, SyntheticParts.n_parts)
             plans[m] = semantic_masking(parts, 0.75, lam_schedule(epochs - 1, epochs), g(), SyntheticParts.n_parts)
+        elif m == 'semmae' and learned is not None:
+            plans[m] = semantic_masking(learned, 0.75, lam_schedule(epochs - 1, epochs), g(), int(learned.max()) + 1)
     return plans
 
 def _png(fig) -> bytes:
@@ -112,7 +150,7 @@ def _png(fig) -> bytes:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
     return buf.getvalue()
 
-def figures(results:dict, models:dict, batch:dict, epochs:int, untrained=None) -> dict:
+def figures(results:dict, models:dict, batch:dict, epochs:int, untrained=None, learned=None, n_parts:int=None) -> dict:
     "name -> PNG bytes: losses, masks, reconstructions, attention, parts."
     import matplotlib; import matplotlib.pyplot as plt
     figs = {}
@@ -120,8 +158,8 @@ def figures(results:dict, models:dict, batch:dict, epochs:int, untrained=None) -
     for m, r in results.items(): ax.plot(r['losses'], lw=0.9, label=m)
     ax.set_xlabel('optimizer step'); ax.set_ylabel('MAE loss (masked patches)'); ax.legend(fontsize=8)
     figs['losses'] = _png(fig)
-    plans = final_plans(models, batch, epochs)
-    n = len(batch['image']); rows = list(models)
+    plans = final_plans(models, batch, epochs, learned=learned)
+    n = len(batch['image']); rows = [m for m in models if m in plans]
     fig, ax = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.4 * len(rows)), squeeze=False)
     for i, m in enumerate(rows):
         for j in range(n):
@@ -144,16 +182,18 @@ def figures(results:dict, models:dict, batch:dict, epochs:int, untrained=None) -
         for j in range(n): ax[i + 1, j].imshow(a[j].numpy(), cmap='inferno'); ax[i + 1, j].axis('off')
         ax[i + 1, 0].set_title(f'{m}: CLS attention', fontsize=8, loc='left')
     figs['attention'] = _png(fig)
-    fig, ax = plt.subplots(1, n, figsize=(1.3 * n, 1.5), squeeze=False)
-    parts = patch_parts(batch['parts'], 4, SyntheticParts.n_parts)
-    for j in range(n):
-        ax[0, j].imshow(parts_overlay(batch['image'][j], parts[j], 4, SyntheticParts.n_parts, scale=2)); ax[0, j].axis('off')
-    ax[0, 0].set_title('parts SemMAE masks by (true parts)' if not have_learned_parts() else 'parts', fontsize=8, loc='left')
+    rows = [('true parts', patch_parts(batch['parts'], 4, SyntheticParts.n_parts), SyntheticParts.n_parts)]
+    if learned is not None: rows.append(('learned parts (SemMAE stage 1; ids are arbitrary)', learned, n_parts or int(learned.max()) + 1))
+    fig, ax = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.5 * len(rows)), squeeze=False)
+    for i, (title, parts, K) in enumerate(rows):
+        for j in range(n):
+            ax[i, j].imshow(parts_overlay(batch['image'][j], parts[j], 4, K, scale=2)); ax[i, j].axis('off')
+        ax[i, 0].set_title(title, fontsize=8, loc='left')
     figs['parts'] = _png(fig)
     return figs
 
 # %% ../nbs/09_experiments.ipynb #4b35c120
-_COLS = [('linear_probe', 'linear probe'), ('knn', 'k-NN'), ('attention_mass', 'attention on object'),
+_COLS = [('probe_cls', 'probe (CLS)'), ('probe_mean', 'probe (mean)'), ('knn', 'k-NN'), ('attention_mass', 'attention on object'),
          ('attention_chance', '(flat map)'), ('attention_iou', 'top-k IoU'), ('part_miou', 'part mIoU'),
          ('pretrain_seconds', 'pre-train s'), ('images_per_s', 'images/s')]
 
@@ -174,8 +214,9 @@ def write_report(out:Path, metrics:dict, figs:dict) -> dict:
     s = metrics['settings']
     intro = (f"# semmae-edu demo: random vs AMT vs SemMAE masking\n\n"
              f"Micro MAE pre-trained for {s['epochs']} epochs (batch {s['batch_size']}) on {s['n_train']} SyntheticParts images "
-             f"with each masking; evaluated on {s['n_test']} held-out images. Linear probe: MAE's head (BN without affine + Linear) "
-             f"on frozen CLS features, SGD, {s['probe_epochs']} epochs. k-NN: k=20, T=0.07. Attention on object: share of the "
+             f"with each masking (norm_pix_loss={s['norm_pix_loss']}); evaluated on {s['n_test']} held-out images. Linear probe: MAE's head "
+             f"(BN without affine + Linear) on the frozen CLS token or the mean of the patch tokens, SGD, {s['probe_epochs']} epochs "
+             f"(raw pixels: one probe on all pixel values). k-NN: mean-pooled tokens, k=20, T=0.07. Attention on object: share of the "
              f"CLS attention map on foreground patches ('(flat map)' is what a uniform map scores). Chance accuracy: 0.100. "
              f"Device: {s['device']}; total time {metrics['total_seconds']:.0f} s.\n\n")
     notes = ''.join(f"- {n}\n" for n in metrics['notes'])
@@ -201,15 +242,59 @@ def write_report(out:Path, metrics:dict, figs:dict) -> dict:
     return dict(md=out / 'report.md', html=out / 'report.html', metrics=out / 'metrics.json')
 
 # %% ../nbs/09_experiments.ipynb #94533ccf
+def _check_args(methods, epochs, n_train, batch_size, n_parts, part_steps):
+    from semmae_edu.train import available_strategies
+    have = available_strategies()
+    if methods is None: methods = tuple(m for m in DEFAULT_METHODS if m in have and (m != 'semmae' or have_learned_parts()))
+    methods = tuple(methods)
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be a non-empty subset of {METHODS} without repeats, got {methods!r}")
+    missing = [m for m in methods if m.split('-')[0] not in have or (m == 'semmae' and not have_learned_parts())]
+    if missing: raise ValueError(f"method(s) {missing} need modules this installation of semmae_edu does not have (strategies: {have})")
+    for name, v, low in (('epochs', epochs, 1), ('n_parts', n_parts, 2), ('part_steps', part_steps, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low: raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    if not isinstance(n_train, int) or n_train < max(batch_size, 20): raise ValueError(f"n_train must be an int >= max(batch_size, 20), got {n_train!r}")
+    return methods
+
+def _notes(methods, epochs, amt_start_epoch, refresh_every, parts):
+    notes = ["Same budget for every method: same images, data order, epochs, batch size and learning-rate schedule; only the masking differs.",
+             f"AMT: random masking (0.75) before epoch {amt_start_epoch}, then mask 0.45 / throw 0.40 (throw='low', the paper's), "
+             f"maps refreshed every {refresh_every} epochs (paper: from epoch 40 of 800, every 40)."]
+    if parts is not None:
+        notes.append(f"SemMAE: parts learned in this run (stage 1, chapter 05) on the frozen encoder of the random-masking MAE, "
+                     f"K={parts['K']}, {parts['steps']} steps, {parts['seconds']:.0f} s (not in SemMAE's pre-train s; the paper uses a "
+                     f"pre-trained iBOT for this). Held-out part quality, matched mIoU: learned {parts['miou']:.3f}, k-means on the same "
+                     f"tokens {parts['kmeans_miou']:.3f}, fixed grid {parts['grid_miou']:.3f} (NMI {parts['nmi']:.3f} / "
+                     f"{parts['kmeans_nmi']:.3f} / {parts['grid_nmi']:.3f}).")
+    if 'semmae-true' in methods:
+        notes.append("semmae-true masks by SyntheticParts' TRUE parts: an upper bound for learned parts, not SemMAE as published.")
+    notes.append("One seed, tiny data and model: a difference smaller than the seed-to-seed spread is no difference; "
+                 "rerun with other seeds (--seed) to see the spread (chapter 09 reports three).")
+    return notes
+
+def _reading(results, base, pix, epochs, n_train):
+    best_m, best = max(((m, r['probe_mean']) for m, r in results.items()), key=lambda t: t[1])
+    ref = results.get('random', {}).get('probe_mean')
+    s = (f"Reading: best probe (mean) {best_m} {best:.3f}; untrained encoder {base['probe_mean']:.3f}; raw pixels {pix['probe_mean']:.3f}"
+         + (f"; random masking {ref:.3f}." if ref is not None else "."))
+    if best <= base['probe_mean']:
+        s += (f" No pre-trained encoder beats the untrained one: {epochs} epochs on {n_train} images is too little "
+              f"(the papers pre-train 800+ epochs).")
+    return s
+
 def run_demo(out='semmae_demo_report',     # report folder (refused if not empty, unless overwrite)
              overwrite:bool=False,
-             methods=None,                 # any of 'random', 'amt', 'semmae' (default: every one installed)
+             methods=None,                 # from 'random', 'amt', 'semmae', 'semmae-true' (default: the first three, those installed)
              n_train:int=1024,             # SyntheticParts training images (data seed 0)
              n_test:int=500,               # held-out images (data seed 1)
-             epochs:int=10,                # the same for every method
+             epochs:int=30,                # the same for every method
              batch_size:int=64,
-             amt_start_epoch:int=2,        # AMT: random masking before, attention-driven from here
-             refresh_every:int=2,          # AMT: epochs between attention refreshes
+             norm_pix_loss:bool=True,      # MAE's target for representations (per-patch normalised pixels)
+             amt_start_epoch:int=5,        # AMT: random masking before, attention-driven from here
+             refresh_every:int=5,          # AMT: epochs between attention refreshes
+             n_parts:int=6,                # SemMAE stage 1: K parts
+             part_steps:int=300,           # SemMAE stage 1: part-learning steps
              probe_epochs:int=90,
              n_pictures:int=6,
              seed:int=0,
@@ -217,62 +302,46 @@ def run_demo(out='semmae_demo_report',     # report folder (refused if not empty
              progress:bool=True,
             ) -> dict:                     # the metrics (also in metrics.json)
     "Pre-train the micro MAE with each masking under one budget, evaluate each, write report.md, report.html, metrics.json."
-    from semmae_edu.train import available_strategies
-    have = available_strategies()
-    if methods is None: methods = tuple(m for m in METHODS if m in have)
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods: raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods!r}")
-    missing = [m for m in methods if m not in have]
-    if missing: raise ValueError(f"method(s) {missing} need modules this installation of semmae_edu does not have (installed: {have})")
-    if not isinstance(epochs, int) or epochs < 1: raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if not isinstance(n_train, int) or n_train < max(batch_size, 20): raise ValueError(f"n_train must be an int >= max(batch_size, 20), got {n_train!r}")
+    methods = _check_args(methods, epochs, n_train, batch_size, n_parts, part_steps)
     out = _check_out(out, overwrite)
     t_all = time.perf_counter()
     train_set, test_set = SyntheticParts(n=n_train, size=32, seed=0), SyntheticParts(n=n_test, size=32, seed=1)
-    learned = have_learned_parts()
-    notes = ["Same budget for every method: same images, data order, epochs, batch size and learning-rate schedule.",
-             f"AMT: random masking (0.75) before epoch {amt_start_epoch}, then mask 0.45 / throw 0.40 (throw='low', the paper's), "
-             f"maps refreshed every {refresh_every} epochs (paper: from epoch 40 of 800, every 40)."]
-    if 'semmae' in methods and not learned:
-        notes.append("SemMAE masks by SyntheticParts' TRUE parts (semmae_edu.parts, SemMAE's part learning, is not installed): "
-                     "an upper bound for learned parts, not SemMAE as published; part mIoU is n/a.")
-    skipped = [m for m in METHODS if m not in methods and m not in have]
-    if skipped: notes.append(f"Not compared: {skipped} (their chapters' modules are not installed).")
-    notes.append("One seed, tiny data and model: differences of a few points are within seed-to-seed noise; "
-                 "rerun with other seeds (--seed) to see the spread.")
-    results, models = {}, {}
-    for m in methods:
-        name = 'semmae (true parts)' if m == 'semmae' and not learned else m
-        if progress: print(f"== pre-training: {name}")
-        r = pretrain_method(m, train_set, out / 'runs' / m, epochs, batch_size, seed, device, progress, amt_start_epoch, refresh_every)
-        if progress: print(f"== evaluating: {name}")
-        ev = evaluate_model(r['model'], train_set, test_set, probe_epochs, progress=progress)
-        results[name] = dict(ev, part_miou=None, pretrain_seconds=r['seconds'], images_per_s=r['images_per_s'], losses=r['losses'],
-                             final_loss=r['losses'][-1] if r['losses'] else None)
+    order = sorted(methods, key=('random', 'amt', 'semmae-true', 'semmae').index)   # stage 1 reads the random MAE
+    if 'semmae' in methods and 'random' not in methods: order = ['random'] + order  # trained for stage 1, not reported
+    kw = dict(epochs=epochs, batch_size=batch_size, seed=seed, device=device, progress=progress, amt_start_epoch=amt_start_epoch,
+              refresh_every=refresh_every, norm_pix_loss=norm_pix_loss)
+    results, models, parts = {}, {}, None
+    for m in order:
+        if m == 'semmae':
+            if progress: print("== SemMAE stage 1: learning parts on the random-masking MAE's frozen encoder")
+            lp = learn_parts(models['random'], train_set, test_set, n_parts, part_steps, seed, progress)
+            parts = {k: v for k, v in lp.items() if k not in ('bank', 'learner', 'Lr')} | dict(K=n_parts, steps=part_steps)
+        if progress: print(f"== pre-training: {m}")
+        r = pretrain_method(m, train_set, out / 'runs' / m, bank=lp['bank'] if m == 'semmae' else None, **kw)
         models[m] = r['model']
+        if m not in methods: continue
+        if progress: print(f"== evaluating: {m}")
+        ev = evaluate_model(r['model'], train_set, test_set, probe_epochs, progress=progress)
+        results[m] = dict(ev, part_miou=parts['miou'] if m == 'semmae' else None, pretrain_seconds=r['seconds'],
+                          images_per_s=r['images_per_s'], losses=r['losses'], final_loss=r['losses'][-1] if r['losses'] else None)
+    results = {m: results[m] for m in methods}
     from semmae_edu.mae import mae_vit_micro_patch4
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed); untrained = mae_vit_micro_patch4().eval()
     if progress: print("== evaluating: untrained encoder (baseline)")
     base = evaluate_model(untrained, train_set, test_set, probe_epochs, progress=progress)
     pix = pixel_baseline(train_set, test_set, probe_epochs)
-    best = max(r['linear_probe'] for r in results.values())
-    if best <= base['linear_probe']:
-        notes.append(f"Honest reading: at this budget no pre-trained encoder beats the UNTRAINED one on the linear probe "
-                     f"({best:.3f} vs {base['linear_probe']:.3f}), and raw pixels ({pix['linear_probe']:.3f}) beat both. "
-                     f"{epochs} epochs on {n_train} images is far too little for MAE features (the papers pre-train 800+ epochs); "
-                     f"the demo shows the machinery and the pictures, not the papers' claims.")
-    elif best <= pix['linear_probe']:
-        notes.append(f"Honest reading: the best pre-trained encoder ({best:.3f}) beats the untrained one ({base['linear_probe']:.3f}) "
-                     f"but not raw pixels ({pix['linear_probe']:.3f}) on the probe.")
+    notes = _notes(methods, epochs, amt_start_epoch, refresh_every, parts) + [_reading(results, base, pix, epochs, n_train)]
     batch = torch.utils.data.default_collate([test_set[i] for i in range(n_pictures)])
-    figs = figures(results, models, batch, epochs, untrained)
+    learned = lp['learner'].assign_parts(batch['image']) if parts is not None else None
+    figs = figures(results, {m: models[m] for m in methods}, batch, epochs, untrained, learned, n_parts)
     metrics = dict(methods={k: {kk: vv for kk, vv in v.items() if kk != 'losses'} for k, v in results.items()}
                    | {'untrained (baseline)': dict(base, part_miou=None, pretrain_seconds=None, images_per_s=None),
-                      'raw pixels (baseline)': pix},
-                   losses={k: v['losses'] for k, v in results.items()},
-                   settings=dict(n_train=n_train, n_test=n_test, epochs=epochs, batch_size=batch_size, amt_start_epoch=amt_start_epoch,
-                                 refresh_every=refresh_every, probe_epochs=probe_epochs, seed=seed, device=str(device), model='micro'),
+                      'raw pixels (baseline)': dict(pix, probe_cls=pix['probe_mean'])},
+                   losses={k: v['losses'] for k, v in results.items()}, parts=parts,
+                   settings=dict(n_train=n_train, n_test=n_test, epochs=epochs, batch_size=batch_size, norm_pix_loss=norm_pix_loss,
+                                 amt_start_epoch=amt_start_epoch, refresh_every=refresh_every, n_parts=n_parts, part_steps=part_steps,
+                                 probe_epochs=probe_epochs, seed=seed, device=str(device), model='micro'),
                    notes=notes, total_seconds=time.perf_counter() - t_all)
     paths = write_report(out, metrics, figs)
     print(f"report: {paths['html'].resolve()} (and report.md, metrics.json in {out.resolve()})")
@@ -281,13 +350,16 @@ def run_demo(out='semmae_demo_report',     # report folder (refused if not empty
 # %% ../nbs/09_experiments.ipynb #3e221031
 def demo_command(out:str=None,            # report folder (default: semmae_demo_report); must be empty or new
                  overwrite:bool=None,     # replace the report files in a non-empty report folder
-                 methods:str=None,        # comma-separated masking methods (default: random,amt,semmae, those installed)
+                 methods:str=None,        # comma-separated, from random,amt,semmae,semmae-true (default: random,amt,semmae)
                  n_train:int=None,        # SyntheticParts training images (default: 1024)
                  n_test:int=None,         # held-out images (default: 500)
-                 epochs:int=None,         # pre-training epochs, the same for every method (default: 10)
+                 epochs:int=None,         # pre-training epochs, the same for every method (default: 30)
                  batch_size:int=None,     # images per step (default: 64)
-                 amt_start_epoch:int=None,  # AMT: first attention-driven epoch (default: 2)
-                 refresh_every:int=None,  # AMT: epochs between attention refreshes (default: 2)
+                 norm_pix_loss:bool=None, # predict per-patch normalised pixels (default: on)
+                 amt_start_epoch:int=None,  # AMT: first attention-driven epoch (default: 5)
+                 refresh_every:int=None,  # AMT: epochs between attention refreshes (default: 5)
+                 n_parts:int=None,        # SemMAE stage 1: parts to learn (default: 6)
+                 part_steps:int=None,     # SemMAE stage 1: part-learning steps (default: 300)
                  probe_epochs:int=None,   # linear-probe epochs on the cached features (default: 90)
                  seed:int=None,           # seed of every random choice (default: 0)
                  device:str=None,         # cpu | cuda (default: cpu)
@@ -304,7 +376,7 @@ def demo_command(out:str=None,            # report folder (default: semmae_demo_
 
 # %% ../nbs/09_experiments.ipynb #af431721
 def seed_table(runs:list,   # metrics dicts returned by `run_demo` (one per seed)
-               keys=('linear_probe', 'knn', 'attention_mass', 'attention_iou'),
+               keys=('probe_cls', 'probe_mean', 'knn', 'attention_mass', 'attention_iou', 'part_miou'),
               ) -> dict:    # method -> metric -> (mean, std, n)
     "Mean ± sample std over seeds of every method's metrics."
     if not runs: raise ValueError("runs is empty")
@@ -315,3 +387,8 @@ def seed_table(runs:list,   # metrics dicts returned by `run_demo` (one per seed
             v = torch.tensor([float(r['methods'][m][k]) for r in runs if r['methods'].get(m, {}).get(k) is not None])
             if len(v): out[m][k] = (v.mean().item(), v.std().item() if len(v) > 1 else float('nan'), len(v))
     return out
+
+def paired_gain(runs:list, method:str, ref:str='random', key:str='probe_mean') -> tuple:
+    "Per-seed gain of `method` over `ref` (same seed, same data): (mean, sample std, n, [gains])."
+    g = torch.tensor([r['methods'][method][key] - r['methods'][ref][key] for r in runs])
+    return g.mean().item(), (g.std().item() if len(g) > 1 else float('nan')), len(g), g.tolist()

@@ -4,12 +4,10 @@ import pytest
 import torch
 
 pytest.importorskip('semmae_edu.train', reason='the demo pre-trains with semmae_edu.train (07_train)')
-from semmae_edu.demo import run_demo, demo_command, METHODS
-from semmae_edu.train import available_strategies
-HAVE = [m for m in METHODS if m in available_strategies()]
+from semmae_edu.demo import run_demo, demo_command, METHODS, DEFAULT_METHODS
 
 torch.set_num_threads(1)
-TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, amt_start_epoch=1, refresh_every=1, probe_epochs=10, n_pictures=3, progress=False)
+TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, amt_start_epoch=1, refresh_every=1, part_steps=10, probe_epochs=10, n_pictures=3, progress=False)
 
 def test_demo_tiny_report(tmp_path):
     out = tmp_path / 'report'
@@ -19,10 +17,13 @@ def test_demo_tiny_report(tmp_path):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     saved = json.loads((out / 'metrics.json').read_text())
     assert saved['methods'].keys() == m['methods'].keys()
-    names = list(saved['methods'])   # every installed method (random, amt, semmae), then the two baselines
-    assert [n.split(' ')[0] for n in names[:-2]] == HAVE and names[-2:] == ['untrained (baseline)', 'raw pixels (baseline)']
+    names = list(saved['methods'])   # random, amt, semmae (learned parts), then the two baselines
+    assert names == list(DEFAULT_METHODS) + ['untrained (baseline)', 'raw pixels (baseline)']
+    parts = saved['parts']           # SemMAE's stage 1 ran in the same demo and was scored against the true parts
+    assert parts['K'] == 6 and all(0. <= parts[k] <= 1. for k in ('miou', 'kmeans_miou', 'grid_miou', 'nmi'))
+    assert saved['methods']['semmae']['part_miou'] == parts['miou'] and saved['methods']['random']['part_miou'] is None
     for name, r in saved['methods'].items():
-        for k in ('linear_probe', 'knn') + (('attention_mass', 'attention_iou', 'attention_chance') if 'pixels' not in name else ()):
+        for k in ('probe_cls', 'probe_mean', 'knn') + (('attention_mass', 'attention_iou', 'attention_chance') if 'pixels' not in name else ()):
             assert 0. <= r[k] <= 1., (name, k, r[k])
         if 'baseline' not in name: assert r['pretrain_seconds'] > 0 and r['images_per_s'] > 0 and math.isfinite(r['final_loss'])
     for name in names[:-2]: assert len(saved['losses'][name]) == 2 * 3   # 2 epochs of 96 // 32 steps
@@ -40,14 +41,16 @@ def test_demo_tiny_report(tmp_path):
 def test_demo_bad_input(tmp_path):
     with pytest.raises(ValueError, match='methods'): run_demo(tmp_path / 'a', methods=('random', 'mae'))
     with pytest.raises(ValueError, match='epochs'): run_demo(tmp_path / 'b', epochs=0)
+    with pytest.raises(ValueError, match='n_parts'): run_demo(tmp_path / 'c', n_parts=1)
+    with pytest.raises(ValueError, match='without repeats'): run_demo(tmp_path / 'd', methods=('random', 'random'))
     (tmp_path / 'f').write_text('x')
     with pytest.raises(FileExistsError, match='not a folder'): run_demo(tmp_path / 'f')
 
 def test_cli_demo(tmp_path):
     from semmae_edu import cli
-    if 'demo' not in cli.COMMANDS: pytest.skip('`semmae-edu demo` is not wired into semmae_edu.cli.COMMANDS yet')
     args = ['demo', '--out', str(tmp_path / 'r'), '--methods', 'random', '--n-train', '64', '--n-test', '20', '--epochs', '1',
             '--batch-size', '32', '--probe-epochs', '2', '--no-progress']
     assert cli.main(args) == 0 and (tmp_path / 'r' / 'report.html').is_file()
     assert cli.main(args) == 2                       # the folder is not empty now
     assert cli.main(args + ['--overwrite']) == 0
+    assert cli.main(['demo', '--methods', 'random,blocks', '--out', str(tmp_path / 'x')]) == 2 and not (tmp_path / 'x').exists()
