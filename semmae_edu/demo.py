@@ -73,7 +73,7 @@ def pretrain_method(method:str, train_set, out:Path, epochs:int, batch_size:int,
     return dict(model=res.model.cpu().eval(), losses=[r['loss'] for r in steps], seconds=sec,
                 images_per_s=epochs * len(train_set) / sec)
 
-# %% ../nbs/09_experiments.ipynb #d1fe46f0
+# %% ../nbs/09_experiments.ipynb #23a59365
 def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its encoder is frozen
                 train_set, test_set, # SyntheticParts sets: parts are learned on train_set, scored on test_set
                 n_parts:int=6,       # K
