@@ -45,10 +45,11 @@ def have_learned_parts() -> bool:
     except ImportError: return False
     return True
 
-def strategy_settings(method:str, amt_start_epoch:int=5, refresh_every:int=5, n_parts:int=None) -> dict:
+def strategy_settings(method:str, amt_start_epoch:int=5, refresh_every:int=5, n_parts:int=None,
+                      amt_throw:str='low', amt_throw_ratio:float=0.40) -> dict:
     "PretrainConfig settings of a method: strategy, mask ratio and strategy arguments."
     if method == 'random': return dict(strategy='random', mask_ratio=0.75)
-    if method == 'amt': return dict(strategy='amt', mask_ratio=0.45, strategy_kw=dict(throw_ratio=0.40, throw='low',
+    if method == 'amt': return dict(strategy='amt', mask_ratio=0.45, strategy_kw=dict(throw_ratio=amt_throw_ratio, throw=amt_throw,
                                     amt_start_epoch=amt_start_epoch, refresh_every=refresh_every))
     if method in ('semmae', 'semmae-true'): return dict(strategy='semmae', mask_ratio=0.75, strategy_kw=dict(n_parts=n_parts) if n_parts else {})
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -56,6 +57,7 @@ def strategy_settings(method:str, amt_start_epoch:int=5, refresh_every:int=5, n_
 # %% ../nbs/09_experiments.ipynb #6fa62c95
 def pretrain_method(method:str, train_set, out:Path, epochs:int, batch_size:int, seed:int=0, device:str='cpu',
                     progress:bool=True, amt_start_epoch:int=5, refresh_every:int=5, norm_pix_loss:bool=True,
+                    amt_throw:str='low', amt_throw_ratio:float=0.40,
                     bank=None,   # SemMAE: a `PartBank` of learned part maps (None: the items' own, i.e. true, parts)
                    ) -> dict:
     "Pre-train the micro MAE on `train_set` with one method's masking; model, loss history, time, throughput."
@@ -65,7 +67,7 @@ def pretrain_method(method:str, train_set, out:Path, epochs:int, batch_size:int,
     data = PartsDataset(train_set, bank) if method == 'semmae' else train_set   # items carry the learned maps as 'parts'
     cfg = preset('cpu', model='micro', img_size=train_set.size, epochs=epochs, batch_size=batch_size, seed=seed, device=device,
                  out=str(out), progress=progress, warmup_epochs=min(2., epochs / 4), ckpt_every_epochs=max(epochs, 1),
-                 norm_pix_loss=norm_pix_loss, **strategy_settings(method, amt_start_epoch, refresh_every, bank.n_parts if bank is not None else None))
+                 norm_pix_loss=norm_pix_loss, **strategy_settings(method, amt_start_epoch, refresh_every, bank.n_parts if bank is not None else None, amt_throw, amt_throw_ratio))
     t0 = time.perf_counter()
     res = pretrain(cfg, train_set=data)
     sec = time.perf_counter() - t0
@@ -127,6 +129,7 @@ def _norm(x): return (x - torch.tensor(SyntheticParts.mean).view(1, 3, 1, 1)) / 
 # %% ../nbs/09_experiments.ipynb #3813f35e
 def final_plans(models:dict, batch:dict, epochs:int, seed:int=0,
                 learned=None,   # [N, L] learned part of each patch of `batch` (for 'semmae')
+                amt_throw:str='low', amt_throw_ratio:float=0.40,
                ) -> dict:
     "The plan each method would draw for `batch` in its last epoch."
     g = lambda: torch.Generator().manual_seed(seed)
@@ -137,7 +140,7 @@ def final_plans(models:dict, batch:dict, epochs:int, seed:int=0,
         elif m == 'amt':
             from semmae_edu.amt import amt_masking
             w = attention_maps(model, _norm(imgs)).flatten(1)
-            plans[m] = amt_masking(w, 0.45, 0.40, 'low', generator=g())
+            plans[m] = amt_masking(w, 0.45, amt_throw_ratio, amt_throw, generator=g())
         elif m == 'semmae-true':
             parts = patch_parts(batch['parts'], p, SyntheticParts.n_parts)
             plans[m] = semantic_masking(parts, 0.75, lam_schedule(epochs - 1, epochs), g(), SyntheticParts.n_parts)
@@ -150,7 +153,7 @@ def _png(fig) -> bytes:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
     return buf.getvalue()
 
-def figures(results:dict, models:dict, batch:dict, epochs:int, untrained=None, learned=None, n_parts:int=None) -> dict:
+def figures(results:dict, models:dict, batch:dict, epochs:int, untrained=None, learned=None, n_parts:int=None, **amt_kw) -> dict:
     "name -> PNG bytes: losses, masks, reconstructions, attention, parts."
     import matplotlib; import matplotlib.pyplot as plt
     figs = {}
@@ -158,7 +161,7 @@ def figures(results:dict, models:dict, batch:dict, epochs:int, untrained=None, l
     for m, r in results.items(): ax.plot(r['losses'], lw=0.9, label=m)
     ax.set_xlabel('optimizer step'); ax.set_ylabel('MAE loss (masked patches)'); ax.legend(fontsize=8)
     figs['losses'] = _png(fig)
-    plans = final_plans(models, batch, epochs, learned=learned)
+    plans = final_plans(models, batch, epochs, learned=learned, **amt_kw)
     n = len(batch['image']); rows = [m for m in models if m in plans]
     fig, ax = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.4 * len(rows)), squeeze=False)
     for i, m in enumerate(rows):
@@ -257,9 +260,10 @@ def _check_args(methods, epochs, n_train, batch_size, n_parts, part_steps):
     if not isinstance(n_train, int) or n_train < max(batch_size, 20): raise ValueError(f"n_train must be an int >= max(batch_size, 20), got {n_train!r}")
     return methods
 
-def _notes(methods, epochs, amt_start_epoch, refresh_every, parts):
+def _notes(methods, epochs, amt_start_epoch, refresh_every, parts, amt_throw='low', amt_throw_ratio=0.40):
     notes = ["Same budget for every method: same images, data order, epochs, batch size and learning-rate schedule; only the masking differs.",
-             f"AMT: random masking (0.75) before epoch {amt_start_epoch}, then mask 0.45 / throw 0.40 (throw='low', the paper's), "
+             f"AMT: random masking (0.75) before epoch {amt_start_epoch}, then mask 0.45 / throw {amt_throw_ratio} (throw={amt_throw!r}; "
+             f"'low' is the paper's, 'middle' the official code's), "
              f"maps refreshed every {refresh_every} epochs (paper: from epoch 40 of 800, every 40)."]
     if parts is not None:
         notes.append(f"SemMAE: parts learned in this run (stage 1, chapter 05) on the frozen encoder of the random-masking MAE, "
@@ -293,6 +297,8 @@ def run_demo(out='semmae_demo_report',     # report folder (refused if not empty
              norm_pix_loss:bool=True,      # MAE's target for representations (per-patch normalised pixels)
              amt_start_epoch:int=5,        # AMT: random masking before, attention-driven from here
              refresh_every:int=5,          # AMT: epochs between attention refreshes
+             amt_throw:str='low',          # AMT: which unmasked patches are thrown: 'low' (paper) or 'middle' (official code)
+             amt_throw_ratio:float=0.40,   # AMT: fraction thrown (0: attention-driven masking alone)
              n_parts:int=6,                # SemMAE stage 1: K parts
              part_steps:int=300,           # SemMAE stage 1: part-learning steps
              probe_epochs:int=90,
@@ -309,7 +315,7 @@ def run_demo(out='semmae_demo_report',     # report folder (refused if not empty
     order = sorted(methods, key=('random', 'amt', 'semmae-true', 'semmae').index)   # stage 1 reads the random MAE
     if 'semmae' in methods and 'random' not in methods: order = ['random'] + order  # trained for stage 1, not reported
     kw = dict(epochs=epochs, batch_size=batch_size, seed=seed, device=device, progress=progress, amt_start_epoch=amt_start_epoch,
-              refresh_every=refresh_every, norm_pix_loss=norm_pix_loss)
+              refresh_every=refresh_every, norm_pix_loss=norm_pix_loss, amt_throw=amt_throw, amt_throw_ratio=amt_throw_ratio)
     results, models, parts = {}, {}, None
     for m in order:
         if m == 'semmae':
@@ -331,16 +337,18 @@ def run_demo(out='semmae_demo_report',     # report folder (refused if not empty
     if progress: print("== evaluating: untrained encoder (baseline)")
     base = evaluate_model(untrained, train_set, test_set, probe_epochs, progress=progress)
     pix = pixel_baseline(train_set, test_set, probe_epochs)
-    notes = _notes(methods, epochs, amt_start_epoch, refresh_every, parts) + [_reading(results, base, pix, epochs, n_train)]
+    notes = _notes(methods, epochs, amt_start_epoch, refresh_every, parts, amt_throw, amt_throw_ratio) + [_reading(results, base, pix, epochs, n_train)]
     batch = torch.utils.data.default_collate([test_set[i] for i in range(n_pictures)])
     learned = lp['learner'].assign_parts(batch['image']) if parts is not None else None
-    figs = figures(results, {m: models[m] for m in methods}, batch, epochs, untrained, learned, n_parts)
+    figs = figures(results, {m: models[m] for m in methods}, batch, epochs, untrained, learned, n_parts,
+                   amt_throw=amt_throw, amt_throw_ratio=amt_throw_ratio)
     metrics = dict(methods={k: {kk: vv for kk, vv in v.items() if kk != 'losses'} for k, v in results.items()}
                    | {'untrained (baseline)': dict(base, part_miou=None, pretrain_seconds=None, images_per_s=None),
                       'raw pixels (baseline)': dict(pix, probe_cls=pix['probe_mean'])},
                    losses={k: v['losses'] for k, v in results.items()}, parts=parts,
                    settings=dict(n_train=n_train, n_test=n_test, epochs=epochs, batch_size=batch_size, norm_pix_loss=norm_pix_loss,
-                                 amt_start_epoch=amt_start_epoch, refresh_every=refresh_every, n_parts=n_parts, part_steps=part_steps,
+                                 amt_start_epoch=amt_start_epoch, refresh_every=refresh_every, amt_throw=amt_throw,
+                                 amt_throw_ratio=amt_throw_ratio, n_parts=n_parts, part_steps=part_steps,
                                  probe_epochs=probe_epochs, seed=seed, device=str(device), model='micro'),
                    notes=notes, total_seconds=time.perf_counter() - t_all)
     paths = write_report(out, metrics, figs)
@@ -358,6 +366,8 @@ def demo_command(out:str=None,            # report folder (default: semmae_demo_
                  norm_pix_loss:bool=None, # predict per-patch normalised pixels (default: on)
                  amt_start_epoch:int=None,  # AMT: first attention-driven epoch (default: 5)
                  refresh_every:int=None,  # AMT: epochs between attention refreshes (default: 5)
+                 amt_throw:str=None,      # AMT: throw the 'low'-attention unmasked patches (paper; default) or the 'middle' ones (official code)
+                 amt_throw_ratio:float=None,  # AMT: fraction thrown (default: 0.4; 0: attention-driven masking alone)
                  n_parts:int=None,        # SemMAE stage 1: parts to learn (default: 6)
                  part_steps:int=None,     # SemMAE stage 1: part-learning steps (default: 300)
                  probe_epochs:int=None,   # linear-probe epochs on the cached features (default: 90)
