@@ -274,7 +274,7 @@ def _notes(methods, epochs, amt_start_epoch, refresh_every, parts, amt_throw='lo
     if 'semmae-true' in methods:
         notes.append("semmae-true masks by SyntheticParts' TRUE parts: an upper bound for learned parts, not SemMAE as published.")
     notes.append("One seed, tiny data and model: a difference smaller than the seed-to-seed spread is no difference; "
-                 "rerun with other seeds (--seed) to see the spread (chapter 09 reports three).")
+                 "rerun with other seeds (--seed) to see the spread (chapter 09 reports five).")
     return notes
 
 def _reading(results, base, pix, epochs, n_train):
