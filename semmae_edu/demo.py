@@ -90,15 +90,15 @@ def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its enco
     X = torch.stack([train_set[i]['image'] for i in range(len(train_set))])
     learner = PartLearner(mae.encoder(), n_parts=n_parts, layers=tuple(range(len(mae.blocks))),
                           mean=SyntheticParts.mean, std=SyntheticParts.std, seed=seed)
-    hist = train_parts(learner, X, steps=steps, batch_size=64, seed=seed, progress=progress)
-    bank = PartBank.from_maps(part_bank(learner, train_set, progress=progress), n_parts=n_parts)
+    train_parts(learner, X, steps=steps, batch_size=64, seed=seed, progress=progress)
+    bank = PartBank.from_maps(part_bank(learner, X, progress=progress), n_parts=n_parts)   # item i has index i
     sec = time.perf_counter() - t0
     items = [test_set[i] for i in range(len(test_set))]
     Xe = torch.stack([it['image'] for it in items])
     Te = patch_parts(torch.stack([it['parts'] for it in items]), mae.patch_size, SyntheticParts.n_parts)
     pred, K, nt = learner.assign_parts(Xe), n_parts, SyntheticParts.n_parts
     km, grid = kmeans_parts(learner, Xe, K, seed=seed), grid_parts(len(Xe), learner.grid_size, K)
-    return dict(bank=bank, learner=learner, seconds=sec, Lr=hist['Lr'],
+    return dict(bank=bank, learner=learner, seconds=sec,
                 miou=matched_miou(pred, Te, K, nt), kmeans_miou=matched_miou(km, Te, K, nt), grid_miou=matched_miou(grid, Te, K, nt),
                 nmi=nmi(pred, Te), kmeans_nmi=nmi(km, Te), grid_nmi=nmi(grid, Te))
 
@@ -107,11 +107,10 @@ def evaluate_model(model, train_set, test_set, probe_epochs:int=90, n_attention:
     "Linear probe on CLS and on mean-pooled tokens (MAE head, SGD), k-NN (k=20, T=0.07, mean-pooled), attention on the object."
     mean, std = SyntheticParts.mean, SyntheticParts.std
     enc = model.encoder().eval()
-    res = {}
-    for pool in ('cls', 'mean'):
-        Xtr, ytr = extract_features(enc, train_set, pool=pool, mean=mean, std=std, progress=progress)
-        Xte, yte = extract_features(enc, test_set, pool=pool, mean=mean, std=std, progress=progress)
-        res[f'probe_{pool}'] = linear_probe(Xtr, ytr, Xte, yte, epochs=probe_epochs, batch_size=128)['acc']
+    feats = {pool: [extract_features(enc, ds, pool=pool, mean=mean, std=std, progress=progress) for ds in (train_set, test_set)]
+             for pool in ('cls', 'mean')}                          # pool -> [(X, y) train, (X, y) test]
+    res = {f'probe_{pool}': linear_probe(*tr, *te, epochs=probe_epochs, batch_size=128)['acc'] for pool, (tr, te) in feats.items()}
+    (Xtr, ytr), (Xte, yte) = feats['mean']
     res['knn'] = accuracy(knn_classify(Xtr, ytr, Xte, k=min(20, len(Xtr))), yte)
     batch = torch.utils.data.default_collate([test_set[i] for i in range(min(n_attention, len(test_set)))])
     att = attention_on_object(attention_maps(enc, _norm(batch['image'])), fg_patches(batch['fg'], model.patch_size))
@@ -321,7 +320,7 @@ def run_demo(out='semmae_demo_report',     # report folder (refused if not empty
         if m == 'semmae':
             if progress: print("== SemMAE stage 1: learning parts on the random-masking MAE's frozen encoder")
             lp = learn_parts(models['random'], train_set, test_set, n_parts, part_steps, seed, progress)
-            parts = {k: v for k, v in lp.items() if k not in ('bank', 'learner', 'Lr')} | dict(K=n_parts, steps=part_steps)
+            parts = {k: v for k, v in lp.items() if k not in ('bank', 'learner')} | dict(K=n_parts, steps=part_steps)
         if progress: print(f"== pre-training: {m}")
         r = pretrain_method(m, train_set, out / 'runs' / m, bank=lp['bank'] if m == 'semmae' else None, **kw)
         models[m] = r['model']
