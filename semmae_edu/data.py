@@ -10,7 +10,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['PART_NAMES', 'CLASS_NAMES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'patchify', 'unpatchify', 'patchify_map',
            'pool_map', 'unpool_map', 'patch_parts', 'SyntheticParts', 'ImageItems', 'get_dataset', 'rrc_params',
-           'crop_item', 'normalize', 'MAETransform', 'mae_transform']
+           'crop_item', 'normalize', 'MAETransform', 'mae_transform', 'rendered', 'TensorItems', 'rrc_boxes',
+           'crop_batch']
 
 # %% ../nbs/00_data.ipynb #ac3b2eb3
 import numpy as np
@@ -644,3 +645,107 @@ def mae_transform(size, # output side (int) or (h, w)
                  )->MAETransform:
     "MAE's pre-training (or evaluation) augmentation for item dicts."
     return MAETransform(size, train=train, mean=mean, std=std, scale=scale, generator=generator)
+
+# %% ../nbs/00_data.ipynb #af5ff1d2
+import torch.nn.functional as F
+from fastcore.basics import patch
+
+# %% ../nbs/00_data.ipynb #f6dfcffb
+_RENDERED = {}   # (seed, n, size, clutter) -> tensors; at most `_KEEP` sets are kept
+_KEEP = 4
+
+def rendered(seed:int=0, # data seed: images are fixed by (seed, index)
+             n:int=10000, # number of images
+             size:int=32, # image side in pixels
+             clutter:int=5, # distractor blobs per image
+            )->dict: # image [n, 3, H, W] float32, parts [n, H, W] int64, fg [n, H, W] bool, label [n], index [n] (int64)
+    "`SyntheticParts(n, size, seed, clutter=clutter)` rendered once into stacked tensors, kept per (seed, n, size, clutter)."
+    key = (_check_int(seed, 'seed', 0), _check_int(n, 'n', 1), _check_int(size, 'size', 16), _check_int(clutter, 'clutter', 0))
+    if key not in _RENDERED:
+        ds = SyntheticParts(n=n, size=size, seed=seed, clutter=clutter)
+        items = [ds[i] for i in range(n)]
+        t = {k: torch.stack([it[k] for it in items]) for k in ('image', 'parts', 'fg')}
+        t['label'] = torch.tensor([it['label'] for it in items])
+        t['index'] = torch.arange(n)
+        while len(_RENDERED) >= _KEEP: _RENDERED.pop(next(iter(_RENDERED)))
+        _RENDERED[key] = t
+    return dict(_RENDERED[key])   # a new dict: callers may add keys; the tensors are shared, never write into them
+
+@patch
+def tensors(self:SyntheticParts)->dict: # `rendered(...)` of this data set
+    "The whole data set as stacked tensors (rendered once); only for a data set without `transform`."
+    if self.transform is not None: raise ValueError("tensors() is for a SyntheticParts without transform (the transform is per item)")
+    return rendered(self.seed, self.n, self.size, self.clutter)
+
+class TensorItems(torch.utils.data.Dataset):
+    "A data set held as stacked tensors: item i is `{k: v[i]}`; `tensors()` gives them all (the fast path of `pretrain`)."
+    def __init__(self,
+                 tensors:dict, # 'image' [n, 3, H, W] in [0, 1] and any other [n, ...] tensors (labels, per-pixel maps)
+                 **attrs): # kept as attributes (e.g. mean, std, n_parts, classes)
+        if not isinstance(tensors, dict) or not isinstance(tensors.get('image'), Tensor) or tensors['image'].ndim != 4:
+            raise TypeError("`tensors` must be a dict with 'image' [n, C, H, W] (and other [n, ...] tensors)")
+        n = len(tensors['image'])
+        bad = [k for k, v in tensors.items() if not isinstance(v, Tensor) or len(v) != n]
+        if bad: raise ValueError(f"every tensor must have n={n} rows; {bad} do not")
+        self._t = dict(tensors)
+        if 'index' not in self._t: self._t['index'] = torch.arange(n)
+        for k, v in attrs.items(): setattr(self, k, v)
+    def __len__(self): return len(self._t['image'])
+    def __getitem__(self, i:int)->dict:
+        i = operator.index(i)
+        return {k: (v[i].item() if v.ndim == 1 and k in ('label', 'index') else v[i]) for k, v in self._t.items()}
+    def tensors(self)->dict: return dict(self._t)
+    def __repr__(self): return f"TensorItems({len(self)} items, keys={sorted(self._t)})"
+
+# %% ../nbs/00_data.ipynb #10eeac0b
+def rrc_boxes(n:int, # images
+              height:int, width:int, # their size
+              scale:tuple=(0.2, 1.0), ratio:tuple=(3 / 4, 4 / 3), # RandomResizedCrop ranges
+              flip_p:float=0.5, # probability of a horizontal flip
+              generator:torch.Generator|None=None,
+             )->tuple: # (boxes [n, 4] int64 as (top, left, h, w), flips [n] bool)
+    "`n` RandomResizedCrop boxes and flips from one generator (image k's box is drawn before image k+1's)."
+    boxes = torch.tensor([rrc_params(height, width, scale, ratio, generator) for _ in range(n)], dtype=torch.int64).reshape(n, 4)
+    flips = torch.rand(n, generator=generator) < flip_p
+    return boxes, flips
+
+def _centres(start, length, S, device):
+    "[n, S] input coordinates (pixel units) of the output pixel centres of boxes `start`, `length` resized to S."
+    return start[:, None].double() + (torch.arange(S, device=device, dtype=torch.float64)[None] + 0.5) * length[:, None].double() / S
+
+def crop_batch(batch:dict, # 'image' [N, C, H, W] float in [0, 1] and any per-pixel maps [N, H, W] / [N, K, H, W]; other keys kept
+               boxes:Tensor, # [N, 4] (top, left, h, w) per image, in input pixels
+               flips:Tensor, # [N] bool: flip left-right after the crop
+               size, # output side (int) or (h, w)
+              )->dict: # a new dict: image [N, C, *size] (bicubic), maps [N, (K,) *size] (nearest, dtype kept)
+    "`crop_item` for a batch, on the batch's device: one box and flip per image, the same for its image and its maps."
+    img = batch.get('image') if isinstance(batch, dict) else None
+    if not isinstance(img, Tensor) or img.ndim != 4: raise TypeError("`batch` must be a dict with 'image' [N, C, H, W]")
+    N, C, H, W = img.shape
+    oh, ow = _size2(size)
+    dev = img.device
+    boxes, flips = torch.as_tensor(boxes, device=dev).long(), torch.as_tensor(flips, device=dev).bool()
+    if tuple(boxes.shape) != (N, 4) or tuple(flips.shape) != (N,):
+        raise ValueError(f"`boxes` must be [N, 4] and `flips` [N] for N={N}, got {tuple(boxes.shape)}, {tuple(flips.shape)}")
+    top, left, h, w = boxes.unbind(1)
+    if (h < 1).any() or (w < 1).any() or (top < 0).any() or (left < 0).any() or (top + h > H).any() or (left + w > W).any():
+        raise ValueError(f"every box must lie inside the {H}x{W} image with h, w >= 1")
+    ys, xs = _centres(top, h, oh, dev), _centres(left, w, ow, dev)                  # [N, oh], [N, ow] in pixels
+    xs = torch.where(flips[:, None], xs.flip(1), xs)
+    grid = torch.stack([(2 * xs / W - 1)[:, None, :].expand(N, oh, ow), (2 * ys / H - 1)[:, :, None].expand(N, oh, ow)], -1)
+    x = img if img.is_floating_point() else img.float() / 255
+    out = dict(batch)
+    out['image'] = F.grid_sample(x, grid.to(x.dtype), mode='bicubic', padding_mode='border', align_corners=False).clamp(0, 1)
+    rows, cols = ys.floor().long().clamp(max=H - 1), xs.floor().long().clamp(max=W - 1)   # [N, oh], [N, ow]
+    for k, v in batch.items():
+        if k == 'image' or not isinstance(v, Tensor) or v.ndim not in (3, 4) or len(v) != N: continue
+        if tuple(v.shape[-2:]) != (H, W):
+            raise ValueError(f"batch[{k!r}] has shape {list(v.shape)} but the images are {H}x{W}: per-pixel maps must match them")
+        m = v.to(dev)
+        extra = m.shape[1:-2]
+        m = m.reshape(N, -1, H, W)
+        r = rows[:, None, :, None].expand(N, m.shape[1], oh, W)
+        m = m.gather(2, r)
+        m = m.gather(3, cols[:, None, None, :].expand(N, m.shape[1], oh, ow))
+        out[k] = m.reshape(N, *extra, oh, ow)
+    return out
