@@ -9,7 +9,7 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['VISIBLE', 'MASKED', 'THROWN', 'MaskPlan', 'plan_from_order', 'check_ratio', 'random_masking', 'plan_overlay',
-           'show_plans', 'StaticExplorer', 'live_explorer']
+           'show_plans', 'StaticExplorer', 'live_explorer', 'block_masking']
 
 # %% ../nbs/02_masking.ipynb #410fc0e9
 VISIBLE, MASKED, THROWN = 0, 1, -1
@@ -220,3 +220,49 @@ def live_explorer(render, sliders:dict):
     for c in ctrls.values(): c.observe(redraw, names='value')
     redraw()
     return W.VBox(list(ctrls.values()) + [out])
+
+# %% ../nbs/02_masking.ipynb #6b2259db
+import math
+
+# %% ../nbs/02_masking.ipynb #3a609aa6
+def _block_row(rng, h, w, n_mask, min_block, log_aspect):
+    "One image's [h, w] bool mask by BEiT's rule (numpy `rng`), then topped up at random to exactly `n_mask`."
+    m = np.zeros((h, w), bool)
+    while m.sum() < n_mask:
+        budget, added = n_mask - int(m.sum()), 0
+        for _ in range(10):
+            s = rng.uniform(min(min_block, budget), budget)
+            a = math.exp(rng.uniform(*log_aspect))
+            bh, bw = int(round(math.sqrt(s * a))), int(round(math.sqrt(s / a)))
+            if 0 < bh < h and 0 < bw < w:
+                top, left = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
+                new = bh * bw - int(m[top:top + bh, left:left + bw].sum())
+                if 0 < new <= budget: m[top:top + bh, left:left + bw] = True; added = new
+            if added: break
+        if not added: break
+    rest = np.flatnonzero(~m.ravel())
+    fill = rng.permutation(rest)[:n_mask - int(m.sum())]
+    m = m.ravel(); m[fill] = True
+    return m
+
+def block_masking(n:int,                 # batch size N
+                  grid,                  # (h, w) patches per column and row (an int for a square grid)
+                  mask_ratio:float=0.75, # masked: exactly L - int(L*(1-mask_ratio)), as random masking
+                  min_block:int=4,       # smallest block area in patches (BEiT: 16 of 196; 4 of our 64)
+                  aspect:tuple=(0.3, 1 / 0.3), # range of a block's aspect (rows / columns), drawn log-uniformly
+                  generator:torch.Generator=None,
+                 ) -> MaskPlan:
+    "BEiT/SimMIM block-wise masking: random rectangles until the budget is met, then random patches to make it exact."
+    check_ratio('mask_ratio', mask_ratio)
+    h, w = (grid, grid) if isinstance(grid, int) else tuple(grid)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if not all(isinstance(v, int) and v > 1 for v in (h, w)): raise ValueError(f"grid must be (h, w) with ints > 1, got {grid!r}")
+    L = h * w
+    n_vis = int(L * (1 - mask_ratio))
+    if n_vis < 1: raise ValueError(f"mask_ratio={mask_ratio} leaves no visible patch out of L={L}")
+    seeds = torch.randint(2 ** 62, (n,), generator=generator).tolist()   # one numpy generator per image, from the torch one
+    log_aspect = (math.log(aspect[0]), math.log(aspect[1]))
+    rows = [_block_row(np.random.default_rng(s), h, w, L - n_vis, min_block, log_aspect) for s in seeds]
+    states = torch.from_numpy(np.stack(rows)).to(torch.int8)
+    dev = generator.device if generator is not None else 'cpu'
+    return MaskPlan(states.to(dev))
