@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'last_block_attention', 'normalize_heads',
-           'cls_attention_maps', 'AttentionBank', 'AMTDataset', 'AMTStrategy', 'amt_render']
+__all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'attmask_masking', 'last_block_attention',
+           'normalize_heads', 'cls_attention_maps', 'AttentionBank', 'AMTDataset', 'AMTStrategy', 'amt_render']
 
 # %% ../nbs/04_amt.ipynb #83327965
 from .masking import MaskPlan, plan_from_order, random_masking, check_ratio, plan_overlay
@@ -90,6 +90,19 @@ def amt_masking(weights:Tensor,          # [N, L] non-negative per-patch weights
         rest = rest.gather(1, torch.argsort(w.gather(1, rest), dim=1, stable=True))
     thrown, visible = rest[:, :n_throw], rest[:, n_throw:]
     return plan_from_order(torch.cat([visible, masked, thrown], 1), n_vis, n_mask)
+
+# %% ../nbs/04_amt.ipynb #aa3513e6
+def attmask_masking(weights:Tensor,        # [N, L] per-patch weights (e.g. pooled CLS attention)
+                    mask_ratio:float=0.75, # masked: exactly L - int(L*(1-mask_ratio)), as random masking
+                   ) -> MaskPlan:
+    "AttMask-High: mask the patches of highest weight (ties: lower index first); no sampling, nothing thrown."
+    check_ratio('mask_ratio', mask_ratio)
+    w = check_weights(weights, 0.)
+    L = w.shape[1]
+    n_vis = int(L * (1 - mask_ratio))
+    if n_vis < 1: raise ValueError(f"mask_ratio={mask_ratio} leaves no visible patch out of L={L}")
+    order = torch.argsort(-w, dim=1, stable=True)             # highest weight first
+    return plan_from_order(torch.cat([order[:, L - n_vis:], order[:, :L - n_vis]], 1), n_vis, L - n_vis)
 
 # %% ../nbs/04_amt.ipynb #ee8ef1d1
 def _grid(model, imgs:Tensor, L:int) -> tuple:
