@@ -16,10 +16,10 @@ __all__ = ['MODELS', 'DATASETS', 'AMP_MODES', 'PRESETS', 'NO_DECAY', 'STRATEGIES
            'PretrainConfig', 'preset', 'batch_plan', 'check_config', 'split_decay', 'make_optimizer', 'lr_at', 'set_lr',
            'TransformedDataset', 'RandomStrategy', 'Normalize', 'StrategyUnavailable', 'make_strategy',
            'available_strategies', 'seed_for', 'generator_for', 'epoch_permutation', 'StepBatches', 'SeededItems',
-           'build_data', 'data_stats', 'amp_setup', 'DistInfo', 'init_distributed', 'mean_over_ranks', 'pick_device',
-           'CheckpointError', 'atomic_save', 'rng_states', 'set_rng_states', 'read_checkpoint', 'check_resumable',
-           'MetricsLog', 'read_metrics', 'plot_curves', 'NonFiniteLossError', 'Run', 'train_step', 'train_one_epoch',
-           'save_checkpoint', 'PretrainResult', 'pretrain']
+           'build_data', 'data_stats', 'tensor_backed', 'TensorBatches', 'amp_setup', 'DistInfo', 'init_distributed',
+           'mean_over_ranks', 'pick_device', 'CheckpointError', 'atomic_save', 'rng_states', 'set_rng_states',
+           'read_checkpoint', 'check_resumable', 'MetricsLog', 'read_metrics', 'plot_curves', 'NonFiniteLossError',
+           'Run', 'train_step', 'train_one_epoch', 'save_checkpoint', 'PretrainResult', 'pretrain']
 
 # %% ../nbs/07_train.ipynb #200e13a3
 import numpy as np
@@ -334,6 +334,46 @@ def build_data(cfg:PretrainConfig) -> tuple:
 def data_stats(dataset) -> tuple:
     "(mean, std) per channel used to normalise a data set's images: its own `mean`/`std`, else ImageNet's (MAE's rule)."
     return tuple(getattr(dataset, 'mean', D.IMAGENET_MEAN)), tuple(getattr(dataset, 'std', D.IMAGENET_STD))
+
+# %% ../nbs/07_train.ipynb #70552e40
+def tensor_backed(dataset) -> bool:
+    "Can `dataset` give all its items at once as stacked tensors (`dataset.tensors()`)?"
+    if not callable(getattr(dataset, 'tensors', None)): return False
+    return getattr(dataset, 'transform', None) is None
+
+class TensorBatches:
+    "The micro-batches of a tensor-backed training set for one process: gathered by index, augmented per batch on `device`."
+    def __init__(self,
+                 tensors:dict,          # 'image' [n, C, H, W] in [0, 1] and other [n, ...] tensors (`dataset.tensors()`)
+                 sampler:StepBatches,   # which indices form each micro-batch (and the epoch and start step)
+                 items=None,            # the strategy's view of the items (`strategy.wrap_dataset(dataset)`): keys it adds are gathered per item
+                 size=None,             # output side (default: the images' own)
+                 scale:tuple=(0.2, 1.0),# RandomResizedCrop area range; (1, 1) with flip_p 0: no augmentation
+                 flip_p:float=0.5,
+                 seed:int=0,
+                 device='cpu'):
+        self.t, self.sampler, self.seed, self.device = tensors, sampler, seed, torch.device(device)
+        H, W = tensors['image'].shape[-2:]
+        self.size, self.scale, self.flip_p = D._size2(size if size is not None else (H, W)), tuple(scale), flip_p
+        self.items = items
+        self.extra = [k for k in items[0] if k not in tensors] if items is not None else []   # e.g. AMT's 'weights'
+        self.augment = not (self.scale == (1., 1.) and flip_p == 0 and tuple(self.size) == (H, W))
+    def __len__(self): return len(self.sampler)
+    def batch(self, index:list, epoch:int, step:int, k:int) -> dict:
+        "Micro-batch `k` of `step` in `epoch`: the items `index`, with the strategy's maps, cropped and flipped on the device."
+        idx = torch.as_tensor(index, dtype=torch.long)
+        b = {key: v[idx] for key, v in self.t.items()}
+        for key in self.extra: b[key] = torch.stack([self.items[i][key] for i in index])
+        b = {key: v.to(self.device, non_blocking=True) for key, v in b.items()}
+        if not self.augment: return b
+        H, W = b['image'].shape[-2:]
+        boxes, flips = D.rrc_boxes(len(idx), H, W, self.scale, flip_p=self.flip_p, generator=generator_for(self.seed, 'aug', epoch, step, k))
+        return D.crop_batch(b, boxes, flips, self.size)
+    def __iter__(self):
+        s = self.sampler
+        for j, keys in enumerate(s):
+            step, a = s.start_step + j // s.A, j % s.A
+            yield self.batch([i for _, i in keys], s.epoch, step, a * s.W + s.rank)
 
 # %% ../nbs/07_train.ipynb #dbb223f1
 def amp_setup(amp:str, device:torch.device) -> tuple:
@@ -661,7 +701,7 @@ def _prepare_out(cfg, resuming:bool) -> Path:
 # %% ../nbs/07_train.ipynb #a6de6645
 def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig(), the CPU demo); None with `resume`: the checkpoint's
              resume=None,                   # a checkpoint file or run folder to continue (True: cfg.out)
-             train_set=None,                # use this data set instead of `cfg.data` (items: dicts with 'image' in [0, 1])
+             train_set=None,                # use this data set instead of `cfg.data` (items: dicts with 'image' in [0, 1]); a tensor-backed one gets cfg's crop and flip
              on_step:Callable=None,         # called on rank 0 with each step's record
             ) -> PretrainResult:
     "Pre-train an MAE with a masking strategy: the official recipe, resumable bit for bit, on 1 or many processes."
@@ -685,6 +725,8 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
             raise CheckpointError(f"the training set has {len(train_set)} images, the checkpoint's had {ckpt['data_order']['n_items']}")
         sampler = StepBatches(len(train_set), plan['batch_size'], plan['accum_iter'], info.world_size, info.rank, cfg.seed)
         items = SeededItems(strategy.wrap_dataset(train_set, transform), cfg.seed)
+        fast = tensor_backed(train_set)   # stacked tensors: gathered and augmented per batch (TensorBatches), no per-item work
+        if fast: plain_set = D.TensorItems(train_set.tensors())
         _preflight(strategy, items, sampler, mae.patch_size, cfg)
         out = _prepare_out(cfg, resuming=ckpt is not None)
         # 2. build the run
@@ -700,7 +742,8 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
             out.mkdir(parents=True, exist_ok=True)
             (out / 'config.json').write_text(json.dumps(dict(config=asdict(cfg), batch=plan, model_config=dict(mae.config)), indent=1))
             if ckpt: run.log.truncate_after(run.global_step)
-        run.loader = _make_loader(items, sampler, cfg, device)
+        run.loader = (TensorBatches(plain_set.tensors(), sampler, strategy.wrap_dataset(plain_set, None), cfg.img_size, cfg.crop_scale,
+                                    0.5 if cfg.hflip else 0., cfg.seed, device) if fast else _make_loader(items, sampler, cfg, device))
         if info.world_size > 1:
             run.model = nn.parallel.DistributedDataParallel(mae, device_ids=[device.index] if device.type == 'cuda' else None)
         if cfg.compile: run.model = torch.compile(run.model)
@@ -711,7 +754,7 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
             if start == 0:
                 before = _fingerprint(strategy.state_dict()) if cfg.num_workers else None
                 strategy.epoch_start(epoch, cfg.epochs, mae, plain_set)
-                if cfg.num_workers and _fingerprint(strategy.state_dict()) != before:
+                if cfg.num_workers and not fast and _fingerprint(strategy.state_dict()) != before:
                     run.loader = _make_loader(items, sampler, cfg, device)   # workers hold copies: give them the new state
             mean_loss = train_one_epoch(run, epoch, start)
             run.log.write(dict(kind='epoch', epoch=epoch, global_step=run.global_step, loss=mean_loss,
