@@ -41,7 +41,8 @@ def main(out, compare=None):
     Path(out).write_text(json.dumps(rec, indent=1))
     if compare:
         base = json.loads(Path(compare).read_text())
-        diffs = [k for k in base if base[k] != rec.get(k)]
+        now = json.loads(Path(out).read_text())   # compared as stored (tuples become lists)
+        diffs = [k for k in base if base[k] != now.get(k)]
         print('identical' if not diffs else f'DIFFERENT: {diffs}')
         return not diffs
     return True
