@@ -14,11 +14,11 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'attmask_masking', 'last_block_attention',
-           'normalize_heads', 'cls_attention_maps', 'AttentionBank', 'AMTDataset', 'AMTStrategy', 'amt_render']
+           'normalize_heads', 'cls_attention_maps', 'AttentionBank', 'AMTStrategy', 'amt_render']
 
 # %% ../nbs/04_amt.ipynb #83327965
 from .masking import MaskPlan, plan_from_order, random_masking, check_ratio, plan_overlay
-from .data import pool_map
+from .data import pool_map, AugmentedItems
 
 # %% ../nbs/04_amt.ipynb #ab0f04c5
 THROW_MODES = ('low', 'middle')
@@ -260,6 +260,12 @@ def pixel_map(self:AttentionBank,
     return F.interpolate(self.maps[index][None, None], size=(H, W), mode='nearest')[0, 0]
 
 @patch
+def item_map(self:AttentionBank, index:int, item) -> Tensor:  # [H, W] the map of item `index` at its image's size
+    "The map source `AugmentedItems` reads: `pixel_map` at the size of the item's image."
+    H, W = _image_of(item).shape[-2:]
+    return self.pixel_map(index, H, W)
+
+@patch
 def state_dict(self:AttentionBank) -> dict:
     "Everything needed to resume: the maps, the schedule, and when they were last refreshed."
     return dict(maps=self.maps.clone(), grid=self.grid, amt_start_epoch=self.amt_start_epoch,
@@ -272,19 +278,6 @@ def load_state_dict(self:AttentionBank, d:dict):
         raise ValueError(f"checkpoint maps have shape {tuple(d['maps'].shape)} but this bank holds {tuple(self.maps.shape)}")
     self.maps.copy_(d['maps'])
     self.amt_start_epoch, self.refresh_every, self.refreshed_at = d['amt_start_epoch'], d['refresh_every'], d['refreshed_at']
-
-# %% ../nbs/04_amt.ipynb #07f274c6
-class AMTDataset(Dataset):
-    "`dataset` (un-augmented) whose items carry their bank map as `item['weights']` [H, W], put in before `transform`."
-    def __init__(self, dataset, bank:AttentionBank, transform=None):
-        if len(dataset) != len(bank): raise ValueError(f"the bank holds {len(bank)} maps but the data set has {len(dataset)} items")
-        self.dataset, self.bank, self.transform = dataset, bank, transform
-    def __len__(self): return len(self.dataset)
-    def __getitem__(self, i):
-        item = dict(self.dataset[i])
-        H, W = _image_of(item).shape[-2:]
-        item['weights'] = self.bank.pixel_map(i, H, W)
-        return self.transform(item) if self.transform is not None else item
 
 # %% ../nbs/04_amt.ipynb #ef2c3da8
 class AMTStrategy:
@@ -312,7 +305,10 @@ class AMTStrategy:
         "Is attention-driven masking on (epoch >= amt_start_epoch)?"
         return self.epoch >= self.bank.amt_start_epoch
 
-    def wrap_dataset(self, dataset, transform=None): return AMTDataset(dataset, self.bank, transform)
+    def wrap_dataset(self, dataset, transform=None):
+        "`dataset` (un-augmented) whose items carry their bank map as `item['weights']` [H, W], put in before `transform`."
+        if len(dataset) != len(self.bank): raise ValueError(f"the bank holds {len(self.bank)} maps but the data set has {len(dataset)} items")
+        return AugmentedItems(dataset, transform, maps={'weights': self.bank})
 
     def epoch_start(self, epoch:int, n_epochs:int=None, model=None, dataset=None):
         "Refresh the bank when it is due (or when AMT is on but the bank was never filled, e.g. after a resume)."

@@ -10,8 +10,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['PART_NAMES', 'CLASS_NAMES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'patchify', 'unpatchify', 'patchify_map',
            'pool_map', 'unpool_map', 'patch_parts', 'SyntheticParts', 'ImageItems', 'get_dataset', 'rrc_params',
-           'crop_item', 'normalize', 'MAETransform', 'mae_transform', 'rendered', 'TensorItems', 'rrc_boxes',
-           'crop_batch']
+           'crop_item', 'normalize', 'MAETransform', 'mae_transform', 'AugmentedItems', 'rendered', 'TensorItems',
+           'rrc_boxes', 'crop_batch']
 
 # %% ../nbs/00_data.ipynb #ac3b2eb3
 import numpy as np
@@ -564,9 +564,7 @@ def crop_item(item:dict, # dict with 'image' [C, H, W] float in [0, 1] and any p
                           interpolation=InterpolationMode.BICUBIC, antialias=True).as_subclass(Tensor)
     img = img.clamp(0, 1)                                     # bicubic overshoots a little at sharp edges
     if flip: img = TF.horizontal_flip(img)
-    if mean is not None or std is not None:
-        img = normalize(img, mean, std)
-    out['image'] = img
+    out['image'] = normalize(img, mean, std)
     for k in maps:
         m = tv_tensors.Mask(item[k])
         m = TF.resize_mask(TF.crop_mask(m, top, left, h, w), out_size, interpolation=InterpolationMode.NEAREST_EXACT)
@@ -574,19 +572,20 @@ def crop_item(item:dict, # dict with 'image' [C, H, W] float in [0, 1] and any p
         out[k] = m.as_subclass(Tensor)
     return out
 
-def normalize(img:Tensor, # [C, H, W] or [N, C, H, W] in [0, 1]
-              mean:tuple, # C values
-              std:tuple, # C values, > 0
+def normalize(img:Tensor, # [C, H, W] or [N, C, H, W]
+              mean:tuple|None=None, # C values; None (with `std` None): `img` is returned unchanged
+              std:tuple|None=None, # C values, > 0
              )->Tensor: # (img - mean) / std, per channel
-    "Per-channel normalisation, with the channel count checked."
+    "Per-channel `(img - mean) / std`, the one normalisation every chapter uses; the channel count is checked."
+    if mean is None and std is None: return img
     if mean is None or std is None or len(mean) != len(std):
-        raise ValueError(f"`mean` and `std` must both be given, with one value per channel; got {mean!r}, {std!r}")
+        raise ValueError(f"give both `mean` and `std` (one value per channel), or neither; got {mean!r}, {std!r}")
     C = img.shape[-3]
     if len(mean) != C:
         raise ValueError(f"the image has {C} channels but `mean`/`std` have {len(mean)} values")
+    if min(float(v) for v in std) <= 0: raise ValueError(f"`std` must be > 0, got {std!r}")
     m = torch.as_tensor(mean, dtype=img.dtype, device=img.device)[:, None, None]
     s = torch.as_tensor(std, dtype=img.dtype, device=img.device)[:, None, None]
-    if (s <= 0).any(): raise ValueError(f"`std` must be > 0, got {std!r}")
     return (img - m) / s
 
 # %% ../nbs/00_data.ipynb #91b53d04
@@ -645,6 +644,23 @@ def mae_transform(size, # output side (int) or (h, w)
                  )->MAETransform:
     "MAE's pre-training (or evaluation) augmentation for item dicts."
     return MAETransform(size, train=train, mean=mean, std=std, scale=scale, generator=generator)
+
+# %% ../nbs/00_data.ipynb #8d9345a5
+class AugmentedItems(torch.utils.data.Dataset):
+    "Items of `dataset` with per-pixel maps added (`maps`: key -> source with `item_map(index, item)`), then `transform` on the whole item."
+    def __init__(self,
+                 dataset, # items are dicts with 'image' [C, H, W]
+                 transform=None, # joint transform of the item dict (e.g. `MAETransform`); None: items as they are
+                 maps:dict|None=None, # key -> map source: `source.item_map(index, item)` -> [H, W] map of that item
+                ):
+        self.dataset, self.transform, self.maps = dataset, transform, dict(maps or {})
+    def __len__(self): return len(self.dataset)
+    def __getitem__(self, i):
+        item = self.dataset[i]
+        if self.maps:
+            item = dict(item)
+            for key, source in self.maps.items(): item[key] = source.item_map(i, item)
+        return self.transform(item) if self.transform is not None else item
 
 # %% ../nbs/00_data.ipynb #af5ff1d2
 import torch.nn.functional as F

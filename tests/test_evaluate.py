@@ -10,7 +10,12 @@ from semmae_edu.vit import VisionTransformer, cls_attention
 from semmae_edu.data import SyntheticParts
 from semmae_edu.mae import mae_vit_micro_patch4
 
-torch.set_num_threads(1)
+@pytest.fixture(autouse=True)
+def _threads():
+    "Run this file's tests with one intra-op thread; give the session its thread count back after each."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 DIRS = torch.randn(10, 24, generator=torch.Generator().manual_seed(7))
 
 def planted(n, seed, signal=1.0):

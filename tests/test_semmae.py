@@ -3,7 +3,7 @@ import math, pickle
 import pytest
 import torch
 from semmae_edu.semmae import (semantic_masking, part_sizes, intra_part_counts, inter_part_counts, mix_counts, fix_counts,
-                               mask_in_parts, lam_schedule, lam_at, patch_parts, PartBank, PartsDataset, SemMAEStrategy)
+                               mask_in_parts, lam_schedule, lam_at, patch_parts, PartBank, SemMAEStrategy)
 
 
 def layouts(g, N, L):
