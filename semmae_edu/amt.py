@@ -14,7 +14,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'attmask_masking', 'last_block_attention',
-           'normalize_heads', 'cls_attention_maps', 'AttentionBank', 'AMTStrategy', 'amt_render']
+           'normalize_heads', 'cls_attention_maps', 'AttentionBank', 'amt_schedule', 'AMTStrategy', 'AttMaskStrategy',
+           'amt_render']
 
 # %% ../nbs/04_amt.ipynb #83327965
 from .masking import MaskPlan, plan_from_order, random_masking, check_ratio, plan_overlay
@@ -97,7 +98,7 @@ def attmask_masking(weights:Tensor,        # [N, L] per-patch weights (e.g. pool
                    ) -> MaskPlan:
     "AttMask-High: mask the patches of highest weight (ties: lower index first); no sampling, nothing thrown."
     check_ratio('mask_ratio', mask_ratio)
-    w = check_weights(weights, 0.)
+    w = check_weights(weights)                                # finite, non-negative (the floor keeps the order)
     L = w.shape[1]
     n_vis = int(L * (1 - mask_ratio))
     if n_vis < 1: raise ValueError(f"mask_ratio={mask_ratio} leaves no visible patch out of L={L}")
@@ -279,6 +280,27 @@ def load_state_dict(self:AttentionBank, d:dict):
     self.maps.copy_(d['maps'])
     self.amt_start_epoch, self.refresh_every, self.refreshed_at = d['amt_start_epoch'], d['refresh_every'], d['refreshed_at']
 
+# %% ../nbs/04_amt.ipynb #a99be48a
+def amt_schedule(epochs:int,               # the run's length
+                 amt_start_epoch:int=None, # first attention-driven epoch; None: 5 % of `epochs` (at least 1), as the paper's 40 of 800
+                 refresh_every:int=None,   # epochs between refreshes; None: 5 % of `epochs` (at least 1), as the paper's 40 of 800
+                ) -> tuple:                # (amt_start_epoch, refresh_every)
+    "AMT's schedule for a run of `epochs`: defaults scaled with the budget; a given value that cannot take effect is refused."
+    _check_epoch_arg('epochs', epochs, 1)
+    scaled = max(1, math.floor(0.05 * epochs + 0.5))
+    start = scaled if amt_start_epoch is None else amt_start_epoch
+    _check_epoch_arg('amt_start_epoch', start, 0)
+    if start >= epochs:
+        raise ValueError(f"amt_start_epoch={start} is not before the end of a {epochs}-epoch run, so attention would never be used: "
+                         f"use amt_start_epoch <= {epochs - 1}, e.g. {min(scaled, epochs - 1)} (5 % of the run, as the paper's 40 of 800), or leave it unset")
+    every = max(1, math.floor(0.05 * epochs + 0.5)) if refresh_every is None else refresh_every
+    _check_epoch_arg('refresh_every', every, 1)
+    if refresh_every is not None and start + every >= epochs:
+        fix = (f"use refresh_every <= {epochs - start - 1}" if epochs - start > 1 else
+               "leave refresh_every unset (a single AMT epoch has a single map)")
+        raise ValueError(f"refresh_every={every} never refreshes after the first map (epoch {start}) in a {epochs}-epoch run: {fix}")
+    return start, every
+
 # %% ../nbs/04_amt.ipynb #ef2c3da8
 class AMTStrategy:
     "AMT for the training loop: random masking until `amt_start_epoch`, then attention-driven masking and throwing."
@@ -325,14 +347,19 @@ class AMTStrategy:
         gen_device = generator.device if generator is not None else imgs.device
         if not self.active:
             return random_masking(N, L, self.random_ratio, generator=generator, device=gen_device).to(imgs.device)
+        return amt_masking(self.patch_weights(batch, patch_size, gen_device), self.mask_ratio, self.throw_ratio, self.throw,
+                           generator).to(imgs.device)
+
+    def patch_weights(self, batch:dict, patch_size:int, device=None) -> Tensor:  # [N, L] the batch's maps averaged over each patch
+        "The per-patch weights of a batch: `batch['weights']` (the bank maps, cropped and flipped with the images) pooled per patch."
+        imgs = batch['image']
         if 'weights' not in batch:
-            raise KeyError("AMT needs batch['weights'] (the per-pixel maps): build the training set with strategy.wrap_dataset")
+            raise KeyError(f"{self.name} needs batch['weights'] (the per-pixel maps): build the training set with strategy.wrap_dataset")
         w = batch['weights']
         if w.ndim == 4 and w.shape[1] == 1: w = w[:, 0]
         if w.ndim != 3 or tuple(w.shape[-2:]) != tuple(imgs.shape[-2:]):
             raise ValueError(f"batch['weights'] must be [N, H, W] like the images {tuple(imgs.shape[-2:])}, got {tuple(w.shape)}")
-        weights = pool_map(w.to(gen_device).float(), patch_size)
-        return amt_masking(weights, self.mask_ratio, self.throw_ratio, self.throw, generator).to(imgs.device)
+        return pool_map(w.to(device if device is not None else imgs.device).float(), patch_size)
 
     def __repr__(self):
         return (f"AMTStrategy(mask_ratio={self.mask_ratio}, throw_ratio={self.throw_ratio}, throw={self.throw!r}, "
@@ -341,6 +368,23 @@ class AMTStrategy:
     def state_dict(self) -> dict: return dict(epoch=self.epoch, bank=self.bank.state_dict())
     def load_state_dict(self, d:dict):
         self.epoch = d['epoch']; self.bank.load_state_dict(d['bank'])
+
+# %% ../nbs/04_amt.ipynb #583fa3fc
+class AttMaskStrategy(AMTStrategy):
+    "AttMask-High for the training loop: AMT's bank and schedule; masks the highest-attention patches (no sampling, no throwing)."
+    name = 'attmask'
+    def __init__(self,
+                 bank:AttentionBank,       # the maps and the refresh schedule, as AMT's
+                 mask_ratio:float=0.75,    # masked: exactly random masking's count (also before amt_start_epoch)
+                 refresh_batch_size:int=256, num_workers:int=0, image_transform=None):
+        super().__init__(bank, random_ratio=mask_ratio, refresh_batch_size=refresh_batch_size, num_workers=num_workers,
+                         image_transform=image_transform)
+        self.mask_ratio, self.throw_ratio = mask_ratio, 0.
+    def __call__(self, batch:dict, patch_size:int, generator:torch.Generator=None) -> MaskPlan:
+        if not self.active: return super().__call__(batch, patch_size, generator)   # random masking
+        gen_device = generator.device if generator is not None else batch['image'].device
+        return attmask_masking(self.patch_weights(batch, patch_size, gen_device), self.mask_ratio).to(batch['image'].device)
+    def __repr__(self): return f"AttMaskStrategy(mask_ratio={self.mask_ratio}, epoch={self.epoch}, active={self.active}, bank={self.bank})"
 
 # %% ../nbs/04_amt.ipynb #ff032a01
 def amt_render(img:Tensor,        # [3, H, W] one image in [0, 1]

@@ -10,7 +10,7 @@ from .data import AugmentedItems
 
 # %% auto #0
 __all__ = ['VISIBLE', 'MASKED', 'THROWN', 'MaskPlan', 'plan_from_order', 'check_ratio', 'random_masking', 'RandomStrategy',
-           'plan_overlay', 'show_plans', 'StaticExplorer', 'live_explorer', 'block_masking']
+           'plan_overlay', 'show_plans', 'StaticExplorer', 'live_explorer', 'block_masking', 'BlockStrategy']
 
 # %% ../nbs/02_masking.ipynb #410fc0e9
 VISIBLE, MASKED, THROWN = 0, 1, -1
@@ -289,3 +289,18 @@ def block_masking(n:int,                 # batch size N
     states = torch.from_numpy(np.stack(rows)).to(torch.int8)
     dev = generator.device if generator is not None else 'cpu'
     return MaskPlan(states.to(dev))
+
+# %% ../nbs/02_masking.ipynb #b2501498
+class BlockStrategy(RandomStrategy):
+    "BEiT/SimMIM block-wise masking as a training strategy: random masking's count, in rectangles (`block_masking`)."
+    name = 'block'
+    def __init__(self, mask_ratio:float=0.75, min_block:int=4):
+        super().__init__(mask_ratio)
+        if isinstance(min_block, bool) or not isinstance(min_block, int) or min_block < 1: raise ValueError(f"min_block must be an int >= 1, got {min_block!r}")
+        self.min_block = min_block
+    def __call__(self, batch:dict, patch_size:int, generator:torch.Generator=None) -> MaskPlan:
+        n, _, H, W = batch['image'].shape
+        return block_masking(n, (H // patch_size, W // patch_size), self.mask_ratio, self.min_block, generator=generator)
+    def state_dict(self) -> dict: return dict(mask_ratio=self.mask_ratio, min_block=self.min_block)
+    def load_state_dict(self, d:dict): self.mask_ratio, self.min_block = d['mask_ratio'], d['min_block']
+    def __repr__(self): return f"BlockStrategy(mask_ratio={self.mask_ratio}, min_block={self.min_block})"

@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 # %% ../nbs/07_train.ipynb #8b046536
 from .data import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, AugmentedItems, ImageItems, MAETransform,
                              get_dataset, normalize, TensorItems, rrc_boxes, crop_batch)
-from .masking import MaskPlan, RandomStrategy, check_ratio
+from .masking import MaskPlan, RandomStrategy, BlockStrategy, check_ratio
 from .mae import (mae_vit_micro_patch4, mae_vit_tiny_patch4, mae_vit_base_patch16, mae_vit_large_patch16,
                             mae_vit_huge_patch14)
-from .amt import AMTStrategy, AttentionBank
+from .amt import AMTStrategy, AttMaskStrategy, AttentionBank, amt_schedule
 from .semmae import SemMAEStrategy
 
 # %% ../nbs/07_train.ipynb #5afb39fd
@@ -193,16 +193,27 @@ def set_lr(optimizer, lr:float) -> float:
 # %% ../nbs/07_train.ipynb #d8832265
 def _random(context, **kw): return RandomStrategy(**kw)
 
-def _amt(context, amt_start_epoch:int=40, refresh_every:int=40, **kw):
+def _bank(context, name, amt_start_epoch, refresh_every):
+    "The attention bank of AMT / AttMask for the run in `context`, its schedule scaled with `context['epochs']` when given (`amt_schedule`)."
     missing = [k for k in ('n_items', 'grid') if k not in context]
-    if missing: raise ValueError(f"strategy 'amt' needs {missing} in context (the training-set size and the patch grid)")
-    bank = AttentionBank(context['n_items'], context['grid'], amt_start_epoch=amt_start_epoch, refresh_every=refresh_every)
+    if missing: raise ValueError(f"strategy {name!r} needs {missing} in context (the training-set size and the patch grid)")
+    if 'epochs' in context: amt_start_epoch, refresh_every = amt_schedule(context['epochs'], amt_start_epoch, refresh_every)
+    else: amt_start_epoch, refresh_every = (40 if amt_start_epoch is None else amt_start_epoch), (40 if refresh_every is None else refresh_every)
+    return AttentionBank(context['n_items'], context['grid'], amt_start_epoch=amt_start_epoch, refresh_every=refresh_every)
+
+def _amt(context, amt_start_epoch:int=None, refresh_every:int=None, **kw):
     kw.setdefault('image_transform', context.get('image_transform'))
-    return AMTStrategy(bank, **kw)
+    return AMTStrategy(_bank(context, 'amt', amt_start_epoch, refresh_every), **kw)
+
+def _attmask(context, amt_start_epoch:int=None, refresh_every:int=None, **kw):
+    kw.setdefault('image_transform', context.get('image_transform'))
+    return AttMaskStrategy(_bank(context, 'attmask', amt_start_epoch, refresh_every), **kw)
+
+def _block(context, **kw): return BlockStrategy(**kw)
 
 def _semmae(context, **kw): return SemMAEStrategy(**kw)
 
-STRATEGIES = {'random': _random, 'amt': _amt, 'semmae': _semmae}   # name -> builder(context, **kw)
+STRATEGIES = {'random': _random, 'amt': _amt, 'semmae': _semmae, 'block': _block, 'attmask': _attmask}   # name -> builder(context, **kw)
 
 def make_strategy(name:str,
                   context:dict=None,   # facts about the run: n_items, grid (h, w), patch_size, image_transform (normalisation)
@@ -676,7 +687,7 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
         if train_set is None: train_set, transform, plain_set = build_data(cfg)
         else: transform, plain_set = None, train_set
         mean, std = data_stats(train_set)
-        strategy = _make_strategy(cfg, dict(n_items=len(train_set), grid=tuple(mae.grid_size), patch_size=mae.patch_size,
+        strategy = _make_strategy(cfg, dict(n_items=len(train_set), grid=tuple(mae.grid_size), patch_size=mae.patch_size, epochs=cfg.epochs,
                                             image_transform=functools.partial(normalize, mean=mean, std=std)))
         if ckpt: strategy.load_state_dict(ckpt['strategy']['state'])
         if ckpt and ckpt['data_order']['n_items'] != len(train_set):
