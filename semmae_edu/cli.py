@@ -14,7 +14,8 @@ __all__ = ['CHOICES', 'FLAGS', 'SECTIONS', 'COMMANDS', 'USAGE', 'pretrain', 'con
 # %% ../nbs/11_cli.ipynb #14cefb83
 from fastcore.docments import docments
 from . import train
-from .demo import demo_command
+from .demo import demo_command, sweep_command
+from .amt import THROW_MODES
 
 # %% ../nbs/11_cli.ipynb #140b42fa
 def pretrain(preset:str='cpu',            # recipe the other options start from: cpu | cifar10 | imagenet-vit-b
@@ -82,7 +83,8 @@ def config_from_args(preset='cpu', resume=False, strategy_kw=None, **opts) -> tu
     return train.PretrainConfig(**{**ckpt['config'], **given, 'out': out}), Path(out) / 'checkpoint.pth'
 
 # %% ../nbs/11_cli.ipynb #509171ce
-CHOICES = dict(preset=list(train.PRESETS), strategy=list(train.STRATEGIES), data=list(train.DATASETS), model=list(train.MODELS), amp=list(train.AMP_MODES))
+CHOICES = dict(preset=list(train.PRESETS), strategy=list(train.STRATEGIES), data=list(train.DATASETS), model=list(train.MODELS), amp=list(train.AMP_MODES),
+               amt_throw=list(THROW_MODES))
 FLAGS = ('resume',)   # plain on/off switches (no --no- form)
 SECTIONS = dict(preset='recipe', strategy='masking', data='data', model='model', epochs='optimisation',
                 device='machine', seed='records and resume')   # the option that opens each help section
@@ -110,7 +112,7 @@ def command_parser(func, prog:str=None) -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/11_cli.ipynb #b181491c
-COMMANDS = dict(demo=demo_command, pretrain=pretrain)
+COMMANDS = dict(demo=demo_command, pretrain=pretrain, sweep=sweep_command)
 
 USAGE = """usage: semmae-edu <command> [options]      (semmae-edu <command> --help for its options)
 
@@ -118,7 +120,8 @@ Masked image modeling with semantic masks (MAE, AMT, SemMAE), from the semmae_ed
 
 commands:
   demo       random vs AMT vs SemMAE masking on a CPU in minutes; writes a report (start here)
-  pretrain   pre-train a masked autoencoder with a masking strategy (random, amt, semmae)
+  pretrain   pre-train a masked autoencoder with a masking strategy (random, amt, semmae, block, attmask)
+  sweep      budgets x seeds x methods on SyntheticParts, resumable; writes sweep.json and sweep.png
 
 examples:
   semmae-edu demo                                      # the main job: report in ./semmae_demo_report
@@ -126,6 +129,7 @@ examples:
   semmae-edu pretrain --strategy amt --epochs 20 --out runs/amt
   semmae-edu pretrain --preset cifar10 --data-path ~/data/cifar10 --out runs/c10
   semmae-edu pretrain --out runs/c10 --resume          # continue a stopped run exactly
+  semmae-edu sweep --out sweep --budgets 10,30         # run it again to continue a stopped sweep
   torchrun --nproc_per_node 8 -m semmae_edu.cli pretrain --preset imagenet-vit-b \\
       --data-path /data/imagenet/train --out runs/b16  # one process per GPU
 """

@@ -47,7 +47,7 @@ POINT = dict(n_train=512,          # SyntheticParts training images (data seed 0
              finetune_epochs=10)   # the fine-tuning recipe, the same for every encoder and for `scratch`
 FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batch_size=64)   # the short recipe
 
-# %% ../nbs/09_experiments.ipynb #c35322a5
+# %% ../nbs/09_experiments.ipynb #7f3d0466
 def sweep_data(n_train:int=POINT['n_train'], n_test:int=POINT['n_test']) -> tuple:
     "(train, test): SyntheticParts with data seeds 0 and 1, the same for every method, budget and seed."
     return SyntheticParts(n=n_train, size=32, seed=0), SyntheticParts(n=n_test, size=32, seed=1)
@@ -153,7 +153,7 @@ def untrained_mae(seed:int=0):
     from semmae_edu.train import preset, _build_model
     return _build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
-# %% ../nbs/09_experiments.ipynb #d811d33a
+# %% ../nbs/09_experiments.ipynb #1570da82
 BUDGET_FREE = ('pixels', 'untrained', 'scratch')   # do not depend on the pre-training budget: computed once per seed
 
 def _cell_name(method, epochs, seed): return f"{method}-e{epochs}-s{seed}"
@@ -240,7 +240,7 @@ def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
         plans[m] = s(b, p, torch.Generator().manual_seed(seed))
     return plans
 
-# %% ../nbs/09_experiments.ipynb #7e0aa738
+# %% ../nbs/09_experiments.ipynb #886e0bc2
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
@@ -399,8 +399,8 @@ def run_demo(out='semmae_demo_report',     # report folder (refused if not empty
              n_train:int=POINT['n_train'], n_test:int=POINT['n_test'], batch_size:int=POINT['batch_size'],
              norm_pix_loss:bool=POINT['norm_pix_loss'], n_parts:int=POINT['n_parts'], part_steps:int=POINT['part_steps'],
              probe_epochs:int=POINT['probe_epochs'], finetune_epochs:int=POINT['finetune_epochs'],
-             amt_start_epoch:int=None,     # AMT: first attention-driven epoch (default: 5 % of epochs, at least 1)
-             refresh_every:int=None,       # AMT: epochs between refreshes (default: 5 % of epochs, at least 1)
+             amt_start_epoch:int=None,     # AMT: first attention-driven epoch (default: a twentieth of epochs, at least 1)
+             refresh_every:int=None,       # AMT: epochs between refreshes (default: a twentieth of epochs, at least 1)
              amt_throw:str=None,           # AMT: 'low' (paper; default) or 'middle' (official code)
              amt_throw_ratio:float=None,   # AMT: fraction thrown (default 0.40; 0: attention-driven masking alone)
              n_pictures:int=6,
@@ -467,8 +467,8 @@ def demo_command(out:str=None,            # report folder (default: semmae_demo_
                  n_test:int=None,         # held-out images (default: 500)
                  batch_size:int=None,     # images per step (default: 64)
                  norm_pix_loss:bool=None, # predict per-patch normalised pixels (default: on)
-                 amt_start_epoch:int=None,  # AMT: first attention-driven epoch (default: 5 % of --epochs, at least 1)
-                 refresh_every:int=None,  # AMT: epochs between attention refreshes (default: 5 % of --epochs, at least 1)
+                 amt_start_epoch:int=None,  # AMT: first attention-driven epoch (default: a twentieth of --epochs, at least 1)
+                 refresh_every:int=None,  # AMT: epochs between attention refreshes (default: a twentieth of --epochs, at least 1)
                  amt_throw:str=None,      # AMT: which unmasked patches are thrown: low (paper; default) or middle (official code)
                  amt_throw_ratio:float=None,  # AMT: fraction thrown (default: 0.4; 0: attention-driven masking alone)
                  n_parts:int=None,        # SemMAE stage 1: parts to learn (default: 6)
@@ -526,7 +526,7 @@ def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep)
         print(f"semmae-edu sweep: error: {_flags(str(e))}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/09_experiments.ipynb #b91829f7
+# %% ../nbs/09_experiments.ipynb #8e654628
 BUDGETS = (10, 30, 90)
 def n_seeds(method:str) -> int:
     "Seeds per method in the sweep: 5 for the four main methods, 3 for the rest."
@@ -596,7 +596,7 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
     write_sweep(out, budgets, point)
     return sweep_rows(out)
 
-# %% ../nbs/09_experiments.ipynb #b4643068
+# %% ../nbs/09_experiments.ipynb #4df1406f
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)   # Student t, 97.5 % quantile, df = 1..10
 
 def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); half-width nan for n < 2
@@ -630,7 +630,7 @@ def fmt_interval(t:tuple, digits:int=3) -> str:
     m, h, n = t
     return f"{m:.{digits}f} ± {h:.{digits}f} (n={n})" if n > 1 else f"{m:.{digits}f} (n={n})"
 
-# %% ../nbs/09_experiments.ipynb #d39f0a57
+# %% ../nbs/09_experiments.ipynb #af4d0508
 _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, CLS', knn='k-NN (k=20)', finetune='fine-tuned',
                attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 
