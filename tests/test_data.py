@@ -402,3 +402,52 @@ def test_rrc_params_statistics():
 def test_transform_bad_input(call, exc, words):
     with pytest.raises(exc) as e: call()
     for w in words: assert w in str(e.value), str(e.value)
+
+# ---- rendered once, augmented per batch (the training loop's fast path) ----
+from semmae_edu.data import rendered, TensorItems, rrc_boxes, crop_batch
+
+@pytest.mark.parametrize('seed, n, size', [(0, 50, 32), (3, 20, 48)])
+def test_cache_returns_exactly_what_rendering_returns(seed, n, size):
+    ds = SyntheticParts(n=n, size=size, seed=seed)
+    t = rendered(seed, n, size)
+    for i in range(n):
+        it = ds[i]
+        for k in ('image', 'parts', 'fg'): assert torch.equal(t[k][i], it[k]) and t[k][i].dtype == it[k].dtype, (i, k)
+        assert (int(t['label'][i]), int(t['index'][i])) == (it['label'], it['index'])
+    assert rendered(seed, n, size)['image'] is t['image']                 # kept, not rendered again
+    assert all(torch.equal(a, b) for a, b in zip(TensorItems(t)[7].values(), {k: t[k][7] for k in t}.values()) if torch.is_tensor(a))
+
+def test_hot_patch_follows_batch_crops():
+    "The batch path: a one-hot patch as a weight map lands where each image's own box and flip say, for 64 images at once."
+    k = torch.arange(64)
+    w = torch.zeros(64, 64); w[k, k] = 1
+    batch = dict(image=torch.rand(64, 3, 32, 32), weights=unpool_map(w, 4))
+    boxes, flips = rrc_boxes(64, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = crop_batch(batch, boxes, flips, 32)
+    for j in range(64):
+        want = torch.zeros(32, 32)
+        for r in range(4 * (j // 8), 4 * (j // 8) + 4):
+            for c in range(4 * (j % 8), 4 * (j % 8) + 4):
+                rows, cols = _landing(r, c, tuple(boxes[j].tolist()), 32, bool(flips[j]))
+                for i in rows:
+                    for jj in cols: want[i, jj] = 1
+        assert torch.equal(out['weights'][j], want), (j, boxes[j], flips[j])
+
+def test_batch_crop_equals_item_crop_for_maps():
+    t = rendered(0, 64, 32)
+    boxes, flips = rrc_boxes(64, 32, 32, generator=torch.Generator().manual_seed(5))
+    out = crop_batch(dict(image=t['image'], parts=t['parts'], fg=t['fg']), boxes, flips, 24)
+    for j in range(64):
+        ref = crop_item(dict(image=t['image'][j], parts=t['parts'][j], fg=t['fg'][j]), boxes[j].tolist(), 24, bool(flips[j]))
+        assert torch.equal(out['parts'][j], ref['parts']) and torch.equal(out['fg'][j], ref['fg'])
+
+def test_batch_image_follows_its_maps():
+    "Pixel coordinates written into the images agree with coordinate maps after the batch crop (within 0.5 px + float32 rounding)."
+    H, W = 32, 48
+    yy, xx = torch.meshgrid(torch.arange(H).float(), torch.arange(W).float(), indexing='ij')
+    b = dict(image=torch.stack([yy / H, xx / W, torch.zeros(H, W)])[None].repeat(40, 1, 1, 1), row=yy.repeat(40, 1, 1), col=xx.repeat(40, 1, 1))
+    boxes, flips = rrc_boxes(40, H, W, generator=torch.Generator().manual_seed(1))
+    o = crop_batch(b, boxes, flips, 24)
+    inner = slice(3, -3)   # bicubic reads 2 pixels beyond its sample point; the border is padded
+    assert (o['image'][:, 0] * H - o['row'])[:, inner, inner].abs().max() <= 0.5 + 1e-3
+    assert (o['image'][:, 1] * W - o['col'])[:, inner, inner].abs().max() <= 0.5 + 1e-3

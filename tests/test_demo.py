@@ -1,10 +1,8 @@
-"The demo end to end at a tiny budget: every report file, every method's numbers, refusal of a non-empty folder."
-import json, math
+"The demo end to end at a tiny budget: every report file, every method's numbers, options refused before any work, folders left reusable."
+import json, math, time
 import pytest
 import torch
-
-pytest.importorskip('semmae_edu.train', reason='the demo pre-trains with semmae_edu.train (07_train)')
-from semmae_edu.demo import run_demo, demo_command, METHODS, DEFAULT_METHODS
+from semmae_edu.demo import run_demo, demo_command, METHODS, DEFAULT_METHODS, POINT
 
 @pytest.fixture(autouse=True)
 def _threads():
@@ -12,7 +10,8 @@ def _threads():
     n = torch.get_num_threads(); torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, amt_start_epoch=1, refresh_every=1, part_steps=10, probe_epochs=10, n_pictures=3, progress=False)
+
+TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, part_steps=10, probe_epochs=10, finetune_epochs=1, n_pictures=3, progress=False)
 
 def test_demo_tiny_report(tmp_path):
     out = tmp_path / 'report'
@@ -21,41 +20,63 @@ def test_demo_tiny_report(tmp_path):
               'figures/attention.png', 'figures/parts.png'):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     saved = json.loads((out / 'metrics.json').read_text())
-    assert saved['methods'].keys() == m['methods'].keys()
-    names = list(saved['methods'])   # random, amt, semmae (learned parts), then the two baselines
-    assert names == list(DEFAULT_METHODS) + ['untrained (baseline)', 'raw pixels (baseline)']
-    parts = saved['parts']           # SemMAE's stage 1 ran in the same demo and was scored against the true parts
-    assert parts['K'] == 6 and all(0. <= parts[k] <= 1. for k in ('miou', 'kmeans_miou', 'grid_miou', 'nmi'))
-    assert saved['methods']['semmae']['part_miou'] == parts['miou'] and saved['methods']['random']['part_miou'] is None
-    for name, r in saved['methods'].items():
-        for k in ('probe_cls', 'probe_mean', 'knn') + (('attention_mass', 'attention_iou', 'attention_chance') if 'pixels' not in name else ()):
-            assert 0. <= r[k] <= 1., (name, k, r[k])
-        if 'baseline' not in name: assert r['pretrain_seconds'] > 0 and r['images_per_s'] > 0 and math.isfinite(r['final_loss'])
-    for name in names[:-2]: assert len(saved['losses'][name]) == 2 * 3   # 2 epochs of 96 // 32 steps
+    names = list(saved['methods'])
+    assert names == list(DEFAULT_METHODS) + ['untrained', 'scratch', 'raw pixels']
+    s = saved['methods']['semmae']   # SemMAE's stage 1 ran in the same demo and was scored against the true parts
+    assert all(0. <= s[k] <= 1. for k in ('part_miou', 'kmeans_miou', 'grid_miou', 'part_nmi')) and 'part_miou' not in saved['methods']['random']
+    for name in DEFAULT_METHODS + ('untrained',):
+        r = saved['methods'][name]
+        for k in ('probe_cls', 'probe_mean', 'knn', 'attention_mass', 'attention_iou', 'attention_chance'): assert 0. <= r[k] <= 1., (name, k)
+    for name in DEFAULT_METHODS: assert math.isfinite(saved['methods'][name]['final_loss']) and 0 <= saved['methods'][name]['finetune'] <= 1
+    assert saved['methods']['raw pixels']['probe_cls'] is None          # pixels have no CLS token: no such row entry
+    assert saved['methods']['untrained']['finetune'] is None and 0 <= saved['methods']['scratch']['finetune'] <= 1
+    for name in DEFAULT_METHODS: assert len(saved['losses'][name]) == 2 * 3   # 2 epochs of 96 // 32 steps
+    cfg = json.loads((out / 'runs' / 'e2' / 's0' / 'random' / 'config.json').read_text())['config']
+    assert cfg['n_synthetic'] == 96 and cfg['epochs'] == 2                # the run records what was trained
+    assert 'not comparable' in ' '.join(saved['notes'])                   # tiny settings: not the sweep's point, and it says so
     page = (out / 'report.html').read_text()
     assert page.count('src="data:image/png;base64,') == 5 and 'http' not in page.replace('http-equiv', '')
     md = (out / 'report.md').read_text()
     assert all(f'| {n} |' in md for n in names) and '](figures/masks.png)' in md
-    # an existing non-empty folder is refused; overwrite replaces the report
     with pytest.raises(FileExistsError, match='not empty'): run_demo(out, **TINY)
-    assert demo_command(out=str(out), epochs=1) == 2
-    assert demo_command(out=str(out), overwrite=True, methods='random', n_train=64, n_test=20, epochs=1, batch_size=32,
-                        probe_epochs=2, progress=False) == 0
-    assert list(json.loads((out / 'metrics.json').read_text())['methods']) == ['random', 'untrained (baseline)', 'raw pixels (baseline)']
+    assert demo_command(out=str(out), **{k: v for k, v in TINY.items() if k != 'n_pictures'}, methods='random', overwrite=True) == 0
+    assert list(json.loads((out / 'metrics.json').read_text())['methods']) == ['random', 'untrained', 'scratch', 'raw pixels']
 
-def test_demo_bad_input(tmp_path):
-    with pytest.raises(ValueError, match='methods'): run_demo(tmp_path / 'a', methods=('random', 'mae'))
-    with pytest.raises(ValueError, match='epochs'): run_demo(tmp_path / 'b', epochs=0)
-    with pytest.raises(ValueError, match='n_parts'): run_demo(tmp_path / 'c', n_parts=1)
-    with pytest.raises(ValueError, match='without repeats'): run_demo(tmp_path / 'd', methods=('random', 'random'))
-    (tmp_path / 'f').write_text('x')
-    with pytest.raises(FileExistsError, match='not a folder'): run_demo(tmp_path / 'f')
+def test_default_demo_is_a_point_of_the_sweep():
+    import inspect
+    sig = inspect.signature(run_demo).parameters
+    assert {k: sig[k].default for k in POINT} == POINT                   # the default demo is the sweep's point at 30 epochs, seed 0
+
+@pytest.mark.parametrize('kw, words', [
+    (dict(methods=('random', 'mae')), 'methods'), (dict(epochs=0), 'epochs'), (dict(n_parts=1), 'n_parts'),
+    (dict(methods=('random', 'random')), 'without repeats'), (dict(amt_throw='high'), 'throw must be one of'),
+    (dict(epochs=5, amt_start_epoch=40), 'amt_start_epoch <= 4'), (dict(epochs=30, refresh_every=40), 'refresh_every <= 27'),
+    (dict(amt_throw_ratio=0.7), 'mask_ratio + throw_ratio'), (dict(device='cuda:9'), 'cuda')])
+def test_demo_bad_input_before_any_work(tmp_path, kw, words):
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=words.replace('(', r'\(').replace('+', r'\+')): run_demo(tmp_path / 'a', **kw)
+    assert time.perf_counter() - t < 10 and not (tmp_path / 'a').exists()   # refused at once; nothing written
+
+def test_failed_demo_leaves_folder_reusable(tmp_path, monkeypatch):
+    import semmae_edu.demo as demo
+    def boom(*a, **k): raise RuntimeError('out of memory, say')
+    monkeypatch.setattr(demo, 'evaluate_model', boom)
+    with pytest.raises(RuntimeError): run_demo(tmp_path / 'r', **{**TINY, 'methods': ('random',)})
+    assert not (tmp_path / 'r').exists()                                  # nothing left behind: the same command works again
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(RuntimeError): run_demo(tmp_path / 'empty', **{**TINY, 'methods': ('random',)})
+    assert (tmp_path / 'empty').is_dir() and not any((tmp_path / 'empty').iterdir())
 
 def test_cli_demo(tmp_path):
     from semmae_edu import cli
-    args = ['demo', '--out', str(tmp_path / 'r'), '--methods', 'random', '--n-train', '64', '--n-test', '20', '--epochs', '1',
-            '--batch-size', '32', '--probe-epochs', '2', '--no-progress']
+    args = ['demo', '--out', str(tmp_path / 'r'), '--methods', 'random', '--n-train', '64', '--n-test', '20', '--epochs', '2',
+            '--batch-size', '32', '--probe-epochs', '2', '--finetune-epochs', '1', '--no-progress']
     assert cli.main(args) == 0 and (tmp_path / 'r' / 'report.html').is_file()
     assert cli.main(args) == 2                       # the folder is not empty now
     assert cli.main(args + ['--overwrite']) == 0
     assert cli.main(['demo', '--methods', 'random,blocks', '--out', str(tmp_path / 'x')]) == 2 and not (tmp_path / 'x').exists()
+
+def test_cli_demo_help_lists_choices(capsys):
+    from semmae_edu import cli
+    assert cli.main(['demo', '--help']) == 0
+    assert '{low,middle}' in capsys.readouterr().out
