@@ -19,9 +19,9 @@ from .amt import THROW_MODES
 
 # %% ../nbs/11_cli.ipynb #140b42fa
 def pretrain(preset:str='cpu',            # recipe the other options start from: cpu | cifar10 | imagenet-vit-b
-             strategy:str=None,           # masking strategy: random (MAE) | amt | semmae
+             strategy:str=None,           # masking strategy: random (MAE) | amt | semmae | block | attmask
              mask_ratio:float=None,       # fraction of patches masked (default: the strategy's own; random 0.75, amt 0.45, semmae 0.75)
-             strategy_kw:str=None,        # more strategy arguments as JSON, e.g. '{"throw_ratio": 0.4}'
+             strategy_kw:str=None,        # more strategy arguments as JSON, e.g. '{"throw_ratio": 0.4}' (AMT's start and refresh: a twentieth of --epochs unless given)
              data:str=None,               # training data: synthetic | cifar10 | cifar100 | stl10 | tiny-imagenet | folder
              data_path:str=None,          # folder holding the data set (all but synthetic)
              download:bool=None,          # let torchvision download CIFAR / STL-10 into --data-path

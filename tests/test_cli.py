@@ -23,7 +23,7 @@ def test_help():
     assert rc == 0 and 'pretrain' in out and 'torchrun' in out
     rc, out, _ = call('pretrain', '--help')          # (the other tests run `python -m semmae_edu.cli` for real)
     assert rc == 0
-    for opt in ('--strategy {random,amt,semmae}', '--data {synthetic,cifar10,cifar100,stl10,tiny-imagenet,folder}', '--data-path',
+    for opt in ('--strategy {random,amt,semmae,block,attmask}', '--data {synthetic,cifar10,cifar100,stl10,tiny-imagenet,folder}', '--data-path',
                 '--model', '--epochs', '--batch-size', '--accum-iter', '--blr', '--mask-ratio', '--out', '--resume',
                 '--preset {cpu,cifar10,imagenet-vit-b}', 'PER DEVICE'):
         assert opt in out, opt
