@@ -14,7 +14,8 @@ __all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'RECIPES'
            'T975', 'METRICS', 'sweep_data', 'pretrain_method', 'learn_parts', 'finetune_model', 'evaluate_model',
            'pixel_baseline', 'untrained_mae', 'run_cell', 'final_plans', 'figures', 'results_table', 'write_report',
            'run_demo', 'demo_command', 'sweep_command', 'n_seeds', 'sweep_cells', 'sweep_rows', 'write_sweep',
-           'run_sweep', 'interval', 'sweep_table', 'paired_gain', 'fmt_interval', 'plot_sweep']
+           'run_sweep', 'interval', 'sweep_table', 'paired_gain', 'fmt_interval', 'plot_sweep', 'budget_findings',
+           'sweep_reading']
 
 # %% ../nbs/09_experiments.ipynb #6aeac496
 from .data import SyntheticParts, TensorItems, patch_parts, normalize
@@ -47,7 +48,7 @@ POINT = dict(n_train=512,          # SyntheticParts training images (data seed 0
              finetune_epochs=10)   # the fine-tuning recipe, the same for every encoder and for `scratch`
 FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batch_size=64)   # the short recipe
 
-# %% ../nbs/09_experiments.ipynb #7f3d0466
+# %% ../nbs/09_experiments.ipynb #93cd3a6a
 def sweep_data(n_train:int=POINT['n_train'], n_test:int=POINT['n_test']) -> tuple:
     "(train, test): SyntheticParts with data seeds 0 and 1, the same for every method, budget and seed."
     return SyntheticParts(n=n_train, size=32, seed=0), SyntheticParts(n=n_test, size=32, seed=1)
@@ -153,7 +154,7 @@ def untrained_mae(seed:int=0):
     from semmae_edu.train import preset, _build_model
     return _build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
-# %% ../nbs/09_experiments.ipynb #1570da82
+# %% ../nbs/09_experiments.ipynb #bff6eb10
 BUDGET_FREE = ('pixels', 'untrained', 'scratch')   # do not depend on the pre-training budget: computed once per seed
 
 def _cell_name(method, epochs, seed): return f"{method}-e{epochs}-s{seed}"
@@ -240,7 +241,7 @@ def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
         plans[m] = s(b, p, torch.Generator().manual_seed(seed))
     return plans
 
-# %% ../nbs/09_experiments.ipynb #886e0bc2
+# %% ../nbs/09_experiments.ipynb #6eedec67
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
@@ -526,7 +527,7 @@ def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep)
         print(f"semmae-edu sweep: error: {_flags(str(e))}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/09_experiments.ipynb #8e654628
+# %% ../nbs/09_experiments.ipynb #6387c24a
 BUDGETS = (10, 30, 90)
 def n_seeds(method:str) -> int:
     "Seeds per method in the sweep: 5 for the four main methods, 3 for the rest."
@@ -596,7 +597,7 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
     write_sweep(out, budgets, point)
     return sweep_rows(out)
 
-# %% ../nbs/09_experiments.ipynb #4df1406f
+# %% ../nbs/09_experiments.ipynb #732ee92e
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)   # Student t, 97.5 % quantile, df = 1..10
 
 def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); half-width nan for n < 2
@@ -630,7 +631,7 @@ def fmt_interval(t:tuple, digits:int=3) -> str:
     m, h, n = t
     return f"{m:.{digits}f} ± {h:.{digits}f} (n={n})" if n > 1 else f"{m:.{digits}f} (n={n})"
 
-# %% ../nbs/09_experiments.ipynb #af4d0508
+# %% ../nbs/09_experiments.ipynb #49c959bf
 _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, CLS', knn='k-NN (k=20)', finetune='fine-tuned',
                attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 
@@ -661,3 +662,95 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
     if keys[-1] == 'part_miou': axes.flat[len(keys) - 1].legend(hp, lp, fontsize=7)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
+
+# %% ../nbs/09_experiments.ipynb #e7efcab3
+_NAMES = dict(probe_mean='probe (mean)', probe_cls='probe (CLS)', knn='k-NN', finetune='fine-tuned', attention_mass='attention on object')
+
+def _complete(rows, E) -> bool:
+    "Has budget E every method of the sweep with its full number of seeds?"
+    have = {(r['method'], r['seed']) for r in rows if r['epochs'] == E}
+    return all((m, s) in have for m in SWEEP_METHODS for s in range(n_seeds(m)))
+
+def _cmp(a:tuple, b:tuple) -> int:
+    "+1 if interval a lies above interval b, -1 if below, 0 if they overlap (or either has fewer than 2 seeds)."
+    if a[2] < 2 or b[2] < 2: return 0
+    return 1 if a[0] - a[1] > b[0] + b[1] else -1 if a[0] + a[1] < b[0] - b[1] else 0
+
+def _sign(g:tuple) -> int:
+    "+1 / -1 if a paired gain's interval excludes 0 upwards / downwards, else 0."
+    return 0 if g[2] < 2 else 1 if g[0] - g[1] > 0 else -1 if g[0] + g[1] < 0 else 0
+
+def _pts(x, digits=1): return f"{100 * x:+.{digits}f}"
+
+def budget_findings(rows:list, E:int) -> list:
+    "Sentences about budget E, each computed from the rows: pixels vs pre-training, gains over random, fine-tuning vs scratch, attention, parts."
+    tab = {k: sweep_table(rows, k).get(E, {}) for k in ('probe_mean', 'knn', 'finetune', 'attention_mass', 'attention_chance')}
+    pre = [m for m in METHODS if m in tab['probe_mean']]
+    out = []
+    if 'pixels' in tab['probe_mean'] and pre:
+        best = max(pre, key=lambda m: tab['probe_mean'][m][0])
+        c = _cmp(tab['probe_mean']['pixels'], tab['probe_mean'][best])
+        px, b = tab['probe_mean']['pixels'], tab['probe_mean'][best]
+        out.append((f"**Raw pixels win** the linear probe: pixels {fmt_interval(px)} against the best pre-trained encoder ({best}) {fmt_interval(b)}."
+                    if c > 0 else f"**Pre-training wins** the linear probe: {best} {fmt_interval(b)} against raw pixels {fmt_interval(px)}."
+                    if c < 0 else f"Raw pixels ({fmt_interval(px)}) and the best pre-trained encoder ({best}, {fmt_interval(b)}) are not separated on the linear probe."))
+    gains = [(m, paired_gain(rows, m, 'random', 'probe_mean', E)) for m in pre if m != 'random']
+    up = [f"{m} {_pts(g[0])} ± {100 * g[1]:.1f} points (n={g[2]})" for m, g in gains if _sign(g) > 0]
+    down = [f"{m} {_pts(g[0])} ± {100 * g[1]:.1f} (n={g[2]})" for m, g in gains if _sign(g) < 0]
+    same = [m for m, g in gains if _sign(g) == 0 and g[2] >= 2]
+    if gains and all(g[2] < 2 for _, g in gains): out.append("Gains over random masking: fewer than two seeds so far, no interval yet.")
+    elif gains:
+        out.append("Against random masking on the linear probe (mean-pooled), paired by seed: "
+                   + '; '.join(x for x in (f"better: {', '.join(up)}" if up else '', f"worse: {', '.join(down)}" if down else '',
+                                           f"not separated: {', '.join(same)}" if same else '') if x) + '.')
+    if 'scratch' in tab['finetune']:
+        ft = [(m, paired_gain(rows, m, 'scratch', 'finetune', E)) for m in pre if m in tab['finetune']]
+        if ft:
+            sc = tab['finetune']['scratch']
+            out.append(f"Fine-tuned under one recipe, against the same ViT from scratch ({fmt_interval(sc)}): "
+                       + ', '.join(f"{m} {_pts(g[0])} ± {100 * g[1]:.1f}" + ('' if _sign(g) else ' (not separated)') for m, g in ft) + ' points.')
+    if tab['attention_chance']:
+        flat = sum(v[0] for v in tab['attention_chance'].values()) / len(tab['attention_chance'])
+        away = [m for m in pre + ['untrained'] if m in tab['attention_mass'] and tab['attention_mass'][m][2] >= 2
+                and tab['attention_mass'][m][0] + tab['attention_mass'][m][1] < flat]
+        on = [m for m in pre + ['untrained'] if m in tab['attention_mass'] and tab['attention_mass'][m][2] >= 2
+              and tab['attention_mass'][m][0] - tab['attention_mass'][m][1] > flat]
+        if not any(v[2] >= 2 for v in tab['attention_mass'].values()): out.append(f"CLS attention on the object: fewer than two seeds so far (a flat map puts {flat:.3f} there).")
+        else: out.append(f"CLS attention on the object (a flat map puts {flat:.3f} there): "
+                   + (f"**below a flat map**, i.e. the attention avoids the object: {', '.join(away)}" if away else "no encoder is below a flat map")
+                   + (f"; above it: {', '.join(on)}" if on else "; none is above it") + '.')
+    if any(r['method'] == 'semmae' and r['epochs'] == E and r.get('part_miou') is not None for r in rows):
+        pk = [r['part_miou'] - r['kmeans_miou'] for r in rows if r['method'] == 'semmae' and r['epochs'] == E]
+        g = interval(pk); lm = interval([r['part_miou'] for r in rows if r['method'] == 'semmae' and r['epochs'] == E])
+        km = interval([r['kmeans_miou'] for r in rows if r['method'] == 'semmae' and r['epochs'] == E])
+        verdict = 'beat' if _sign(g) > 0 else 'lose to' if _sign(g) < 0 else 'are not separated from'
+        out.append(f"SemMAE's learned parts {verdict if g[2] >= 2 else 'against'} k-means on the same tokens: matched mIoU {fmt_interval(lm)} vs "
+                   f"{fmt_interval(km)}" + (f" (paired difference {g[0]:+.3f} ± {g[1]:.3f})." if g[2] >= 2 else " (one seed: no interval yet)."))
+    return out
+
+def sweep_reading(sweep:dict,          # the content of a sweep.json
+                  full:bool=False,     # every metric per budget (chapter 09) instead of the probe summary (README)
+                 ) -> str:             # markdown
+    "The reading of a sweep, every number computed from it: per budget, mean ± 95 % interval over n seeds, and what it supports."
+    rows, p = sweep['rows'], sweep['point']
+    budgets = sorted({r['epochs'] for r in rows})
+    done = [E for E in budgets if _complete(rows, E)]
+    head = (f"From `bench/sweep.json`: the micro MAE pre-trained on {p['n_train']} SyntheticParts images for each budget, evaluated on "
+            f"{p['n_test']} held-out images; {len(rows)} cells, budgets {', '.join(map(str, budgets))} epochs"
+            f" ({'complete: ' + ', '.join(map(str, done)) if done else 'none complete yet'}). Each number is a mean ± the half-width of its "
+            f"95 % interval over n seeds; a difference whose interval contains 0 is reported as no difference.\n")
+    if not full:
+        tab = sweep_table(rows, 'probe_mean')
+        ms = [m for m in SWEEP_METHODS if any(m in tab[E] for E in budgets)]
+        t = '| linear probe (mean-pooled) | ' + ' | '.join(f"{E} epochs" for E in budgets) + ' |\n|---|' + '---|' * len(budgets) + '\n'
+        t += ''.join(f"| {m} | " + ' | '.join(fmt_interval(tab[E][m]) if m in tab[E] else '–' for E in budgets) + ' |\n' for m in ms)
+        return head + '\n' + t + '\n' + ''.join(f"- {E} epochs: " + ' '.join(budget_findings(rows, E)) + '\n' for E in budgets)
+    parts = [head]
+    for E in budgets:
+        tabs = {k: sweep_table(rows, k).get(E, {}) for k in _NAMES}
+        ms = [m for m in SWEEP_METHODS if any(m in t for t in tabs.values())]
+        t = '| method | ' + ' | '.join(_NAMES.values()) + ' |\n|---|' + '---|' * len(_NAMES) + '\n'
+        t += ''.join(f"| {m} | " + ' | '.join(fmt_interval(tabs[k][m]) if m in tabs[k] else '–' for k in _NAMES) + ' |\n' for m in ms)
+        parts.append(f"### {E} epochs{'' if _complete(rows, E) else ' (incomplete: the sweep is still running)'}\n\n{t}\n"
+                     + ''.join(f"- {s}\n" for s in budget_findings(rows, E)))
+    return '\n'.join(parts)
