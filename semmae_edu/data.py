@@ -208,8 +208,12 @@ def _pixel_grid(size):
     y, x = np.meshgrid(c, c, indexing='ij')
     return np.stack([x.ravel(), y.ravel(), np.ones(size * size, np.float32)])
 
-_CLASS_TABLES = [np.array(v, dtype=np.float32) for v in _CLASSES.values()]
-for _t in _CLASS_TABLES: _t[:, 5] = np.deg2rad(_t[:, 5])
+def _layer_table(rows) -> np.ndarray:
+    "One class's layer rows as a float32 table [L, 6], the angle column turned into radians."
+    t = np.array(rows, dtype=np.float32)
+    return np.concatenate([t[:, :5], np.deg2rad(t[:, 5:])], 1)
+
+_CLASS_TABLES = [_layer_table(v) for v in _CLASSES.values()]
 _LAYER_IDS = np.arange(256, dtype=np.uint8)
 _NOISE_LEN = 8192
 

@@ -10,12 +10,7 @@ from semmae_edu.vit import VisionTransformer, cls_attention, cls_attention_maps
 from semmae_edu.data import SyntheticParts
 from semmae_edu.mae import mae_vit_micro_patch4
 
-@pytest.fixture(autouse=True)
-def _threads():
-    "Run this file's tests with one intra-op thread; give the session its thread count back after each."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+THREADS = 1   # one intra-op thread (tests/conftest.py)
 DIRS = torch.randn(10, 24, generator=torch.Generator().manual_seed(7))
 
 def planted(n, seed, signal=1.0):
