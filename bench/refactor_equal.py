@@ -5,7 +5,7 @@ small SyntheticParts set with a fixed seed, and a tiny `run_demo`, and writes ev
 Usage: python bench/refactor_equal.py OUT.json          # record
        python bench/refactor_equal.py OUT.json --compare bench/refactor_baseline.json   # exact equality
 """
-import json, sys, tempfile, math
+import json, re, sys, tempfile, math
 from pathlib import Path
 import torch
 from semmae_edu.data import SyntheticParts
@@ -17,6 +17,7 @@ TIMING = ('seconds', 'pretrain_seconds', 'images_per_s', 'total_seconds', 'time'
 def drop_timings(x):
     if isinstance(x, dict): return {k: drop_timings(v) for k, v in x.items() if k not in TIMING}
     if isinstance(x, list): return [drop_timings(v) for v in x]
+    if isinstance(x, str): return re.sub(r'\b\d+(\.\d+)? s\b', '<seconds> s', x)   # timings inside the report's notes
     return x
 
 def pretrain_losses(strategy, tmp, num_workers=0, **kw):
@@ -40,7 +41,7 @@ def main(out, compare=None):
         rec['demo'] = drop_timings(json.loads((Path(tmp) / 'demo' / 'metrics.json').read_text()))
     Path(out).write_text(json.dumps(rec, indent=1))
     if compare:
-        base = json.loads(Path(compare).read_text())
+        base = drop_timings(json.loads(Path(compare).read_text()))
         now = json.loads(Path(out).read_text())   # compared as stored (tuples become lists)
         diffs = [k for k in base if base[k] != now.get(k)]
         print('identical' if not diffs else f'DIFFERENT: {diffs}')

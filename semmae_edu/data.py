@@ -8,10 +8,10 @@ import math, operator, pickle
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PART_NAMES', 'CLASS_NAMES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'patchify', 'unpatchify', 'patchify_map',
-           'pool_map', 'unpool_map', 'patch_parts', 'SyntheticParts', 'ImageItems', 'get_dataset', 'rrc_params',
-           'crop_item', 'normalize', 'MAETransform', 'mae_transform', 'AugmentedItems', 'rendered', 'TensorItems',
-           'rrc_boxes', 'crop_batch']
+__all__ = ['PART_NAMES', 'CLASS_NAMES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'check_int', 'check_pair', 'patchify',
+           'unpatchify', 'patchify_map', 'pool_map', 'unpool_map', 'patch_parts', 'SyntheticParts', 'ImageItems',
+           'get_dataset', 'rrc_params', 'crop_item', 'normalize', 'MAETransform', 'mae_transform', 'AugmentedItems',
+           'rendered', 'TensorItems', 'rrc_boxes', 'crop_batch']
 
 # %% ../nbs/00_data.ipynb #ac3b2eb3
 import numpy as np
@@ -21,6 +21,31 @@ import torchvision
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+
+# %% ../nbs/00_data.ipynb #0fc2e971
+def check_int(name:str, # the argument's name, for the message
+              value, # the value given
+              low:int|None=1, # smallest allowed value (None: any)
+              what:str='', # more on what is allowed, appended to the message
+             )->int:
+    "`value` as an int; a TypeError unless it is an int (bools refused), a ValueError if it is below `low`."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int{what}, got {type(value).__name__} {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"`{name}` must be >= {low}{what}, got {value}")
+    return int(value)
+
+def check_pair(name:str, # the argument's name, for the message
+               value, # an int (used for both sides) or a (height, width) pair of ints
+               low:int=1, # smallest allowed side
+              )->tuple: # (height, width)
+    "`value` as a `(height, width)` pair of ints; a TypeError for another type, a ValueError for a side below `low`."
+    t = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    if not (isinstance(t, (tuple, list)) and len(t) == 2
+            and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in t)):
+        raise TypeError(f"`{name}` must be an int or a (height, width) pair of ints, got {value!r}")
+    if min(t) < low: raise ValueError(f"`{name}` must be >= {low} (height and width), got {value!r}")
+    return int(t[0]), int(t[1])
 
 # %% ../nbs/00_data.ipynb #c360f071
 def _check_tensor(x, name, ndim, what):
@@ -184,8 +209,12 @@ def _pixel_grid(size):
     y, x = np.meshgrid(c, c, indexing='ij')
     return np.stack([x.ravel(), y.ravel(), np.ones(size * size, np.float32)])
 
-_CLASS_TABLES = [np.array(v, dtype=np.float32) for v in _CLASSES.values()]
-for _t in _CLASS_TABLES: _t[:, 5] = np.deg2rad(_t[:, 5])
+def _layer_table(rows) -> np.ndarray:
+    "One class's layer rows as a float32 table [L, 6], the angle column turned into radians."
+    t = np.array(rows, dtype=np.float32)
+    return np.concatenate([t[:, :5], np.deg2rad(t[:, 5:])], 1)
+
+_CLASS_TABLES = [_layer_table(v) for v in _CLASSES.values()]
 _LAYER_IDS = np.arange(256, dtype=np.uint8)
 _NOISE_LEN = 8192
 
@@ -273,13 +302,6 @@ def _render(seed, index, label, canvas, size):
     return img.reshape(3, size, size), ids[top].reshape(size, size)
 
 # %% ../nbs/00_data.ipynb #9daab001
-def _check_int(v, name, lo=None, what=''):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int{what}, got {type(v).__name__} {v!r}")
-    if lo is not None and v < lo:
-        raise ValueError(f"`{name}` must be >= {lo}{what}, got {v}")
-    return int(v)
-
 class SyntheticParts(torch.utils.data.Dataset):
     "Procedural images of part-built animals with their true part maps; deterministic in (seed, index)."
     classes = CLASS_NAMES                 # 10 class names; label = index % 10
@@ -297,13 +319,13 @@ class SyntheticParts(torch.utils.data.Dataset):
                  transform=None, # called on each item dict, e.g. `mae_transform(...)`
                  clutter:int=5, # distractor blobs per image (part-like looks, under the animal)
                 ):
-        self.n = _check_int(n, 'n', 1)
-        self.clutter = _check_int(clutter, 'clutter', 0)
+        self.n = check_int('n', n, 1)
+        self.clutter = check_int('clutter', clutter, 0)
         if self.clutter > 64: raise ValueError(f"`clutter` must be in 0..64, got {clutter}")
-        self.size = _check_int(size, 'size', 16, ' (a multiple of 8, >= 16)')
+        self.size = check_int('size', size, 16, ' (a multiple of 8, >= 16)')
         if self.size % 8:
             raise ValueError(f"`size` must be a multiple of 8 (>= 16), got {size}")
-        self.seed = _check_int(seed, 'seed', 0)
+        self.seed = check_int('seed', seed, 0)
         if transform is not None and not callable(transform):
             raise TypeError(f"`transform` must be callable or None, got {type(transform).__name__}")
         self.transform = transform
@@ -472,13 +494,13 @@ def get_dataset(name:str, # one of DATASETS
         raise ValueError(f"`split` is for 'stl10' only (got name={name!r}); use `train`")
     if name == 'synthetic':
         n = (10000 if train else 2000) if n is None else n
-        return SyntheticParts(n=n, size=32 if size is None else size, seed=_check_int(seed, 'seed', 0) + (0 if train else 1),
+        return SyntheticParts(n=n, size=32 if size is None else size, seed=check_int('seed', seed, 0) + (0 if train else 1),
                               transform=transform)
     if n is not None:
         raise ValueError(f"`n` is for 'synthetic' only (got name={name!r})")
     if root is None:
         raise ValueError(f"`root` is required for {name!r}: the folder that holds (or will hold) the data set")
-    if size is not None: _check_int(size, 'size', 1)
+    if size is not None: check_int('size', size, 1)
     if transform is not None and not callable(transform):
         raise TypeError(f"`transform` must be callable or None, got {type(transform).__name__}")
     if name in _CIFAR:
@@ -579,7 +601,7 @@ def normalize(img:Tensor, # [C, H, W] or [N, C, H, W]
     "Per-channel `(img - mean) / std`, the one normalisation every chapter uses; the channel count is checked."
     if mean is None and std is None: return img
     if mean is None or std is None or len(mean) != len(std):
-        raise ValueError(f"give both `mean` and `std` (one value per channel), or neither; got {mean!r}, {std!r}")
+        raise ValueError(f"give both mean and std (one value per channel), or neither; got {mean!r}, {std!r}")
     C = img.shape[-3]
     if len(mean) != C:
         raise ValueError(f"the image has {C} channels but `mean`/`std` have {len(mean)} values")
@@ -676,7 +698,7 @@ def rendered(seed:int=0, # data seed: images are fixed by (seed, index)
              clutter:int=5, # distractor blobs per image
             )->dict: # image [n, 3, H, W] float32, parts [n, H, W] int64, fg [n, H, W] bool, label [n], index [n] (int64)
     "`SyntheticParts(n, size, seed, clutter=clutter)` rendered once into stacked tensors, kept per (seed, n, size, clutter)."
-    key = (_check_int(seed, 'seed', 0), _check_int(n, 'n', 1), _check_int(size, 'size', 16), _check_int(clutter, 'clutter', 0))
+    key = (check_int('seed', seed, 0), check_int('n', n, 1), check_int('size', size, 16), check_int('clutter', clutter, 0))
     if key not in _RENDERED:
         ds = SyntheticParts(n=n, size=size, seed=seed, clutter=clutter)
         items = [ds[i] for i in range(n)]

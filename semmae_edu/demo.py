@@ -18,7 +18,7 @@ __all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'RECIPES'
            'sweep_reading']
 
 # %% ../nbs/09_experiments.ipynb #6aeac496
-from .data import SyntheticParts, TensorItems, patch_parts, normalize
+from .data import SyntheticParts, TensorItems, patch_parts, normalize, check_int
 from .masking import plan_overlay
 from .mae import reconstruct
 from .semmae import parts_overlay
@@ -48,7 +48,7 @@ POINT = dict(n_train=512,          # SyntheticParts training images (data seed 0
              finetune_epochs=10)   # the fine-tuning recipe, the same for every encoder and for `scratch`
 FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batch_size=64)   # the short recipe
 
-# %% ../nbs/09_experiments.ipynb #93cd3a6a
+# %% ../nbs/09_experiments.ipynb #513a3cdb
 def sweep_data(n_train:int=POINT['n_train'], n_test:int=POINT['n_test']) -> tuple:
     "(train, test): SyntheticParts with data seeds 0 and 1, the same for every method, budget and seed."
     return SyntheticParts(n=n_train, size=32, seed=0), SyntheticParts(n=n_test, size=32, seed=1)
@@ -154,7 +154,7 @@ def untrained_mae(seed:int=0):
     from semmae_edu.train import preset, _build_model
     return _build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
-# %% ../nbs/09_experiments.ipynb #bff6eb10
+# %% ../nbs/09_experiments.ipynb #61719d3c
 BUDGET_FREE = ('pixels', 'untrained', 'scratch')   # do not depend on the pre-training budget: computed once per seed
 
 def _cell_name(method, epochs, seed): return f"{method}-e{epochs}-s{seed}"
@@ -241,7 +241,7 @@ def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
         plans[m] = s(b, p, torch.Generator().manual_seed(seed))
     return plans
 
-# %% ../nbs/09_experiments.ipynb #6eedec67
+# %% ../nbs/09_experiments.ipynb #85bb3280
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
@@ -348,9 +348,6 @@ def _check_out(out, overwrite:bool) -> Path:
         raise FileExistsError(f"report folder {str(out)!r} is not empty; choose another folder (--out) or replace its report (--overwrite)")
     return out
 
-def _check_int(name, v, low):
-    if isinstance(v, bool) or not isinstance(v, int) or v < low: raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
-
 def _amt_kw(amt_start_epoch, refresh_every, amt_throw, amt_throw_ratio) -> dict:
     "The AMT options given (None: the strategy's own default, scaled with the budget where it is an epoch)."
     kw = dict(amt_start_epoch=amt_start_epoch, refresh_every=refresh_every, throw=amt_throw, throw_ratio=amt_throw_ratio)
@@ -362,9 +359,9 @@ def _check_args(methods, epochs, seed, device, point, strategy_kw):
     methods = DEFAULT_METHODS if methods is None else tuple(methods)
     if not methods or len(set(methods)) != len(methods) or any(m not in METHODS for m in methods):
         raise ValueError(f"methods must be a non-empty subset of {', '.join(METHODS)} without repeats, got {','.join(map(str, methods))!r}")
-    _check_int('epochs', epochs, 1); _check_int('seed', seed, 0)
-    for k in ('n_test', 'probe_epochs', 'finetune_epochs', 'part_steps', 'batch_size'): _check_int(k, point[k], 1)
-    _check_int('n_parts', point['n_parts'], 2)
+    check_int('epochs', epochs, 1); check_int('seed', seed, 0)
+    for k in ('n_test', 'probe_epochs', 'finetune_epochs', 'part_steps', 'batch_size'): check_int(k, point[k], 1)
+    check_int('n_parts', point['n_parts'], 2)
     if not isinstance(point['n_train'], int) or point['n_train'] < max(point['batch_size'], 20):
         raise ValueError(f"n_train must be an int >= max(batch_size, 20), got {point['n_train']!r}")
     pick_device(device, DistInfo())                                   # e.g. cuda on a machine without a GPU
@@ -527,7 +524,7 @@ def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep)
         print(f"semmae-edu sweep: error: {_flags(str(e))}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/09_experiments.ipynb #6387c24a
+# %% ../nbs/09_experiments.ipynb #ab166202
 BUDGETS = (10, 30, 90)
 def n_seeds(method:str) -> int:
     "Seeds per method in the sweep: 5 for the four main methods, 3 for the rest."
@@ -597,7 +594,7 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
     write_sweep(out, budgets, point)
     return sweep_rows(out)
 
-# %% ../nbs/09_experiments.ipynb #732ee92e
+# %% ../nbs/09_experiments.ipynb #3ba15e5a
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)   # Student t, 97.5 % quantile, df = 1..10
 
 def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); half-width nan for n < 2
@@ -631,7 +628,7 @@ def fmt_interval(t:tuple, digits:int=3) -> str:
     m, h, n = t
     return f"{m:.{digits}f} ± {h:.{digits}f} (n={n})" if n > 1 else f"{m:.{digits}f} (n={n})"
 
-# %% ../nbs/09_experiments.ipynb #49c959bf
+# %% ../nbs/09_experiments.ipynb #d70c5b6c
 _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, CLS', knn='k-NN (k=20)', finetune='fine-tuned',
                attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 
@@ -663,7 +660,7 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
-# %% ../nbs/09_experiments.ipynb #e7efcab3
+# %% ../nbs/09_experiments.ipynb #4fbf9b04
 _NAMES = dict(probe_mean='probe (mean)', probe_cls='probe (CLS)', knn='k-NN', finetune='fine-tuned', attention_mass='attention on object')
 
 def _complete(rows, E) -> bool:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 # %% ../nbs/07_train.ipynb #8b046536
 from .data import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, AugmentedItems, ImageItems, MAETransform,
-                             get_dataset, normalize, TensorItems, rrc_boxes, crop_batch)
+                             check_int, get_dataset, normalize, TensorItems, rrc_boxes, crop_batch)
 from .masking import MaskPlan, RandomStrategy, BlockStrategy, check_ratio
 from .mae import (mae_vit_micro_patch4, mae_vit_tiny_patch4, mae_vit_base_patch16, mae_vit_large_patch16,
                             mae_vit_huge_patch14)
@@ -110,10 +110,10 @@ def preset(name:str='cpu', **overrides) -> PretrainConfig:
 def _need(cond, msg):
     if not cond: raise ConfigError(msg)
 
-def _pos_int(cfg, name, zero_ok=False):
-    v = getattr(cfg, name)
-    _need(isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if zero_ok else v > 0),
-          f"{name} must be a {'non-negative' if zero_ok else 'positive'} integer, got {v!r}")
+def _as_config_error(check, *args):
+    "Run one of the shared argument checks (`data.check_int`, `masking.check_ratio`); its error becomes a `ConfigError`."
+    try: check(*args)
+    except (TypeError, ValueError) as e: raise ConfigError(str(e)) from None
 
 def batch_setup(cfg:PretrainConfig, world_size:int=1) -> dict:
     "The run's batch arithmetic: per-device batch, accum_iter, effective batch and the absolute learning rate."
@@ -140,12 +140,11 @@ def check_config(cfg:PretrainConfig, world_size:int=1) -> dict:
         _need(cfg.data_path is not None, f"data={cfg.data!r} needs data_path (the folder that holds it)")
         _need(cfg.download or Path(cfg.data_path).exists(), f"data_path {cfg.data_path!r} does not exist")
     _need(cfg.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
-    for name in ('epochs', 'batch_size', 'accum_iter', 'img_size', 'n_synthetic', 'log_every', 'ckpt_every_epochs'): _pos_int(cfg, name)
-    for name in ('ckpt_every_steps', 'num_workers', 'seed'): _pos_int(cfg, name, zero_ok=True)
-    if cfg.eff_batch_size is not None: _pos_int(cfg, 'eff_batch_size')
-    if cfg.mask_ratio is not None:
-        try: check_ratio('mask_ratio', cfg.mask_ratio)
-        except (TypeError, ValueError) as e: raise ConfigError(str(e)) from None
+    for name in ('epochs', 'batch_size', 'accum_iter', 'img_size', 'n_synthetic', 'log_every', 'ckpt_every_epochs'):
+        _as_config_error(check_int, name, getattr(cfg, name), 1)
+    for name in ('ckpt_every_steps', 'num_workers', 'seed'): _as_config_error(check_int, name, getattr(cfg, name), 0)
+    if cfg.eff_batch_size is not None: _as_config_error(check_int, 'eff_batch_size', cfg.eff_batch_size, 1)
+    if cfg.mask_ratio is not None: _as_config_error(check_ratio, 'mask_ratio', cfg.mask_ratio)
     _need(isinstance(cfg.warmup_epochs, (int, float)) and 0 <= cfg.warmup_epochs <= cfg.epochs,
           f"warmup_epochs must be in [0, epochs={cfg.epochs}], got {cfg.warmup_epochs!r}")
     for name in ('blr', 'weight_decay', 'min_lr'):
@@ -183,6 +182,7 @@ def lr_at(t:float,               # fractional epoch: epoch + step / steps_per_ep
           min_lr:float=0.) -> float:
     "The official MAE schedule: linear warm-up, then half-cosine to `min_lr`."
     if t < warmup_epochs: return lr * t / warmup_epochs
+    if epochs <= warmup_epochs: return lr   # no cosine part: the warm-up ends at the peak
     return min_lr + (lr - min_lr) * 0.5 * (1. + math.cos(math.pi * (t - warmup_epochs) / (epochs - warmup_epochs)))
 
 def set_lr(optimizer, lr:float) -> float:

@@ -5,6 +5,8 @@ from semmae_edu.amt import attmask_masking, AttMaskStrategy, AttentionBank, amt_
 from semmae_edu.train import preset, pretrain, STRATEGIES, read_metrics
 from semmae_edu.data import SyntheticParts
 
+THREADS = 1   # one intra-op thread (tests/conftest.py)
+
 @pytest.mark.parametrize('grid, ratio', [((8, 8), 0.75), ((14, 14), 0.4), ((4, 6), 0.6), ((8, 8), 0.1)])
 def test_block_exact_counts(grid, ratio):
     L = grid[0] * grid[1]

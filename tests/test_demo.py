@@ -4,12 +4,7 @@ import pytest
 import torch
 from semmae_edu.demo import run_demo, demo_command, METHODS, DEFAULT_METHODS, POINT
 
-@pytest.fixture(autouse=True)
-def _threads():
-    "Run this file's tests with one intra-op thread; give the session its thread count back after each."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+THREADS = 1   # one intra-op thread (tests/conftest.py)
 
 TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, part_steps=10, probe_epochs=10, finetune_epochs=1, n_pictures=3, progress=False)
 

@@ -10,12 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # A tiny run: 48 images, micro-batches of 8, 2 accumulated -> 16 images per step, 3 steps per epoch.
 TINY = dict(n_synthetic=48, batch_size=8, accum_iter=2, epochs=3, warmup_epochs=1, progress=False, seed=3)
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Bitwise comparisons need the same kernels in every run: one intra-op thread everywhere."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+THREADS = 1   # bitwise comparisons need the same kernels in every run: one intra-op thread (tests/conftest.py)
 
 def env():
     return {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1'}
