@@ -320,7 +320,9 @@ class TensorBatches:
         self.size = (H, W) if size is None else ((size, size) if isinstance(size, int) else tuple(size))
         self.scale, self.flip_p = tuple(scale), flip_p
         self.items = items
-        self.extra = [k for k in items[0] if k not in tensors] if items is not None else []   # e.g. AMT's 'weights'
+        # the keys the strategy's view puts in (AMT's 'weights'; a part bank's 'parts', which replace the items' own)
+        self.extra = ([k for k in items[0] if k not in tensors] + [k for k in getattr(items, 'maps', {}) if k in tensors]
+                      if items is not None else [])
         self.augment = not (self.scale == (1., 1.) and flip_p == 0 and tuple(self.size) == (H, W))
     def __len__(self): return len(self.sampler)
     def batch(self, index:list, epoch:int, step:int, k:int) -> dict:
