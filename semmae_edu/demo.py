@@ -48,7 +48,7 @@ POINT = dict(n_train=512,          # SyntheticParts training images (data seed 0
              finetune_epochs=10)   # the fine-tuning recipe, the same for every encoder and for `scratch`
 FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batch_size=64)   # the short recipe
 
-# %% ../nbs/09_experiments.ipynb #cfb100f1
+# %% ../nbs/09_experiments.ipynb #85d002c5
 def sweep_data(n_train:int=POINT['n_train'], n_test:int=POINT['n_test']) -> tuple:
     "(train, test): SyntheticParts with data seeds 0 and 1, the same for every method, budget and seed."
     return SyntheticParts(n=n_train, size=32, seed=0), SyntheticParts(n=n_test, size=32, seed=1)
@@ -154,7 +154,7 @@ def untrained_mae(seed:int=0):
     from semmae_edu.train import preset, _build_model
     return _build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
-# %% ../nbs/09_experiments.ipynb #5a3959e2
+# %% ../nbs/09_experiments.ipynb #751e9b7e
 BUDGET_FREE = ('pixels', 'untrained', 'scratch')   # do not depend on the pre-training budget: computed once per seed
 
 def _cell_name(method, epochs, seed): return f"{method}-e{epochs}-s{seed}"
@@ -241,7 +241,7 @@ def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
         plans[m] = s(b, p, torch.Generator().manual_seed(seed))
     return plans
 
-# %% ../nbs/09_experiments.ipynb #7635a794
+# %% ../nbs/09_experiments.ipynb #19d2d101
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
@@ -524,7 +524,7 @@ def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep)
         print(f"semmae-edu sweep: error: {_flags(str(e))}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/09_experiments.ipynb #72d8fd44
+# %% ../nbs/09_experiments.ipynb #402bf8aa
 BUDGETS = (10, 30, 90)
 def n_seeds(method:str) -> int:
     "Seeds per method in the sweep: 5 for the four main methods, 3 for the rest."
@@ -594,7 +594,7 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
     write_sweep(out, budgets, point)
     return sweep_rows(out)
 
-# %% ../nbs/09_experiments.ipynb #4228e29e
+# %% ../nbs/09_experiments.ipynb #a53ae63e
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)   # Student t, 97.5 % quantile, df = 1..10
 
 def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); half-width nan for n < 2
@@ -628,7 +628,7 @@ def fmt_interval(t:tuple, digits:int=3) -> str:
     m, h, n = t
     return f"{m:.{digits}f} ± {h:.{digits}f} (n={n})" if n > 1 else f"{m:.{digits}f} (n={n})"
 
-# %% ../nbs/09_experiments.ipynb #84da168f
+# %% ../nbs/09_experiments.ipynb #a75a9320
 _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, CLS', knn='k-NN (k=20)', finetune='fine-tuned',
                attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 
@@ -660,7 +660,7 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
-# %% ../nbs/09_experiments.ipynb #8f4f974c
+# %% ../nbs/09_experiments.ipynb #baafc809
 _NAMES = dict(probe_mean='probe (mean)', probe_cls='probe (CLS)', knn='k-NN', finetune='fine-tuned', attention_mass='attention on object')
 
 def _complete(rows, E) -> bool:
@@ -688,24 +688,29 @@ def budget_findings(rows:list, E:int) -> list:
         best = max(pre, key=lambda m: tab['probe_mean'][m][0])
         c = _cmp(tab['probe_mean']['pixels'], tab['probe_mean'][best])
         px, b = tab['probe_mean']['pixels'], tab['probe_mean'][best]
-        out.append((f"**Raw pixels win** the linear probe: pixels {fmt_interval(px)} against the best pre-trained encoder ({best}) {fmt_interval(b)}."
+        out.append((f"Linear probe: raw pixels {fmt_interval(px)}, the best pre-trained encoder ({best}) {fmt_interval(b)}; fewer than two seeds, no verdict yet."
+                    if min(px[2], b[2]) < 2 else
+                    f"**Raw pixels win** the linear probe: pixels {fmt_interval(px)} against the best pre-trained encoder ({best}) {fmt_interval(b)}."
                     if c > 0 else f"**Pre-training wins** the linear probe: {best} {fmt_interval(b)} against raw pixels {fmt_interval(px)}."
                     if c < 0 else f"Raw pixels ({fmt_interval(px)}) and the best pre-trained encoder ({best}, {fmt_interval(b)}) are not separated on the linear probe."))
-    gains = [(m, paired_gain(rows, m, 'random', 'probe_mean', E)) for m in pre if m != 'random']
-    up = [f"{m} {_pts(g[0])} ± {100 * g[1]:.1f} points (n={g[2]})" for m, g in gains if _sign(g) > 0]
-    down = [f"{m} {_pts(g[0])} ± {100 * g[1]:.1f} (n={g[2]})" for m, g in gains if _sign(g) < 0]
-    same = [m for m, g in gains if _sign(g) == 0 and g[2] >= 2]
-    if gains and all(g[2] < 2 for _, g in gains): out.append("Gains over random masking: fewer than two seeds so far, no interval yet.")
-    elif gains:
-        out.append("Against random masking on the linear probe (mean-pooled), paired by seed: "
+    for ref, what in (('random', 'random masking'), ('untrained', 'the untrained encoder')):
+        gains = [(m, paired_gain(rows, m, ref, 'probe_mean', E)) for m in pre if m != ref]
+        gains = [(m, g) for m, g in gains if g[2] >= 1]
+        if not gains: continue
+        if all(g[2] < 2 for _, g in gains): out.append(f"Against {what}: fewer than two seeds so far, no interval yet."); continue
+        up = [f"{m} {_pts(g[0])} ± {100 * g[1]:.1f} points (n={g[2]})" for m, g in gains if _sign(g) > 0]
+        down = [f"{m} {_pts(g[0])} ± {100 * g[1]:.1f} (n={g[2]})" for m, g in gains if _sign(g) < 0]
+        same = [m for m, g in gains if _sign(g) == 0 and g[2] >= 2]
+        out.append(f"Against {what} on the linear probe (mean-pooled), paired by seed: "
                    + '; '.join(x for x in (f"better: {', '.join(up)}" if up else '', f"worse: {', '.join(down)}" if down else '',
                                            f"not separated: {', '.join(same)}" if same else '') if x) + '.')
     if 'scratch' in tab['finetune']:
         ft = [(m, paired_gain(rows, m, 'scratch', 'finetune', E)) for m in pre if m in tab['finetune']]
         if ft:
             sc = tab['finetune']['scratch']
-            out.append(f"Fine-tuned under one recipe, against the same ViT from scratch ({fmt_interval(sc)}): "
-                       + ', '.join(f"{m} {_pts(g[0])} ± {100 * g[1]:.1f}" + ('' if _sign(g) else ' (not separated)') for m, g in ft) + ' points.')
+            out.append(f"Fine-tuned under one recipe, against the same ViT from scratch ({fmt_interval(sc)}), paired by seed: "
+                       + ', '.join(f"{m} {_pts(g[0])}" + (f" ± {100 * g[1]:.1f}" + ('' if _sign(g) else ' (not separated)') if g[2] >= 2 else ' (one seed)')
+                                   for m, g in ft if g[2] >= 1) + ' points.')
     if tab['attention_chance']:
         flat = sum(v[0] for v in tab['attention_chance'].values()) / len(tab['attention_chance'])
         away = [m for m in pre + ['untrained'] if m in tab['attention_mass'] and tab['attention_mass'][m][2] >= 2
