@@ -48,7 +48,7 @@ POINT = dict(n_train=512,          # SyntheticParts training images (data seed 0
              finetune_epochs=10)   # the fine-tuning recipe, the same for every encoder and for `scratch`
 FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batch_size=64)   # the short recipe
 
-# %% ../nbs/09_experiments.ipynb #85d002c5
+# %% ../nbs/09_experiments.ipynb #a73ebf18
 def sweep_data(n_train:int=POINT['n_train'], n_test:int=POINT['n_test']) -> tuple:
     "(train, test): SyntheticParts with data seeds 0 and 1, the same for every method, budget and seed."
     return SyntheticParts(n=n_train, size=32, seed=0), SyntheticParts(n=n_test, size=32, seed=1)
@@ -154,7 +154,7 @@ def untrained_mae(seed:int=0):
     from semmae_edu.train import preset, _build_model
     return _build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
-# %% ../nbs/09_experiments.ipynb #751e9b7e
+# %% ../nbs/09_experiments.ipynb #be55c4ec
 BUDGET_FREE = ('pixels', 'untrained', 'scratch')   # do not depend on the pre-training budget: computed once per seed
 
 def _cell_name(method, epochs, seed): return f"{method}-e{epochs}-s{seed}"
@@ -241,7 +241,7 @@ def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
         plans[m] = s(b, p, torch.Generator().manual_seed(seed))
     return plans
 
-# %% ../nbs/09_experiments.ipynb #19d2d101
+# %% ../nbs/09_experiments.ipynb #92d90992
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
@@ -364,7 +364,11 @@ def _check_args(methods, epochs, seed, device, point, strategy_kw):
     check_int('n_parts', point['n_parts'], 2)
     if not isinstance(point['n_train'], int) or point['n_train'] < max(point['batch_size'], 20):
         raise ValueError(f"n_train must be an int >= max(batch_size, 20), got {point['n_train']!r}")
-    pick_device(device, DistInfo())                                   # e.g. cuda on a machine without a GPU
+    if not isinstance(device, str) or not re.fullmatch(r'cpu|cuda(:\d+)?', device):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    pick_device(device, DistInfo())                                   # cuda on a machine without a GPU
+    if ':' in device and int(device.split(':')[1]) >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     for m in methods:
         name, kw = RECIPES[m]
         try: make_strategy(name, dict(n_items=point['n_train'], grid=(8, 8), patch_size=4, epochs=epochs), **(kw | strategy_kw.get(m, {})))
@@ -524,7 +528,7 @@ def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep)
         print(f"semmae-edu sweep: error: {_flags(str(e))}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/09_experiments.ipynb #402bf8aa
+# %% ../nbs/09_experiments.ipynb #825a143a
 BUDGETS = (10, 30, 90)
 def n_seeds(method:str) -> int:
     "Seeds per method in the sweep: 5 for the four main methods, 3 for the rest."
@@ -594,7 +598,7 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
     write_sweep(out, budgets, point)
     return sweep_rows(out)
 
-# %% ../nbs/09_experiments.ipynb #a53ae63e
+# %% ../nbs/09_experiments.ipynb #fc313a60
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)   # Student t, 97.5 % quantile, df = 1..10
 
 def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); half-width nan for n < 2
@@ -628,7 +632,7 @@ def fmt_interval(t:tuple, digits:int=3) -> str:
     m, h, n = t
     return f"{m:.{digits}f} ± {h:.{digits}f} (n={n})" if n > 1 else f"{m:.{digits}f} (n={n})"
 
-# %% ../nbs/09_experiments.ipynb #a75a9320
+# %% ../nbs/09_experiments.ipynb #0875aef9
 _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, CLS', knn='k-NN (k=20)', finetune='fine-tuned',
                attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 
@@ -660,7 +664,7 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
-# %% ../nbs/09_experiments.ipynb #baafc809
+# %% ../nbs/09_experiments.ipynb #97cf8c5f
 _NAMES = dict(probe_mean='probe (mean)', probe_cls='probe (CLS)', knn='k-NN', finetune='fine-tuned', attention_mass='attention on object')
 
 def _complete(rows, E) -> bool:

@@ -46,7 +46,7 @@ def test_default_demo_is_a_point_of_the_sweep():
     (dict(methods=('random', 'mae')), 'methods'), (dict(epochs=0), 'epochs'), (dict(n_parts=1), 'n_parts'),
     (dict(methods=('random', 'random')), 'without repeats'), (dict(amt_throw='high'), 'throw must be one of'),
     (dict(epochs=5, amt_start_epoch=40), 'amt_start_epoch <= 4'), (dict(epochs=30, refresh_every=40), 'refresh_every <= 27'),
-    (dict(amt_throw_ratio=0.7), 'mask_ratio + throw_ratio'), (dict(device='cuda:9'), 'cuda')])
+    (dict(amt_throw_ratio=0.7), 'mask_ratio + throw_ratio'), (dict(device='cuda:99'), 'cuda'), (dict(device='gpu'), 'device')])
 def test_demo_bad_input_before_any_work(tmp_path, kw, words):
     t = time.perf_counter()
     with pytest.raises(ValueError, match=words.replace('(', r'\(').replace('+', r'\+')): run_demo(tmp_path / 'a', **kw)
