@@ -79,7 +79,7 @@ class PretrainConfig:
     amp:str = 'auto'                 # auto (bf16 if supported, else fp16, on GPU; none on CPU) | bf16 | fp16 | none
     fused_attn:bool = True           # scaled_dot_product_attention in every block
     compile:bool = False             # torch.compile the model
-    num_workers:int = 0              # DataLoader worker processes
+    num_workers:int = 0              # DataLoader worker processes (item-by-item data only: a tensor-backed set such as SyntheticParts is gathered and cropped in the process)
     # records
     out:str = 'runs/pretrain'        # output folder: config.json, metrics.jsonl, checkpoint.pth, model.pth
     seed:int = 0

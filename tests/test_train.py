@@ -167,13 +167,19 @@ def test_workers_for_map_strategies(tmp_path, strategy, monkeypatch):
     built, make = [], train._make_loader
     monkeypatch.setattr(train, '_make_loader', lambda *a: built.append(1) or make(*a))
     cfg = dict(TINY, strategy=strategy, strategy_kw=STRATEGY_KW.get(strategy, {}))
-    a = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'w0')))
+    from semmae_edu.data import SyntheticParts, AugmentedItems
+    items = lambda: AugmentedItems(SyntheticParts(n=48, size=32))   # not tensor-backed: the DataLoader path, where workers exist
+    a = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'w0')), train_set=items())
     assert len(built) == 1                                      # no workers: one loader
-    b = pretrain(PretrainConfig(**cfg, num_workers=2, out=str(tmp_path / 'w2')))
+    b = pretrain(PretrainConfig(**cfg, num_workers=2, out=str(tmp_path / 'w2')), train_set=items())
     assert step_losses(tmp_path / 'w0') == step_losses(tmp_path / 'w2')
     assert_same_weights(a.model, b.model)
     # AMT refreshes its bank at epochs 1 and 2 (start 1, every 1): two rebuilds; SemMAE's maps never change: none
     assert len(built) - 1 == {'amt': 3, 'semmae': 1}[strategy]
+    # a tensor-backed set (SyntheticParts itself) needs no DataLoader: batches are gathered and cropped in the process
+    built.clear()
+    pretrain(PretrainConfig(**cfg, num_workers=2, out=str(tmp_path / 't2')))
+    assert built == []
 
 def _grad_norms(norms):
     "A hook on every optimizer's step that records the global gradient norm the step sees."
