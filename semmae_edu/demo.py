@@ -48,7 +48,7 @@ POINT = dict(n_train=512,          # SyntheticParts training images (data seed 0
              finetune_epochs=10)   # the fine-tuning recipe, the same for every encoder and for `scratch`
 FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batch_size=64)   # the short recipe
 
-# %% ../nbs/09_experiments.ipynb #a73ebf18
+# %% ../nbs/09_experiments.ipynb #5786186b
 def sweep_data(n_train:int=POINT['n_train'], n_test:int=POINT['n_test']) -> tuple:
     "(train, test): SyntheticParts with data seeds 0 and 1, the same for every method, budget and seed."
     return SyntheticParts(n=n_train, size=32, seed=0), SyntheticParts(n=n_test, size=32, seed=1)
@@ -154,7 +154,7 @@ def untrained_mae(seed:int=0):
     from semmae_edu.train import preset, _build_model
     return _build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
-# %% ../nbs/09_experiments.ipynb #be55c4ec
+# %% ../nbs/09_experiments.ipynb #f552573d
 BUDGET_FREE = ('pixels', 'untrained', 'scratch')   # do not depend on the pre-training budget: computed once per seed
 
 def _cell_name(method, epochs, seed): return f"{method}-e{epochs}-s{seed}"
@@ -241,7 +241,7 @@ def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
         plans[m] = s(b, p, torch.Generator().manual_seed(seed))
     return plans
 
-# %% ../nbs/09_experiments.ipynb #92d90992
+# %% ../nbs/09_experiments.ipynb #bd68fe20
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
@@ -528,7 +528,7 @@ def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep)
         print(f"semmae-edu sweep: error: {_flags(str(e))}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/09_experiments.ipynb #825a143a
+# %% ../nbs/09_experiments.ipynb #452f3ce9
 BUDGETS = (10, 30, 90)
 def n_seeds(method:str) -> int:
     "Seeds per method in the sweep: 5 for the four main methods, 3 for the rest."
@@ -598,7 +598,7 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
     write_sweep(out, budgets, point)
     return sweep_rows(out)
 
-# %% ../nbs/09_experiments.ipynb #fc313a60
+# %% ../nbs/09_experiments.ipynb #1298fb0f
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)   # Student t, 97.5 % quantile, df = 1..10
 
 def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); half-width nan for n < 2
@@ -632,7 +632,7 @@ def fmt_interval(t:tuple, digits:int=3) -> str:
     m, h, n = t
     return f"{m:.{digits}f} ± {h:.{digits}f} (n={n})" if n > 1 else f"{m:.{digits}f} (n={n})"
 
-# %% ../nbs/09_experiments.ipynb #0875aef9
+# %% ../nbs/09_experiments.ipynb #6e9f6919
 _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, CLS', knn='k-NN (k=20)', finetune='fine-tuned',
                attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 
@@ -664,7 +664,7 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
-# %% ../nbs/09_experiments.ipynb #97cf8c5f
+# %% ../nbs/09_experiments.ipynb #cd73cd8a
 _NAMES = dict(probe_mean='probe (mean)', probe_cls='probe (CLS)', knn='k-NN', finetune='fine-tuned', attention_mass='attention on object')
 
 def _complete(rows, E) -> bool:
@@ -713,7 +713,7 @@ def budget_findings(rows:list, E:int) -> list:
         if ft:
             sc = tab['finetune']['scratch']
             out.append(f"Fine-tuned under one recipe, against the same ViT from scratch ({fmt_interval(sc)}), paired by seed: "
-                       + ', '.join(f"{m} {_pts(g[0])}" + (f" ± {100 * g[1]:.1f}" + ('' if _sign(g) else ' (not separated)') if g[2] >= 2 else ' (one seed)')
+                       + ', '.join(f"{m} {_pts(g[0])}" + (f" ± {100 * g[1]:.1f}" + {1: ' (better)', -1: ' (worse)', 0: ' (not separated)'}[_sign(g)] if g[2] >= 2 else ' (one seed)')
                                    for m, g in ft if g[2] >= 1) + ' points.')
     if tab['attention_chance']:
         flat = sum(v[0] for v in tab['attention_chance'].values()) / len(tab['attention_chance'])
