@@ -1,9 +1,9 @@
 """Why do SemMAE's learned parts lose to (or beat) k-means on the same tokens? Small controlled variations of stage 1.
 
-    python bench/parts_probe.py --encoders e10:/work/sweep_out/sweep/runs/e10/s0/random/model.pth,e30:train [--out bench/parts_probe.json]
+    python bench/parts_probe.py --encoders e10:/work/sweep_out/sweep/runs/e10/s0/random/model.pth,e30:train,e90:train90 [--out bench/parts_probe.json]
 
-For each random-masking encoder (a sweep cell's model.pth, `train` = pre-train one here with the sweep's point at 30 epochs,
-seed 0, or `untrained`), stage 1 (`demo.learn_parts`, chapter 05's PartLearner) is run with one setting changed at a time
+For each random-masking encoder (a sweep cell's model.pth, `trainN` = pre-train one here with the sweep's point for N epochs
+(default 30), seed 0, or `untrained`), stage 1 (`demo.learn_parts`, chapter 05's PartLearner) is run with one setting changed at a time
 from the sweep's (all four blocks' tokens, K = 6, 300 steps, diversity weight 1), and its held-out matched mIoU is compared
 with k-means on exactly the same tokens and K (and a fixed grid). One seed per variant: a screen for mechanisms, not a claim.
 """
@@ -36,7 +36,9 @@ if __name__ == '__main__':
     for spec in a.encoders.split(','):
         name, src = spec.split(':', 1)
         mae = untrained_mae(0)
-        if src == 'train': mae = pretrain_method('random', train, Path('/tmp/parts_probe_e30'), 30, progress=False)['model']
+        if src.startswith('train'):   # train[N]: pre-train one here at the sweep's point, N epochs (default 30), seed 0
+            E = int(src[5:] or 30)
+            mae = pretrain_method('random', train, Path(f'/tmp/parts_probe_e{E}'), E, progress=False)['model']
         elif src != 'untrained': mae.load_state_dict(torch.load(src, weights_only=True)['model'])
         for v, kw in VARIANTS.items():
             if f"{name} | {v}" in res: continue
