@@ -10,8 +10,8 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['VISIBLE', 'MASKED', 'THROWN', 'FIGURE_STYLE', 'PLAN_COLOURS', 'PLAN_LABELS', 'PART_PALETTE', 'MaskPlan',
            'plan_from_order', 'check_ratio', 'random_masking', 'plan_overlay', 'use_figure_style', 'plan_legend',
-           'part_colours', 'part_cmap', 'part_legend', 'plan_counts', 'show_plans', 'plan_legend_html', 'colorbar_html',
-           'StaticExplorer', 'html_escape', 'live_explorer']
+           'part_colours', 'part_cmap', 'part_legend', 'plan_counts', 'show_plans', 'plan_legend_html',
+           'part_legend_html', 'colorbar_html', 'StaticExplorer', 'html_escape', 'live_explorer']
 
 # %% ../nbs/02_masking.ipynb #410fc0e9
 VISIBLE, MASKED, THROWN = 0, 1, -1
@@ -251,6 +251,12 @@ def _swatch(rgb, label):
 def plan_legend_html() -> str:
     "The visible / masked / thrown legend as HTML (for explorers)."
     return ''.join(_swatch(PLAN_COLOURS[s], PLAN_LABELS[s]) for s in ('visible', 'masked', 'thrown'))
+
+def part_legend_html(names, ids=None) -> str:
+    "A legend of the parts `ids` (default 0..len(names)-1) in their `PART_PALETTE` colours, as HTML."
+    ids = list(range(len(names))) if ids is None else list(ids)
+    cols = part_colours(max(ids) + 1)
+    return ''.join(_swatch(cols[i].tolist(), str(n)) for n, i in zip(names, ids))
 
 def colorbar_html(cmap:str='magma', low:str='0', high:str='1', label:str='') -> str:
     "A horizontal colour bar as HTML (a CSS gradient sampled from a matplotlib colormap; no image, no network)."
