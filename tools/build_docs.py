@@ -361,7 +361,7 @@ class Site:
     def fix_url(self, url:str, page:str):
         "Notebook links → page links; links into the published site → relative links."
         if url.startswith(self.doc_url): url = url[len(self.doc_url):] or 'index.html'
-        m = re.match(r'^(?:\./)?([^/:#?]+\.ipynb)(#.*)?$', url)
+        m = re.match(r'^(?:\./)?(?:nbs/)?([^/:#?]+\.ipynb)(#.*)?$', url)  # nbs/x.ipynb: a README-friendly link
         if m:
             name = self.html_names.get(m.group(1))
             if name is None: self.missing.append((page, url)); return url
@@ -393,13 +393,30 @@ def merge_streams(outputs):
         else: res.append(o)
     return res
 
+# a temporary folder in an output (a run written to tempfile.mkdtemp()) says nothing to a reader
+_re_tmp = re.compile(r'(?<![\w.])/tmp/(?:tmp|pytest-)[\w.-]*')
+_re_md_table = re.compile(r'((?:^\|.*\|[ \t]*\n){1}^\|(?:[ \t]*:?-+:?[ \t]*\|)+[ \t]*\n(?:^\|.*\|[ \t]*(?:\n|$))*)', re.M)
+
+def _stream_html(text:str, name:str, md):
+    "A stream's text; a markdown table printed into it is drawn as a table."
+    out, pos = [], 0
+    for m in _re_md_table.finditer(text):
+        before = text[pos:m.start()].strip('\n')
+        if before.strip(): out.append(f'<pre class="output output-stream {name}">{html.escape(before.rstrip())}</pre>')
+        out.append(f'<div class="output output-markdown">{md(m.group(1))}</div>')
+        pos = m.end()
+    rest = text[pos:].strip('\n')
+    if rest.strip(): out.append(f'<pre class="output output-stream {name}">{html.escape(rest.rstrip())}</pre>')
+    return '\n'.join(out)
+
 def render_output(o:dict, md:MarkdownRenderer, fig_dir:Path, stem:str):
     t = o.get('output_type')
     if t == 'stream':
         text = _re_ansi.sub('', _src(o.get('text')))
         text = '\n'.join(l.rstrip('\r').split('\r')[-1] for l in text.split('\n'))  # progress bars: last state
+        text = _re_tmp.sub('<temporary folder>', text)
         if not text.strip(): return ''
-        return f'<pre class="output output-stream {o.get("name", "stdout")}">{html.escape(text.rstrip())}</pre>'
+        return _stream_html(text, o.get("name", "stdout"), md)
     if t == 'error':
         tb = _re_ansi.sub('', '\n'.join(o.get('traceback') or [f"{o.get('ename')}: {o.get('evalue')}"]))
         return f'<pre class="output output-error">{html.escape(tb)}</pre>'
@@ -564,6 +581,18 @@ def write_assets(out:Path, nbs:Path, pages:list):
         if d.is_dir(): shutil.copytree(d, out/'images', dirs_exist_ok=True)
     (out/'.nojekyll').touch()
 
+SWEEP_FIGURE = 'sweep.png'   # written by the sweep (`semmae-edu sweep`), committed as nbs/images/sweep.png
+SWEEP_CAPTION = ('The main result: every masking strategy under one budget, over several seeds '
+                 '(the sweep, <code>bench/sweep.json</code>; chapter 09 reads it).')
+
+def add_result_figure(body:str, src:str):
+    "Put the sweep's figure on the index page, before its second section (or at the end)."
+    fig = (f'<figure class="result-figure"><img class="output-image" src="{src}" alt="the sweep: every strategy, several seeds">'
+           f'<figcaption>{SWEEP_CAPTION}</figcaption></figure>')
+    heads = [m.start() for m in re.finditer(r'<div class="cell md-cell">\s*<h2 ', body)]
+    at = heads[1] if len(heads) > 1 else len(body)
+    return body[:at] + fig + '\n' + body[at:]
+
 def dir_size(path:Path): return sum(f.stat().st_size for f in path.rglob('*') if f.is_file())
 
 # ---------------------------------------------------------------------------------------------
@@ -604,6 +633,10 @@ def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_
         desc_html = re.sub(r'^<p>|</p>\s*$', '', MarkdownRenderer()(desc).strip()) if desc else ''
         pages.append(dict(src=src.name, html=name, title=str(fm.get('title') or src.stem), description=desc,
                           description_html=site.fix_links(desc_html, name), body=site.fix_links(body, name), toc=md.toc))
+    sweep = nbs/'images'/SWEEP_FIGURE
+    if sweep.exists():  # the main result, once the sweep has produced its figure: on the index page
+        for p in pages:
+            if p['html'] == 'index.html': p['body'] = add_result_figure(p['body'], f'images/{SWEEP_FIGURE}')
     bad = []
     for i, p in enumerate(pages):
         text = page_html(site, pages, i)
