@@ -38,7 +38,7 @@ LOCAL_HOSTS = {'127.0.0.1', 'localhost'}
 MAX_MB = 30
 
 sys.path.insert(0, str(ROOT/'tools'))
-from build_docs import external_refs  # noqa: E402
+from build_docs import external_refs, add_result_figure, SWEEP_FIGURE  # noqa: E402
 
 
 def _required():
@@ -138,6 +138,16 @@ def test_fixture_site_renders_every_kind_of_cell(fixture_site):
     assert 'Interactive widget' in page                                        # ipywidgets: a note, not a blank
     assert 'href="other.html"' in page and 'href="docs_fixture.html#markdown"' in (fixture_site/'other.html').read_text()
     assert (fixture_site/'images'/'colab-badge.svg').exists() and (fixture_site/'site.css').exists()
+
+def test_index_shows_the_sweep_figure_once_committed(docs_site):
+    "The sweep's figure (nbs/images/sweep.png, once committed) goes on the index, after the first section."
+    body = '<div class="cell md-cell">\n<h2 id="a">A</h2><p>x</p></div><div class="cell md-cell">\n<h2 id="b">B</h2></div>'
+    out = add_result_figure(body, 'images/sweep.png')
+    assert out.index('result-figure') > out.index('id="a"') and out.index('result-figure') < out.index('id="b"')
+    page = (docs_site/'index.html').read_text(encoding='utf-8')
+    assert ('images/' + SWEEP_FIGURE in page) == (NBS/'images'/SWEEP_FIGURE).exists()
+    for nb in sorted(NBS.glob('[0-9]*.ipynb')):                  # the index links every chapter
+        assert f'href="{re.sub(r"^[0-9]+_", "", nb.stem)}.html"' in page.split('<main', 1)[1], nb.name
 
 def test_offline_check_flags_remote_resources():
     bad = ['<script src="https://cdn.example.org/x.js"></script>', '<link rel="stylesheet" href="//cdn.example.org/a.css">',
