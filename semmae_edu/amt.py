@@ -18,7 +18,6 @@ __all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'last_bl
 
 # %% ../nbs/04_amt.ipynb #83327965
 from .masking import MaskPlan, plan_from_order, random_masking, check_ratio, plan_overlay
-import numpy as np
 from .data import pool_map
 
 # %% ../nbs/04_amt.ipynb #ab0f04c5
@@ -357,6 +356,7 @@ def amt_render(img:Tensor,        # [3, H, W] one image in [0, 1]
                scale:int=8,       # pixel scale of each panel
               ):                  # -> render(mask_ratio, throw_ratio, throw) -> (uint8 [H*scale, 2*W*scale+8, 3], counts)
     "A `render` function for the mask explorers: the map AMT samples from, beside the AMT plan of one image."
+    import numpy as np
     left = map_picture(weights, tuple(img.shape[-2:]), patch_size, scale)
     gap = np.full((left.shape[0], 8, 3), 255, np.uint8)
     def render(mask_ratio=0.45, throw_ratio=0.40, throw='low'):

@@ -15,7 +15,7 @@ __all__ = ['LAM_SCHEDULES', 'part_sizes', 'intra_part_counts', 'inter_part_count
            'parts_overlay']
 
 # %% ../nbs/06_semmae.ipynb #7cc2c9d7
-from .masking import MaskPlan, plan_from_order, check_ratio, part_colours
+from .masking import MaskPlan, plan_from_order, check_ratio
 from .data import patch_parts
 
 # %% ../nbs/06_semmae.ipynb #b669cf63
@@ -298,6 +298,7 @@ def parts_tint(img,                # [3, H, W] values in [0, 1]
                alpha:float=0.6,    # weight of the part colour
               ) -> Tensor:         # [3, H, W] float in [0, 1]
     "The image tinted with the colour of each pixel's (or patch's) part (the book's `PART_PALETTE`)."
+    from semmae_edu.masking import part_colours   # the book's one part palette
     img = torch.as_tensor(img).float()
     H, W = img.shape[-2:]
     parts = torch.as_tensor(parts).long()
