@@ -191,7 +191,7 @@ def _png_dpi(path):
     with Image.open(path) as im: return im.info.get('dpi', (None, None))[0]
 
 # pages whose figures come from files written elsewhere (the demo's report figures in 09)
-DPI_EXEMPT = ('experiments-',)
+DPI_EXEMPT = ('experiments',)
 
 def test_docs_figures_are_readable(docs_site):
     "Every matplotlib figure of the book is drawn at >= 110 dpi (the book's figure style)."
@@ -382,6 +382,12 @@ def check_page(browser, base, name, shot):
         page.screenshot(path=str(shot), full_page=True)
         wide = check_width(page)
         assert not wide, f'{name}: elements wider than the text column:\n' + '\n'.join(wide)
+        if not name.startswith(DPI_EXEMPT):   # figures are shown at their own size, so 9 pt text stays 9 pt
+            shrunk = page.evaluate('''() => Array.from(document.querySelectorAll('img.output-image'))
+                .map(i => [i, Number(i.getAttribute('width')) || i.naturalWidth])   // a retina PNG carries its display width
+                .filter(([i, w]) => w > 0 && i.clientWidth < 0.97 * w)
+                .map(([i, w]) => `${i.getAttribute('src')}: drawn for ${w} px, shown at ${i.clientWidth} px`)''')
+            assert not shrunk, f'{name}: figures scaled down below their drawn size (text under 9 pt):\n' + '\n'.join(shrunk)
         n = check_explorers(page)
         assert not problems, f'{name}:\n' + '\n'.join(problems)
         return page, ctx, n, problems
