@@ -2,6 +2,7 @@
 
     python tools/build_docs.py                          # nbs/ -> _proc/ -> _docs/
     python tools/build_docs.py --nbs tests/fixtures --out /tmp/site --proc /tmp/site_proc
+    python tools/build_docs.py --no-execute             # stored outputs only (seconds instead of minutes)
 
 Step 0 re-executes every notebook's fast cells (as `nbdev_test` does: `#| slow`, `#| gpu` and
 `#| eval: false` cells are skipped and keep their stored outputs), one notebook per process, so every
@@ -9,8 +10,9 @@ figure and explorer on the site comes from the current code (`--no-execute` uses
 Step 1 processes every notebook as `nbdev_proc_nbs` does, with nbdev's own worker
 (`nbdev.serve_drv.main` with `FilterDefaults`: frontmatter, `#| hide` cells dropped, `show_doc`
 cells added and run, doc links added). Exported cells are shown where the chapter builds them
-(treated as nbdev's `#| exports`), and `show_doc` draws a card with a parameter table. It runs the notebooks' export and import cells in
-this process, so `semmae_edu` must be importable (`export PYTHONPATH=$PWD` in a worktree).
+(treated as nbdev's `#| exports`), and `show_doc` draws a card with a parameter table (name, type,
+default, meaning from the docments), each name once per page. It runs the notebooks' export and
+import cells in this process, so `semmae_edu` must be importable (`export PYTHONPATH=$PWD` in a worktree).
 We do not call the `nbdev_proc_nbs` command: without Quarto it runs nbdev's Quarto installer,
 which downloads from GitHub and then runs `pip install -e ".[dev]"` with whatever `pip` is first on
 PATH; it also rewrites nbs/nbdev.yml and nbs/sidebar.yml.
@@ -19,7 +21,8 @@ as MathML) with mistune, code with Pygments, stored outputs (text, PNG/JPEG/SVG 
 as the mask explorers inserted raw so their inline JS runs, `show_doc` markdown). Pages get a
 sidebar in the order of nbs/sidebar.yml, prev/next links, an "on this page" list and a search box.
 CSS, JS, favicon and nbs/images are copied into the site: no page loads anything from another host
-(the build fails if one would) and it fails if the site grows past 30 MB.
+(the build fails if one would) and it fails if the site grows past 30 MB. Once the sweep has
+written `nbs/images/sweep.png`, the index page shows it as the main result.
 """
 import argparse, base64, html, json, os, re, shutil, sys, time, warnings
 from html.parser import HTMLParser
