@@ -218,8 +218,7 @@ def show_plans(img,                # [3, H, W] values in [0, 1]
     "Show one image under several plans side by side (the original first), with a legend of the states."
     import matplotlib.pyplot as plt
     items = [('image', None)] + list(plans.items())
-    new = axes is None
-    if new: _, axes = plt.subplots(1, len(items), figsize=(size * len(items), size * 1.25))
+    if axes is None: _, axes = plt.subplots(1, len(items), figsize=(size * len(items), size * 1.25))
     for ax, (title, st) in zip(np.atleast_1d(axes), items):
         if hasattr(st, 'states'): st = st.states[0]
         ax.imshow(plan_overlay(img, torch.zeros(_n_patches(img, patch_size)) if st is None else st, patch_size, scale, grid=st is not None))
@@ -229,10 +228,10 @@ def show_plans(img,                # [3, H, W] values in [0, 1]
         ax.set_title(title); ax.axis('off')
     fig = np.atleast_1d(axes)[0].figure
     if legend and not getattr(fig, '_plan_legend', False):
-        if new: fig.tight_layout()
-        for ax in np.atleast_1d(axes): ax.apply_aspect()
-        y = min(ax.get_position().y0 for ax in np.atleast_1d(axes))   # just under the panels
-        plan_legend(fig, bbox_to_anchor=(0.5, y), title='patches (counts under each title: visible·masked·thrown)'); fig._plan_legend = True
+        from matplotlib.transforms import blended_transform_factory
+        under = blended_transform_factory(fig.transFigure, np.atleast_1d(axes)[-1].transAxes)  # follows the panels through any later layout
+        plan_legend(fig, bbox_to_anchor=(0.5, -0.03), bbox_transform=under, title='patches (counts under each title: visible·masked·thrown)')
+        fig._plan_legend = True
     return axes
 
 def _n_patches(img, p): return (img.shape[-2] // p) * (img.shape[-1] // p)
