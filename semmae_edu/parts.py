@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 __all__ = ['Features', 'timm_features', 'PartTokens', 'gaussian_kernel1d', 'blur_maps', 'part_attention', 'AdaIN', 'PartDecoder',
            'diversity_loss', 'as_features', 'PartLearner', 'kmeans', 'train_parts', 'part_bank', 'save_parts',
            'load_parts', 'confusion_matrix', 'match_parts', 'matched_miou', 'nmi', 'grid_parts', 'kmeans_parts',
-           'pretrain_mae', 'show_parts', 'rename_parts']
+           'show_parts', 'rename_parts']
 
 # %% ../nbs/05_parts.ipynb #ebfa4eeb
 import numpy as np
@@ -519,22 +519,6 @@ def kmeans_parts(features, imgs:Tensor,     # a Features or PartLearner (its nor
     "k-means over all patch tokens of the images (one clustering for the whole set)."
     x = features.encode(imgs)[1] if isinstance(features, PartLearner) else features(imgs)[1]
     return kmeans(x.reshape(-1, x.shape[-1]), k, generator=torch.Generator().manual_seed(seed))[0].view(x.shape[:2])
-
-# %% ../nbs/05_parts.ipynb #6df265fa
-def pretrain_mae(mae:MaskedAutoencoder,
-                 images:Tensor,        # [n, 3, H, W], normalised as the model should see them
-                 steps:int=300, batch_size:int=64, lr:float=2e-3, mask_ratio:float=0.75,
-                 seed:int=0, progress:bool=True) -> list:   # the loss of every step
-    "A bare MAE pre-training loop (AdamW β=(0.9, 0.95), wd 0.05, constant lr), enough for a CPU-sized encoder."
-    check_int('steps', steps); check_int('batch_size', batch_size)
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(mae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
-    mae.train(); losses = []
-    for _ in tqdm(range(steps), desc='MAE pre-training', disable=not progress):
-        idx = torch.randint(0, len(images), (batch_size,), generator=g)
-        loss = mae(images[idx], mask_ratio=mask_ratio, generator=g)[0]
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); losses.append(loss.item())
-    return losses
 
 # %% ../nbs/05_parts.ipynb #e460bbcb
 def show_parts(imgs:Tensor,         # [N, 3, H, W] in [0, 1]
