@@ -5,6 +5,7 @@
 # %% ../nbs/11_cli.ipynb #813fcb19
 from __future__ import annotations
 import argparse, json, sys
+from pathlib import Path
 from typing import Optional
 
 # %% auto #0
@@ -12,7 +13,7 @@ __all__ = ['CHOICES', 'FLAGS', 'SECTIONS', 'COMMANDS', 'USAGE', 'pretrain', 'con
 
 # %% ../nbs/11_cli.ipynb #14cefb83
 from fastcore.docments import docments
-from . import train as T
+from . import train
 from .demo import demo_command
 
 # %% ../nbs/11_cli.ipynb #140b42fa
@@ -52,10 +53,10 @@ def pretrain(preset:str='cpu',            # recipe the other options start from:
     opts = dict(locals())
     try:
         cfg, ckpt_path = config_from_args(**opts)
-        result = T.pretrain(cfg, resume=ckpt_path)
-    except (T.ConfigError, T.CheckpointError, T.StrategyUnavailable) as e:
+        result = train.pretrain(cfg, resume=ckpt_path)
+    except (train.ConfigError, train.CheckpointError) as e:
         print(f"semmae-edu pretrain: error: {e}", file=sys.stderr); return 2
-    except T.NonFiniteLossError as e:
+    except train.NonFiniteLossError as e:
         print(f"semmae-edu pretrain: stopped: {e}", file=sys.stderr); return 3
     if result.out is None: return 0                       # ranks > 0 of a torchrun job say nothing
     if not result.history: print(f"nothing to do: the run in {result.out} had already finished its {cfg.epochs} epochs")
@@ -73,22 +74,22 @@ def config_from_args(preset='cpu', resume=False, strategy_kw=None, **opts) -> tu
     given = {_RENAME.get(k, k): v for k, v in opts.items() if v is not None}
     if strategy_kw is not None:
         try: given['strategy_kw'] = json.loads(strategy_kw)
-        except json.JSONDecodeError as e: raise T.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r} ({e})") from None
-        if not isinstance(given['strategy_kw'], dict): raise T.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r}")
-    if not resume: return T.preset(preset, **given), None
-    out = given.get('out', T.preset(preset).out)
-    ckpt = T.read_checkpoint(out)
-    return T.PretrainConfig(**{**ckpt['config'], **given, 'out': out}), T.Path(out) / 'checkpoint.pth'
+        except json.JSONDecodeError as e: raise train.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r} ({e})") from None
+        if not isinstance(given['strategy_kw'], dict): raise train.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r}")
+    if not resume: return train.preset(preset, **given), None
+    out = given.get('out', train.preset(preset).out)
+    ckpt = train.read_checkpoint(out)
+    return train.PretrainConfig(**{**ckpt['config'], **given, 'out': out}), Path(out) / 'checkpoint.pth'
 
 # %% ../nbs/11_cli.ipynb #509171ce
-CHOICES = dict(preset=list(T.PRESETS), strategy=list(T.STRATEGIES), data=list(T.DATASETS), model=list(T.MODELS), amp=list(T.AMP_MODES))
+CHOICES = dict(preset=list(train.PRESETS), strategy=list(train.STRATEGIES), data=list(train.DATASETS), model=list(train.MODELS), amp=list(train.AMP_MODES))
 FLAGS = ('resume',)   # plain on/off switches (no --no- form)
 SECTIONS = dict(preset='recipe', strategy='masking', data='data', model='model', epochs='optimisation',
                 device='machine', seed='records and resume')   # the option that opens each help section
 
 def _default_note(func, name):
     if func is not pretrain: return ''                    # other commands state their defaults in their docments
-    cfg = T.PretrainConfig()
+    cfg = train.PretrainConfig()
     key = _RENAME.get(name, name)
     return f" (cpu preset: {getattr(cfg, key)})" if hasattr(cfg, key) and getattr(cfg, key) is not None else ''
 
