@@ -11,11 +11,13 @@ from .vit import Block, VisionTransformer, init_mae_weights
 from .data import patchify, unpatchify
 from .masking import MaskPlan, random_masking
 from fastcore.basics import patch
+from tqdm.auto import tqdm
+from .data import check_int
 
 # %% auto #0
 __all__ = ['MaskedAutoencoder', 'patch_targets', 'unshuffle', 'mae_vit_base_patch16', 'mae_vit_large_patch16',
            'mae_vit_huge_patch14', 'mae_vit_tiny_patch4', 'mae_vit_micro_patch4', 'load_checkpoint', 'reconstruct',
-           'show_reconstructions']
+           'show_reconstructions', 'pretrain_mae']
 
 # %% ../nbs/03_mae.ipynb #8aa86b36
 class MaskedAutoencoder(VisionTransformer):
@@ -217,6 +219,22 @@ def show_reconstructions(recs:dict, n:int=4, size:float=1.6):
     for i in range(n):
         for j, k in enumerate(names):
             axes[i, j].imshow(recs[k][i].permute(1, 2, 0).cpu().numpy()); axes[i, j].axis('off')
-            if i == 0: axes[i, j].set_title(k, fontsize=9)
+            if i == 0: axes[i, j].set_title(k)
     plt.tight_layout()
     return fig
+
+# %% ../nbs/03_mae.ipynb #aaac1400
+def pretrain_mae(mae:MaskedAutoencoder,
+                 images:Tensor,        # [n, 3, H, W], normalised as the model should see them
+                 steps:int=300, batch_size:int=64, lr:float=2e-3, mask_ratio:float=0.75,
+                 seed:int=0, progress:bool=True) -> list:   # the loss of every step
+    "A bare MAE pre-training loop (AdamW β=(0.9, 0.95), wd 0.05, constant lr), enough for a CPU-sized encoder (chapter 07 has the real one)."
+    check_int('steps', steps); check_int('batch_size', batch_size)
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(mae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
+    mae.train(); losses = []
+    for _ in tqdm(range(steps), desc='MAE pre-training', disable=not progress):
+        idx = torch.randint(0, len(images), (batch_size,), generator=g)
+        loss = mae(images[idx], mask_ratio=mask_ratio, generator=g)[0]
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); losses.append(loss.item())
+    return losses

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 __all__ = ['Features', 'timm_features', 'PartTokens', 'gaussian_kernel1d', 'blur_maps', 'part_attention', 'AdaIN', 'PartDecoder',
            'diversity_loss', 'as_features', 'PartLearner', 'kmeans', 'train_parts', 'part_bank', 'save_parts',
            'load_parts', 'confusion_matrix', 'match_parts', 'matched_miou', 'nmi', 'grid_parts', 'kmeans_parts',
-           'pretrain_mae', 'show_parts', 'rename_parts']
+           'show_parts', 'rename_parts']
 
 # %% ../nbs/05_parts.ipynb #ebfa4eeb
 import numpy as np
@@ -520,33 +520,18 @@ def kmeans_parts(features, imgs:Tensor,     # a Features or PartLearner (its nor
     x = features.encode(imgs)[1] if isinstance(features, PartLearner) else features(imgs)[1]
     return kmeans(x.reshape(-1, x.shape[-1]), k, generator=torch.Generator().manual_seed(seed))[0].view(x.shape[:2])
 
-# %% ../nbs/05_parts.ipynb #6df265fa
-def pretrain_mae(mae:MaskedAutoencoder,
-                 images:Tensor,        # [n, 3, H, W], normalised as the model should see them
-                 steps:int=300, batch_size:int=64, lr:float=2e-3, mask_ratio:float=0.75,
-                 seed:int=0, progress:bool=True) -> list:   # the loss of every step
-    "A bare MAE pre-training loop (AdamW β=(0.9, 0.95), wd 0.05, constant lr), enough for a CPU-sized encoder."
-    check_int('steps', steps); check_int('batch_size', batch_size)
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(mae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
-    mae.train(); losses = []
-    for _ in tqdm(range(steps), desc='MAE pre-training', disable=not progress):
-        idx = torch.randint(0, len(images), (batch_size,), generator=g)
-        loss = mae(images[idx], mask_ratio=mask_ratio, generator=g)[0]
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); losses.append(loss.item())
-    return losses
-
 # %% ../nbs/05_parts.ipynb #e460bbcb
 def show_parts(imgs:Tensor,         # [N, 3, H, W] in [0, 1]
                labelings:dict,      # title -> [N, L] part ids (ids above n_colors - 1 are drawn grey)
                patch_size:int,
                n:int=6,             # images (rows)
-               n_colors:int=11,     # distinct colours (tab20)
+               n_colors:int=11,     # distinct colours (the book's PART_PALETTE; part 0 dark)
                size:float=1.3):
     "A grid: each row an image and its part maps, one column per labelling."
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
-    cmap = ListedColormap(list(plt.get_cmap('tab20').colors[:n_colors]) + [(0.75, 0.75, 0.75)])
+    from semmae_edu.masking import part_colours
+    cmap = ListedColormap(part_colours(n_colors).tolist() + [(0.75, 0.75, 0.75)])
     n = min(n, len(imgs)); cols = 1 + len(labelings)
     h, w = imgs.shape[-2] // patch_size, imgs.shape[-1] // patch_size
     fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n), squeeze=False)
@@ -554,8 +539,8 @@ def show_parts(imgs:Tensor,         # [N, 3, H, W] in [0, 1]
         axes[i, 0].imshow(imgs[i].permute(1, 2, 0).cpu().numpy())
         for j, (title, lab) in enumerate(labelings.items(), 1):
             axes[i, j].imshow(lab[i].reshape(h, w).clamp(max=n_colors).cpu().numpy(), cmap=cmap, vmin=0, vmax=n_colors, interpolation='nearest')
-            if i == 0: axes[i, j].set_title(title, fontsize=8)
-        if i == 0: axes[i, 0].set_title('image', fontsize=8)
+            if i == 0: axes[i, j].set_title(title)
+        if i == 0: axes[i, 0].set_title('image')
     for a in axes.flat: a.axis('off')
     plt.tight_layout()
     return fig

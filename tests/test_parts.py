@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from semmae_edu.data import SyntheticParts, patch_parts
-from semmae_edu.mae import mae_vit_micro_patch4
+from semmae_edu.mae import mae_vit_micro_patch4, pretrain_mae
 from semmae_edu.parts import (PartLearner, grid_parts, kmeans_parts, load_parts, matched_miou, nmi, part_bank,
-                              pretrain_mae, save_parts, timm_features, train_parts)
+                              save_parts, timm_features, train_parts)
 
 
 def _load(n, seed):
