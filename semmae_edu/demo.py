@@ -48,7 +48,7 @@ POINT = dict(n_train=512,          # SyntheticParts training images (data seed 0
              finetune_epochs=10)   # the fine-tuning recipe, the same for every encoder and for `scratch`
 FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batch_size=64)   # the short recipe
 
-# %% ../nbs/09_experiments.ipynb #5786186b
+# %% ../nbs/09_experiments.ipynb #a62f6c82
 def sweep_data(n_train:int=POINT['n_train'], n_test:int=POINT['n_test']) -> tuple:
     "(train, test): SyntheticParts with data seeds 0 and 1, the same for every method, budget and seed."
     return SyntheticParts(n=n_train, size=32, seed=0), SyntheticParts(n=n_test, size=32, seed=1)
@@ -154,7 +154,7 @@ def untrained_mae(seed:int=0):
     from semmae_edu.train import preset, _build_model
     return _build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
-# %% ../nbs/09_experiments.ipynb #f552573d
+# %% ../nbs/09_experiments.ipynb #6ce6c080
 BUDGET_FREE = ('pixels', 'untrained', 'scratch')   # do not depend on the pre-training budget: computed once per seed
 
 def _cell_name(method, epochs, seed): return f"{method}-e{epochs}-s{seed}"
@@ -241,7 +241,7 @@ def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
         plans[m] = s(b, p, torch.Generator().manual_seed(seed))
     return plans
 
-# %% ../nbs/09_experiments.ipynb #bd68fe20
+# %% ../nbs/09_experiments.ipynb #ca9ea21c
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
@@ -377,8 +377,9 @@ def _check_args(methods, epochs, seed, device, point, strategy_kw):
 
 def _notes(methods, epochs, seed, point, parts):
     same = {k: v for k, v in point.items() if POINT.get(k) != v}
-    notes = [f"This run is the point (epochs={epochs}, seed={seed}) of the sweep `semmae-edu sweep` (chapter 09, bench/sweep.json): "
-             f"the same settings and code give the same numbers there; its intervals over seeds and budgets are what to read."
+    notes = [(f"This run is the point (epochs={epochs}, seed={seed}) of the sweep `semmae-edu sweep` (chapter 09, bench/sweep.json): "
+              f"the same settings and code give the same numbers there; its intervals over seeds and budgets are what to read."
+              if epochs in BUDGETS else f"The sweep's settings at a budget it does not run ({epochs} epochs; it runs {', '.join(map(str, BUDGETS))}).")
              if not same else f"Settings differ from the sweep's point in {sorted(same)}: not comparable with bench/sweep.json.",
              "Same budget for every method: same images, data order, crops, epochs, batch size and learning-rate schedule; only the masking differs."]
     if 'amt' in methods or 'amt-middle' in methods:
@@ -528,7 +529,7 @@ def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep)
         print(f"semmae-edu sweep: error: {_flags(str(e))}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/09_experiments.ipynb #452f3ce9
+# %% ../nbs/09_experiments.ipynb #3622a013
 BUDGETS = (10, 30, 90)
 def n_seeds(method:str) -> int:
     "Seeds per method in the sweep: 5 for the four main methods, 3 for the rest."
@@ -598,7 +599,7 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
     write_sweep(out, budgets, point)
     return sweep_rows(out)
 
-# %% ../nbs/09_experiments.ipynb #1298fb0f
+# %% ../nbs/09_experiments.ipynb #5fcbcaf3
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)   # Student t, 97.5 % quantile, df = 1..10
 
 def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); half-width nan for n < 2
@@ -632,7 +633,7 @@ def fmt_interval(t:tuple, digits:int=3) -> str:
     m, h, n = t
     return f"{m:.{digits}f} ± {h:.{digits}f} (n={n})" if n > 1 else f"{m:.{digits}f} (n={n})"
 
-# %% ../nbs/09_experiments.ipynb #6e9f6919
+# %% ../nbs/09_experiments.ipynb #3adc5cc3
 _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, CLS', knn='k-NN (k=20)', finetune='fine-tuned',
                attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 
@@ -664,7 +665,7 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
-# %% ../nbs/09_experiments.ipynb #cd73cd8a
+# %% ../nbs/09_experiments.ipynb #27e5c61d
 _NAMES = dict(probe_mean='probe (mean)', probe_cls='probe (CLS)', knn='k-NN', finetune='fine-tuned', attention_mass='attention on object')
 
 def _complete(rows, E) -> bool:
