@@ -10,16 +10,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_two_gloo_processes_equal_one_process(tmp_path):
     # global batch 8 = 2 processes x micro-batch 4, or 1 process x micro-batch 4 x accum_iter 2 (derived from eff_batch_size)
     common = dict(n_synthetic=32, batch_size=4, eff_batch_size=8, epochs=2, warmup_epochs=1, seed=1)
-    env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1'}
+    # CPU + gloo even on a GPU machine: the children see no GPU and are told --device cpu (init_distributed then picks gloo)
+    env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1',
+           'CUDA_VISIBLE_DEVICES': ''}
     t = time.time()
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                         '-m', 'semmae_edu.cli', 'pretrain', '--n-synthetic', '32', '--batch-size', '4', '--eff-batch-size', '8',
-                        '--epochs', '2', '--warmup-epochs', '1', '--seed', '1', '--no-progress', '--out', str(tmp_path / 'two')],
+                        '--epochs', '2', '--warmup-epochs', '1', '--seed', '1', '--device', 'cpu', '--no-progress', '--out', str(tmp_path / 'two')],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     print(f"torchrun, 2 processes: {time.time() - t:.1f}s")
     n = torch.get_num_threads(); torch.set_num_threads(1)
-    try: one = pretrain(PretrainConfig(**common, progress=False, out=str(tmp_path / 'one')))
+    try: one = pretrain(PretrainConfig(**common, device='cpu', progress=False, out=str(tmp_path / 'one')))
     finally: torch.set_num_threads(n)
 
     two_recs = [x for x in read_metrics(tmp_path / 'two') if x['kind'] == 'step']
