@@ -28,9 +28,12 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     one_recs = [x for x in read_metrics(tmp_path / 'one') if x['kind'] == 'step']
     assert [x['global_step'] for x in two_recs] == list(range(1, 9)), "rank 0 alone writes the log, once per step"
     assert [x['lr'] for x in two_recs] == [x['lr'] for x in one_recs]
-    for a, b in zip(two_recs, one_recs): assert abs(a['loss'] - b['loss']) <= 1e-5, (a['loss'], b['loss'])
+    # Bit for bit, by the arithmetic: every micro-batch is the same computation on one CPU thread; the gradient average
+    # over 2 processes (each halved, then summed) and the accumulation of 2 micro-batches (each loss halved, summed)
+    # divide by 2, which is exact in floating point, and add two terms, which is commutative. The logged loss alike.
+    assert [x['loss'] for x in two_recs] == [x['loss'] for x in one_recs]
     ck = read_checkpoint(tmp_path / 'two')
     assert ck['batch'] == dict(batch_size=4, accum_iter=1, world_size=2, eff_batch_size=8, lr=ck['batch']['lr'])
     sd = one.model.state_dict()
-    for k, v in ck['model'].items(): torch.testing.assert_close(v, sd[k], rtol=0, atol=1e-5)
+    for k, v in ck['model'].items(): assert torch.equal(v, sd[k]), k
     assert sorted(p.name for p in (tmp_path / 'two').iterdir()) == ['checkpoint.pth', 'config.json', 'metrics.jsonl', 'model.pth']
