@@ -15,6 +15,7 @@ __all__ = ['PRETRAIN_FLAGS', 'CHOICES', 'FLAGS', 'SECTIONS', 'COMMANDS', 'USAGE'
 from fastcore.docments import docments
 from . import train as T
 from .demo import demo_command
+from .amt import THROW_MODES
 
 # %% ../nbs/11_cli.ipynb #140b42fa
 def pretrain(preset:str='cpu',            # recipe the other options start from: cpu | cifar10 | imagenet-vit-b
@@ -100,7 +101,8 @@ def flag_words(msg:str, # an error message that names Python settings (`data_pat
 # %% ../nbs/11_cli.ipynb #509171ce
 # fixed sets of values per command (a command can also annotate a parameter `Literal['a', 'b']`)
 CHOICES = dict(pretrain=dict(preset=list(T.PRESETS), strategy=list(T.STRATEGIES), data=list(T.DATASETS), model=list(T.MODELS),
-                             amp=list(T.AMP_MODES)))
+                             amp=list(T.AMP_MODES)),
+               demo=dict(amt_throw=list(THROW_MODES)))
 FLAGS = ('resume',)   # plain on/off switches (no --no- form)
 SECTIONS = dict(preset='recipe', strategy='masking', data='data', model='model', epochs='optimisation',
                 device='machine', seed='records and resume')   # the option that opens each help section
