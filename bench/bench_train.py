@@ -17,9 +17,10 @@ amp='bf16' + fused attention.
 """
 import argparse, statistics, tempfile, time
 import torch
-from semmae_edu.train import (PretrainConfig, pretrain, build_data, make_optimizer, generator_for, available_strategies,
-                              TransformedDataset, SeededItems, data_stats, _build_model)
+from semmae_edu.train import (PretrainConfig, pretrain, build_data, make_optimizer, generator_for, STRATEGIES,
+                              SeededItems, data_stats, _build_model)
 from semmae_edu.masking import random_masking
+from semmae_edu.data import AugmentedItems
 
 class InMemory(torch.utils.data.Dataset):
     "Items rendered and augmented once, served from memory (so the loop, not the data, is measured)."
@@ -70,7 +71,7 @@ def cpu(batch, steps, rounds):
                           ckpt_every_epochs=10**6)
     train, aug, _ = build_data(base)
     mean, std = data_stats(train)
-    items = [SeededItems(TransformedDataset(train, aug), 0)[(0, i)] for i in range(len(train))]
+    items = [SeededItems(AugmentedItems(train, aug), 0)[(0, i)] for i in range(len(train))]
     mem = InMemory(items, mean, std)
     m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
     X = [(torch.stack([it['image'] for it in items[k:k + batch]]) - m) / s for k in range(0, len(items), batch)]
@@ -87,7 +88,7 @@ def cpu(batch, steps, rounds):
     a, b = statistics.median(alone), statistics.median(bare)
     print(f"the loop alone (pretrain() with a null model): {a * 1000:.1f} ms per step = {100 * a / b:.1f} % of a bare model step (median)")
     print("\nend to end on SyntheticParts (render + crop/flip in the main process, 2 epochs per run; rounds interleaved):")
-    names = available_strategies()
+    names = list(STRATEGIES)
     per, wall = {n: [] for n in names}, {n: [] for n in names}
     for _ in range(rounds):
         for name in names:

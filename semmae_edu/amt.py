@@ -13,12 +13,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'last_block_attention', 'normalize_heads',
-           'cls_attention_maps', 'AttentionBank', 'AMTDataset', 'AMTStrategy', 'amt_render']
+__all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'AttentionBank', 'AMTStrategy', 'amt_render']
 
 # %% ../nbs/04_amt.ipynb #83327965
 from .masking import MaskPlan, plan_from_order, random_masking, check_ratio, plan_overlay
-from .data import pool_map
+from .data import pool_map, AugmentedItems, check_int
+from .vit import cls_attention_maps
 
 # %% ../nbs/04_amt.ipynb #ab0f04c5
 THROW_MODES = ('low', 'middle')
@@ -91,70 +91,6 @@ def amt_masking(weights:Tensor,          # [N, L] non-negative per-patch weights
     thrown, visible = rest[:, :n_throw], rest[:, n_throw:]
     return plan_from_order(torch.cat([visible, masked, thrown], 1), n_vis, n_mask)
 
-# %% ../nbs/04_amt.ipynb #ee8ef1d1
-def _grid(model, imgs:Tensor, L:int) -> tuple:
-    "The (h, w) patch grid of `imgs` for `model`."
-    pe = getattr(model, 'patch_embed', None)
-    p = getattr(pe, 'patch_size', None)
-    if p is not None:
-        ph, pw = (p, p) if isinstance(p, int) else tuple(p)
-        h, w = imgs.shape[-2] // ph, imgs.shape[-1] // pw
-    else:  # square patches: h * w = L with the image's aspect ratio
-        h = round(math.sqrt(L * imgs.shape[-2] / imgs.shape[-1])); w = L // max(h, 1)
-    if h * w != L: raise ValueError(f"cannot lay {L} patches on a grid for images of {tuple(imgs.shape[-2:])}")
-    return h, w
-
-def _unwrap(model):
-    "The plain module inside DistributedDataParallel / DataParallel (`.module`) or torch.compile (`._orig_mod`)."
-    while True:
-        inner = getattr(model, 'module', None) or getattr(model, '_orig_mod', None)
-        if not isinstance(inner, torch.nn.Module): return model
-        model = inner
-
-def last_block_attention(model,          # VisionTransformer, MaskedAutoencoder, or any encoder with the MAE names
-                         imgs:Tensor,    # [N, C, H, W] whole images
-                        ) -> Tensor:     # [N, heads, 1+L, 1+L] attention probabilities of the last block
-    "The last encoder block's attention on whole images (call it under `no_grad`, in eval mode)."
-    model = _unwrap(model)
-    if callable(getattr(model, 'get_last_selfattention', None)): return model.get_last_selfattention(imgs)
-    enc = getattr(model, 'encoder', None)
-    if enc is not None and callable(getattr(enc, 'get_last_selfattention', None)): return enc.get_last_selfattention(imgs)
-    if all(hasattr(model, a) for a in ('patch_embed', 'pos_embed', 'cls_token', 'blocks')):
-        x = model.patch_embed(imgs) + model.pos_embed[:, 1:]
-        cls = (model.cls_token + model.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
-        for blk in model.blocks[:-1]: x = blk(x)
-        return model.blocks[-1](x, return_attn=True)[1]
-    raise TypeError(f"{type(model).__name__} has no get_last_selfattention and not the MAE encoder names "
-                    "(patch_embed, pos_embed, cls_token, blocks)")
-
-# %% ../nbs/04_amt.ipynb #a61d2007
-def normalize_heads(cls_attn:Tensor, # [N, heads, L] CLS -> patch attention of each head
-                   ) -> Tensor:      # [N, L] in [0, 1]
-    "Min–max normalise each head's CLS attention over the patches, then average the heads."
-    a = cls_attn.float()
-    a = a - a.amin(-1, keepdim=True)
-    top = a.amax(-1, keepdim=True)
-    a = torch.where(top > 0, a / top.clamp_min(torch.finfo(a.dtype).tiny), torch.zeros_like(a))  # a flat head -> 0
-    m = a.mean(1)
-    return torch.where(m.amax(-1, keepdim=True) > 0, m, torch.ones_like(m))  # every head flat -> uniform
-
-@torch.no_grad()
-def cls_attention_maps(model,         # the encoder being trained (VisionTransformer or MaskedAutoencoder)
-                       imgs:Tensor,   # [N, C, H, W] whole, un-augmented images (as the model expects them)
-                      ) -> Tensor:    # [N, h, w] float32 maps in [0, 1]
-    "AMT's attention maps: last block, CLS→patch, each head min–max normalised, mean over heads."
-    if not isinstance(imgs, Tensor) or imgs.ndim != 4:
-        raise ValueError(f"imgs must be a [N, C, H, W] tensor, got {getattr(imgs, 'shape', type(imgs).__name__)}")
-    was_training = model.training
-    model.eval()
-    try: attn = last_block_attention(model, imgs)
-    finally: model.train(was_training)
-    if attn.ndim != 4 or attn.shape[0] != imgs.shape[0] or attn.shape[-1] != attn.shape[-2]:
-        raise ValueError(f"expected attention [N, heads, 1+L, 1+L], got {tuple(attn.shape)}")
-    h, w = _grid(_unwrap(model), imgs, attn.shape[-1] - 1)
-    return normalize_heads(attn[:, :, 0, 1:]).reshape(imgs.shape[0], h, w)
-
 # %% ../nbs/04_amt.ipynb #78dd1b97
 def _image_of(item) -> Tensor:
     "The image of a data item: item['image'] for dict items, item[0] for (image, label) tuples."
@@ -169,10 +105,6 @@ def _dist_info():
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
-def _check_epoch_arg(name, v, low):
-    if isinstance(v, bool) or not isinstance(v, int): raise TypeError(f"{name} must be an int, got {v!r}")
-    if v < low: raise ValueError(f"{name} must be >= {low}, got {v}")
-
 # %% ../nbs/04_amt.ipynb #4dd2b2d2
 class AttentionBank:
     "One attention map per training sample (uniform until the first refresh), refreshed on AMT's schedule."
@@ -182,9 +114,9 @@ class AttentionBank:
                  amt_start_epoch:int=40,   # first refresh (and first AMT epoch); random masking before
                  refresh_every:int=40,     # epochs between refreshes
                 ):
-        _check_epoch_arg('n', n, 1); _check_epoch_arg('amt_start_epoch', amt_start_epoch, 0); _check_epoch_arg('refresh_every', refresh_every, 1)
+        check_int('n', n, 1); check_int('amt_start_epoch', amt_start_epoch, 0); check_int('refresh_every', refresh_every, 1)
         h, w = (grid, grid) if isinstance(grid, int) else tuple(grid)
-        _check_epoch_arg('grid height', h, 1); _check_epoch_arg('grid width', w, 1)
+        check_int('grid height', h, 1); check_int('grid width', w, 1)
         self.grid, self.amt_start_epoch, self.refresh_every = (h, w), amt_start_epoch, refresh_every
         self.maps = torch.ones(n, h, w).share_memory_()  # [n, h, w]
         self.refreshed_at = None                          # epoch of the last refresh (None: never)
@@ -212,7 +144,7 @@ def refresh(self:AttentionBank,
     "Recompute every map over `dataset` (each process its shard under torch.distributed, then all_gather)."
     n = len(self)
     if len(dataset) != n: raise ValueError(f"the bank holds {n} maps but the data set has {len(dataset)} items")
-    _check_epoch_arg('batch_size', batch_size, 1)
+    check_int('batch_size', batch_size, 1)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     rank, world = _dist_info()
     per = math.ceil(n / world)                      # contiguous shards of equal size (the last is padded)
@@ -247,6 +179,12 @@ def pixel_map(self:AttentionBank,
     return F.interpolate(self.maps[index][None, None], size=(H, W), mode='nearest')[0, 0]
 
 @patch
+def item_map(self:AttentionBank, index:int, item) -> Tensor:  # [H, W] the map of item `index` at its image's size
+    "The map source `AugmentedItems` reads: `pixel_map` at the size of the item's image."
+    H, W = _image_of(item).shape[-2:]
+    return self.pixel_map(index, H, W)
+
+@patch
 def state_dict(self:AttentionBank) -> dict:
     "Everything needed to resume: the maps, the schedule, and when they were last refreshed."
     return dict(maps=self.maps.clone(), grid=self.grid, amt_start_epoch=self.amt_start_epoch,
@@ -259,19 +197,6 @@ def load_state_dict(self:AttentionBank, d:dict):
         raise ValueError(f"checkpoint maps have shape {tuple(d['maps'].shape)} but this bank holds {tuple(self.maps.shape)}")
     self.maps.copy_(d['maps'])
     self.amt_start_epoch, self.refresh_every, self.refreshed_at = d['amt_start_epoch'], d['refresh_every'], d['refreshed_at']
-
-# %% ../nbs/04_amt.ipynb #07f274c6
-class AMTDataset(Dataset):
-    "`dataset` (un-augmented) whose items carry their bank map as `item['weights']` [H, W], put in before `transform`."
-    def __init__(self, dataset, bank:AttentionBank, transform=None):
-        if len(dataset) != len(bank): raise ValueError(f"the bank holds {len(bank)} maps but the data set has {len(dataset)} items")
-        self.dataset, self.bank, self.transform = dataset, bank, transform
-    def __len__(self): return len(self.dataset)
-    def __getitem__(self, i):
-        item = dict(self.dataset[i])
-        H, W = _image_of(item).shape[-2:]
-        item['weights'] = self.bank.pixel_map(i, H, W)
-        return self.transform(item) if self.transform is not None else item
 
 # %% ../nbs/04_amt.ipynb #ef2c3da8
 class AMTStrategy:
@@ -299,7 +224,10 @@ class AMTStrategy:
         "Is attention-driven masking on (epoch >= amt_start_epoch)?"
         return self.epoch >= self.bank.amt_start_epoch
 
-    def wrap_dataset(self, dataset, transform=None): return AMTDataset(dataset, self.bank, transform)
+    def wrap_dataset(self, dataset, transform=None):
+        "`dataset` (un-augmented) whose items carry their bank map as `item['weights']` [H, W], put in before `transform`."
+        if len(dataset) != len(self.bank): raise ValueError(f"the bank holds {len(self.bank)} maps but the data set has {len(dataset)} items")
+        return AugmentedItems(dataset, transform, maps={'weights': self.bank})
 
     def epoch_start(self, epoch:int, n_epochs:int=None, model=None, dataset=None):
         "Refresh the bank when it is due (or when AMT is on but the bank was never filled, e.g. after a resume)."

@@ -5,6 +5,7 @@
 # %% ../nbs/11_cli.ipynb #813fcb19
 from __future__ import annotations
 import argparse, dataclasses, inspect, json, re, sys
+from pathlib import Path
 from typing import Literal, Optional, get_args, get_origin
 
 # %% auto #0
@@ -13,7 +14,7 @@ __all__ = ['PRETRAIN_FLAGS', 'CHOICES', 'FLAGS', 'SECTIONS', 'COMMANDS', 'USAGE'
 
 # %% ../nbs/11_cli.ipynb #14cefb83
 from fastcore.docments import docments
-from . import train as T
+from . import train
 from .demo import demo_command
 from .amt import THROW_MODES
 
@@ -54,10 +55,10 @@ def pretrain(preset:str='cpu',            # recipe the other options start from:
     opts = dict(locals())
     try:
         cfg, ckpt_path = config_from_args(**opts)
-        result = T.pretrain(cfg, resume=ckpt_path)
-    except (T.ConfigError, T.CheckpointError, T.StrategyUnavailable) as e:
+        result = train.pretrain(cfg, resume=ckpt_path)
+    except (train.ConfigError, train.CheckpointError) as e:
         print(f"semmae-edu pretrain: error: {flag_words(str(e), PRETRAIN_FLAGS)}", file=sys.stderr); return 2
-    except T.NonFiniteLossError as e:
+    except train.NonFiniteLossError as e:
         print(f"semmae-edu pretrain: stopped: {flag_words(str(e), PRETRAIN_FLAGS)}", file=sys.stderr); return 3
     if result.out is None: return 0                       # ranks > 0 of a torchrun job say nothing
     if not result.history: print(f"nothing to do: the run in {result.out} had already finished its {cfg.epochs} epochs")
@@ -75,17 +76,17 @@ def config_from_args(preset='cpu', resume=False, strategy_kw=None, **opts) -> tu
     given = {_RENAME.get(k, k): v for k, v in opts.items() if v is not None}
     if strategy_kw is not None:
         try: given['strategy_kw'] = json.loads(strategy_kw)
-        except json.JSONDecodeError as e: raise T.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r} ({e})") from None
-        if not isinstance(given['strategy_kw'], dict): raise T.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r}")
-    if not resume: return T.preset(preset, **given), None
-    out = given.get('out', T.preset(preset).out)
-    ckpt = T.read_checkpoint(out)
-    return T.PretrainConfig(**{**ckpt['config'], **given, 'out': out}), T.Path(out) / 'checkpoint.pth'
+        except json.JSONDecodeError as e: raise train.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r} ({e})") from None
+        if not isinstance(given['strategy_kw'], dict): raise train.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r}")
+    if not resume: return train.preset(preset, **given), None
+    out = given.get('out', train.preset(preset).out)
+    ckpt = train.read_checkpoint(out)
+    return train.PretrainConfig(**{**ckpt['config'], **given, 'out': out}), Path(out) / 'checkpoint.pth'
 
 def _flag(name:str) -> str: return '--' + name.replace('_', '-')
 
 # every PretrainConfig setting that has an option, by the option's name (num_workers is --workers)
-PRETRAIN_FLAGS = {f.name: _flag({v: k for k, v in _RENAME.items()}.get(f.name, f.name)) for f in dataclasses.fields(T.PretrainConfig)
+PRETRAIN_FLAGS = {f.name: _flag({v: k for k, v in _RENAME.items()}.get(f.name, f.name)) for f in dataclasses.fields(train.PretrainConfig)
                   if f.name in _RENAME.values() or f.name in inspect.signature(pretrain).parameters}
 
 def flag_words(msg:str, # an error message that names Python settings (`data_path`, `epochs=3`, `mask_ratio must ...`)
@@ -100,8 +101,8 @@ def flag_words(msg:str, # an error message that names Python settings (`data_pat
 
 # %% ../nbs/11_cli.ipynb #509171ce
 # fixed sets of values per command (a command can also annotate a parameter `Literal['a', 'b']`)
-CHOICES = dict(pretrain=dict(preset=list(T.PRESETS), strategy=list(T.STRATEGIES), data=list(T.DATASETS), model=list(T.MODELS),
-                             amp=list(T.AMP_MODES)),
+CHOICES = dict(pretrain=dict(preset=list(train.PRESETS), strategy=list(train.STRATEGIES), data=list(train.DATASETS), model=list(train.MODELS),
+                             amp=list(train.AMP_MODES)),
                demo=dict(amt_throw=list(THROW_MODES)))
 FLAGS = ('resume',)   # plain on/off switches (no --no- form)
 SECTIONS = dict(preset='recipe', strategy='masking', data='data', model='model', epochs='optimisation',
@@ -116,7 +117,7 @@ def _type_and_choices(anno, choices=None) -> tuple:
 
 def _default_note(func, name):
     if func is not pretrain: return ''                    # other commands state their defaults in their docments
-    cfg = T.PretrainConfig()
+    cfg = train.PretrainConfig()
     key = _RENAME.get(name, name)
     return f" (cpu preset: {getattr(cfg, key)})" if hasattr(cfg, key) and getattr(cfg, key) is not None else ''
 

@@ -8,9 +8,9 @@ import math, operator, pickle
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PART_NAMES', 'CLASS_NAMES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'patchify', 'unpatchify', 'patchify_map',
-           'pool_map', 'unpool_map', 'patch_parts', 'SyntheticParts', 'ImageItems', 'get_dataset', 'rrc_params',
-           'crop_item', 'normalize', 'MAETransform', 'mae_transform']
+__all__ = ['PART_NAMES', 'CLASS_NAMES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'check_int', 'check_pair', 'patchify',
+           'unpatchify', 'patchify_map', 'pool_map', 'unpool_map', 'patch_parts', 'SyntheticParts', 'ImageItems',
+           'get_dataset', 'rrc_params', 'crop_item', 'normalize', 'MAETransform', 'mae_transform', 'AugmentedItems']
 
 # %% ../nbs/00_data.ipynb #ac3b2eb3
 import numpy as np
@@ -20,6 +20,31 @@ import torchvision
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+
+# %% ../nbs/00_data.ipynb #0fc2e971
+def check_int(name:str, # the argument's name, for the message
+              value, # the value given
+              low:int|None=1, # smallest allowed value (None: any)
+              what:str='', # more on what is allowed, appended to the message
+             )->int:
+    "`value` as an int; a TypeError unless it is an int (bools refused), a ValueError if it is below `low`."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int{what}, got {type(value).__name__} {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"`{name}` must be >= {low}{what}, got {value}")
+    return int(value)
+
+def check_pair(name:str, # the argument's name, for the message
+               value, # an int (used for both sides) or a (height, width) pair of ints
+               low:int=1, # smallest allowed side
+              )->tuple: # (height, width)
+    "`value` as a `(height, width)` pair of ints; a TypeError for another type, a ValueError for a side below `low`."
+    t = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    if not (isinstance(t, (tuple, list)) and len(t) == 2
+            and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in t)):
+        raise TypeError(f"`{name}` must be an int or a (height, width) pair of ints, got {value!r}")
+    if min(t) < low: raise ValueError(f"`{name}` must be >= {low} (height and width), got {value!r}")
+    return int(t[0]), int(t[1])
 
 # %% ../nbs/00_data.ipynb #c360f071
 def _check_tensor(x, name, ndim, what):
@@ -183,8 +208,12 @@ def _pixel_grid(size):
     y, x = np.meshgrid(c, c, indexing='ij')
     return np.stack([x.ravel(), y.ravel(), np.ones(size * size, np.float32)])
 
-_CLASS_TABLES = [np.array(v, dtype=np.float32) for v in _CLASSES.values()]
-for _t in _CLASS_TABLES: _t[:, 5] = np.deg2rad(_t[:, 5])
+def _layer_table(rows) -> np.ndarray:
+    "One class's layer rows as a float32 table [L, 6], the angle column turned into radians."
+    t = np.array(rows, dtype=np.float32)
+    return np.concatenate([t[:, :5], np.deg2rad(t[:, 5:])], 1)
+
+_CLASS_TABLES = [_layer_table(v) for v in _CLASSES.values()]
 _LAYER_IDS = np.arange(256, dtype=np.uint8)
 _NOISE_LEN = 8192
 
@@ -272,13 +301,6 @@ def _render(seed, index, label, canvas, size):
     return img.reshape(3, size, size), ids[top].reshape(size, size)
 
 # %% ../nbs/00_data.ipynb #9daab001
-def _check_int(v, name, lo=None, what=''):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int{what}, got {type(v).__name__} {v!r}")
-    if lo is not None and v < lo:
-        raise ValueError(f"`{name}` must be >= {lo}{what}, got {v}")
-    return int(v)
-
 class SyntheticParts(torch.utils.data.Dataset):
     "Procedural images of part-built animals with their true part maps; deterministic in (seed, index)."
     classes = CLASS_NAMES                 # 10 class names; label = index % 10
@@ -296,13 +318,13 @@ class SyntheticParts(torch.utils.data.Dataset):
                  transform=None, # called on each item dict, e.g. `mae_transform(...)`
                  clutter:int=5, # distractor blobs per image (part-like looks, under the animal)
                 ):
-        self.n = _check_int(n, 'n', 1)
-        self.clutter = _check_int(clutter, 'clutter', 0)
+        self.n = check_int('n', n, 1)
+        self.clutter = check_int('clutter', clutter, 0)
         if self.clutter > 64: raise ValueError(f"`clutter` must be in 0..64, got {clutter}")
-        self.size = _check_int(size, 'size', 16, ' (a multiple of 8, >= 16)')
+        self.size = check_int('size', size, 16, ' (a multiple of 8, >= 16)')
         if self.size % 8:
             raise ValueError(f"`size` must be a multiple of 8 (>= 16), got {size}")
-        self.seed = _check_int(seed, 'seed', 0)
+        self.seed = check_int('seed', seed, 0)
         if transform is not None and not callable(transform):
             raise TypeError(f"`transform` must be callable or None, got {type(transform).__name__}")
         self.transform = transform
@@ -471,13 +493,13 @@ def get_dataset(name:str, # one of DATASETS
         raise ValueError(f"`split` is for 'stl10' only (got name={name!r}); use `train`")
     if name == 'synthetic':
         n = (10000 if train else 2000) if n is None else n
-        return SyntheticParts(n=n, size=32 if size is None else size, seed=_check_int(seed, 'seed', 0) + (0 if train else 1),
+        return SyntheticParts(n=n, size=32 if size is None else size, seed=check_int('seed', seed, 0) + (0 if train else 1),
                               transform=transform)
     if n is not None:
         raise ValueError(f"`n` is for 'synthetic' only (got name={name!r})")
     if root is None:
         raise ValueError(f"`root` is required for {name!r}: the folder that holds (or will hold) the data set")
-    if size is not None: _check_int(size, 'size', 1)
+    if size is not None: check_int('size', size, 1)
     if transform is not None and not callable(transform):
         raise TypeError(f"`transform` must be callable or None, got {type(transform).__name__}")
     if name in _CIFAR:
@@ -579,27 +601,26 @@ def crop_item(item:dict, # dict with 'image' [C, H, W] float in [0, 1] and any p
                           interpolation=InterpolationMode.BICUBIC, antialias=True).as_subclass(Tensor)
     img = img.clamp(0, 1)                                     # bicubic overshoots a little at sharp edges
     if flip: img = TF.horizontal_flip(img)
-    if mean is not None or std is not None:
-        img = normalize(img, mean, std)
-    out['image'] = img
+    out['image'] = normalize(img, mean, std)
     for k in maps:
         m = _crop_resize_map(item[k], top, left, h, w, out_size)
         out[k] = m.flip(-1) if flip else m
     return out
 
-def normalize(img:Tensor, # [C, H, W] or [N, C, H, W] in [0, 1]
-              mean:tuple, # C values
-              std:tuple, # C values, > 0
+def normalize(img:Tensor, # [C, H, W] or [N, C, H, W]
+              mean:tuple|None=None, # C values; None (with `std` None): `img` is returned unchanged
+              std:tuple|None=None, # C values, > 0
              )->Tensor: # (img - mean) / std, per channel
-    "Per-channel normalisation, with the channel count checked."
+    "Per-channel `(img - mean) / std`, the one normalisation every chapter uses; the channel count is checked."
+    if mean is None and std is None: return img
     if mean is None or std is None or len(mean) != len(std):
-        raise ValueError(f"`mean` and `std` must both be given, with one value per channel; got {mean!r}, {std!r}")
+        raise ValueError(f"give both mean and std (one value per channel), or neither; got {mean!r}, {std!r}")
     C = img.shape[-3]
     if len(mean) != C:
         raise ValueError(f"the image has {C} channels but `mean`/`std` have {len(mean)} values")
+    if min(float(v) for v in std) <= 0: raise ValueError(f"`std` must be > 0, got {std!r}")
     m = torch.as_tensor(mean, dtype=img.dtype, device=img.device)[:, None, None]
     s = torch.as_tensor(std, dtype=img.dtype, device=img.device)[:, None, None]
-    if (s <= 0).any(): raise ValueError(f"`std` must be > 0, got {std!r}")
     return (img - m) / s
 
 # %% ../nbs/00_data.ipynb #91b53d04
@@ -658,3 +679,20 @@ def mae_transform(size, # output side (int) or (h, w)
                  )->MAETransform:
     "MAE's pre-training (or evaluation) augmentation for item dicts."
     return MAETransform(size, train=train, mean=mean, std=std, scale=scale, generator=generator)
+
+# %% ../nbs/00_data.ipynb #8d9345a5
+class AugmentedItems(torch.utils.data.Dataset):
+    "Items of `dataset` with per-pixel maps added (`maps`: key -> source with `item_map(index, item)`), then `transform` on the whole item."
+    def __init__(self,
+                 dataset, # items are dicts with 'image' [C, H, W]
+                 transform=None, # joint transform of the item dict (e.g. `MAETransform`); None: items as they are
+                 maps:dict|None=None, # key -> map source: `source.item_map(index, item)` -> [H, W] map of that item
+                ):
+        self.dataset, self.transform, self.maps = dataset, transform, dict(maps or {})
+    def __len__(self): return len(self.dataset)
+    def __getitem__(self, i):
+        item = self.dataset[i]
+        if self.maps:
+            item = dict(item)
+            for key, source in self.maps.items(): item[key] = source.item_map(i, item)
+        return self.transform(item) if self.transform is not None else item

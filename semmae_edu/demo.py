@@ -62,9 +62,9 @@ def pretrain_method(method:str, train_set, out:Path, epochs:int, batch_size:int,
                    ) -> dict:
     "Pre-train the micro MAE on `train_set` with one method's masking; model, loss history, time, throughput."
     from semmae_edu.train import preset, pretrain
-    from semmae_edu.semmae import PartsDataset
+    from semmae_edu.data import AugmentedItems
     if method == 'semmae' and bank is None: raise ValueError("method 'semmae' needs a bank of learned parts (use 'semmae-true' for the true parts)")
-    data = PartsDataset(train_set, bank) if method == 'semmae' else train_set   # items carry the learned maps as 'parts'
+    data = AugmentedItems(train_set, maps={'parts': bank}) if method == 'semmae' else train_set   # items carry the learned maps as 'parts'
     cfg = preset('cpu', model='micro', img_size=train_set.size, epochs=epochs, batch_size=batch_size, seed=seed, device=device,
                  out=str(out), progress=progress, warmup_epochs=min(2., epochs / 4), ckpt_every_epochs=max(epochs, 1),
                  norm_pix_loss=norm_pix_loss, **strategy_settings(method, amt_start_epoch, refresh_every, bank.n_parts if bank is not None else None, amt_throw, amt_throw_ratio))
@@ -245,8 +245,8 @@ def write_report(out:Path, metrics:dict, figs:dict) -> dict:
 
 # %% ../nbs/09_experiments.ipynb #94533ccf
 def _check_args(methods, epochs, n_train, batch_size, n_parts, part_steps):
-    from semmae_edu.train import available_strategies
-    have = available_strategies()
+    from semmae_edu.train import STRATEGIES
+    have = list(STRATEGIES)
     if methods is None: methods = tuple(m for m in DEFAULT_METHODS if m in have and (m != 'semmae' or have_learned_parts()))
     methods = tuple(methods)
     bad = [m for m in methods if m not in METHODS]

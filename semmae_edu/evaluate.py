@@ -17,14 +17,16 @@ __all__ = ['as_encoder', 'check_fits', 'pool_features', 'extract_features', 'Lin
            'attention_on_object']
 
 # %% ../nbs/08_evaluate.ipynb #0b4ac108
-from .vit import VisionTransformer, cls_attention
-from .data import pool_map
+from .vit import VisionTransformer, cls_attention_maps
+from .mae import MaskedAutoencoder
+from .data import pool_map, normalize
+from .train import lr_at, set_lr
 
 # %% ../nbs/08_evaluate.ipynb #0d4735db
 def as_encoder(model) -> VisionTransformer:
     "A `VisionTransformer` from an encoder or a `MaskedAutoencoder` (via its `encoder()`)."
+    if isinstance(model, MaskedAutoencoder): return model.encoder()   # first: a MaskedAutoencoder is a VisionTransformer too
     if isinstance(model, VisionTransformer): return model
-    if callable(getattr(model, 'encoder', None)) and hasattr(model, 'decoder_blocks'): return model.encoder()
     raise TypeError(f"encoder must be a VisionTransformer or a MaskedAutoencoder, got {type(model).__name__}")
 
 def check_fits(encoder:VisionTransformer, imgs:Tensor):
@@ -55,12 +57,6 @@ def _loader(data, batch_size:int, shuffle:bool=False, generator=None) -> DataLoa
         raise TypeError(f"data must be a Dataset or a DataLoader, got {type(data).__name__}")
     if len(data) == 0: raise ValueError("data is empty")
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
-
-def _normalize(x:Tensor, mean, std) -> Tensor:
-    if mean is None and std is None: return x
-    if mean is None or std is None: raise ValueError("give both mean and std, or neither")
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
 
 # %% ../nbs/08_evaluate.ipynb #bcf61b48
 def pool_features(tokens:Tensor, # [N, 1+L, D] tokens after the last block and the final norm
@@ -95,7 +91,7 @@ def extract_features(encoder,              # VisionTransformer (or MaskedAutoenc
         for batch in it:
             x, y = _split(batch)
             check_fits(enc, x)
-            x = _normalize(x.to(device, torch.float32), mean, std)
+            x = normalize(x.to(device, torch.float32), mean, std)
             feats.append(pool_features(enc.forward_features(x), pool).float().cpu()); labels.append(y.cpu())
     finally: enc.train(was_training)
     return torch.cat(feats), torch.cat(labels)
@@ -146,9 +142,9 @@ def _check_xy(X, y, what):
     if len(X) == 0: raise ValueError(f"{what}_feats is empty")
     if y.is_floating_point() or y.min() < 0: raise ValueError(f"{what}_labels must be class ids >= 0 (integers)")
 
-def _cosine(step, total, warmup):
-    if step < warmup: return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
+def _lr_factor(step:int, total:int, warmup:int) -> float:
+    "The one warm-up + half-cosine schedule (`train.lr_at`, peak 1) at optimizer step `step`; the warm-up counts the step being taken, so no step runs at lr 0."
+    return lr_at(step + 1 if step < warmup else step, 1., total, warmup)
 
 # %% ../nbs/08_evaluate.ipynb #3c7951e1
 def linear_probe(train_feats:Tensor,     # [n, D] cached features
@@ -187,7 +183,7 @@ def linear_probe(train_feats:Tensor,     # [n, D] cached features
     for ep in range(epochs):
         head.train(); perm = torch.randperm(n, generator=g).to(device); tot = 0.
         for s in range(steps):
-            for pg in opt.param_groups: pg['lr'] = lr * _cosine(ep * steps + s, epochs * steps, warmup_epochs * steps)
+            set_lr(opt, lr * _lr_factor(ep * steps + s, epochs * steps, warmup_epochs * steps))
             idx = perm[s * bs:(s + 1) * bs]
             loss = F.cross_entropy(head(X[idx]), y[idx])
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); tot += loss.item()
@@ -309,12 +305,11 @@ def _finetune(encoder, train, test, epochs, blr, layer_decay, batch_size, weight
         for s, batch in enumerate(tl):
             x, y = _split(batch)
             check_fits(model, x)
-            x, y = _normalize(x.to(device, torch.float32), mean, std), y.to(device)
+            x, y = normalize(x.to(device, torch.float32), mean, std), y.to(device)
             if hflip:
                 flip = torch.rand(len(x), generator=g) < 0.5
                 x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
-            f = _cosine(ep * steps + s, total, warmup_epochs * steps)
-            for pg in opt.param_groups: pg['lr'] = lr * f * pg['lr_scale']
+            set_lr(opt, lr * _lr_factor(ep * steps + s, total, warmup_epochs * steps))   # times each group's lr_scale
             loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); tot += loss.item()
         losses.append(tot / max(steps, 1))
@@ -322,7 +317,7 @@ def _finetune(encoder, train, test, epochs, blr, layer_decay, batch_size, weight
     with torch.no_grad():
         for batch in vl:
             x, y = _split(batch)
-            p = model(_normalize(x.to(device, torch.float32), mean, std)).argmax(1).cpu()
+            p = model(normalize(x.to(device, torch.float32), mean, std)).argmax(1).cpu()
             correct += (p == y).sum().item(); n += len(y)
     return dict(acc=correct / n, model=model, losses=losses)
 
@@ -340,17 +335,10 @@ def fg_patches(fg:Tensor,            # [N, H, W] bool per-pixel foreground (Synt
 def attention_maps(encoder,       # VisionTransformer or MaskedAutoencoder
                    imgs:Tensor,   # [N, C, H, W] whole images, normalised as the encoder expects
                   ) -> Tensor:    # [N, h, w] in [0, 1]
-    "AMT's CLS attention maps (last block, per-head min–max, mean over heads)."
+    "The ViT's CLS attention maps (`vit.cls_attention_maps`: last block, per-head min–max, mean over heads), with the sizes checked."
     enc = as_encoder(encoder)
     check_fits(enc, imgs)
-    try: from semmae_edu.amt import cls_attention_maps
-    except ImportError: cls_attention_maps = None
-    if cls_attention_maps is not None: return cls_attention_maps(enc, imgs)
-    was = enc.training; enc.eval()
-    try: a = cls_attention(enc.get_last_selfattention(imgs), enc.grid_size).float()   # [N, heads, h, w]
-    finally: enc.train(was)
-    lo, hi = a.amin((-2, -1), keepdim=True), a.amax((-2, -1), keepdim=True)
-    return ((a - lo) / (hi - lo).clamp_min(1e-12)).mean(1)
+    return cls_attention_maps(enc, imgs)
 
 # %% ../nbs/08_evaluate.ipynb #b31e9c7e
 def attention_on_object(attn_maps:Tensor,  # [N, h, w] (or [N, L]) non-negative attention per patch

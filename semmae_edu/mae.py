@@ -7,63 +7,63 @@ from __future__ import annotations
 from functools import partial
 import torch
 from torch import nn, Tensor
-from .vit import PatchEmbed, Block, VisionTransformer, get_2d_sincos_pos_embed
+from .vit import Block, VisionTransformer, init_mae_weights
 from .data import patchify, unpatchify
 from .masking import MaskPlan, random_masking
 from fastcore.basics import patch
+from tqdm.auto import tqdm
+from .data import check_int
 
 # %% auto #0
 __all__ = ['MaskedAutoencoder', 'patch_targets', 'unshuffle', 'mae_vit_base_patch16', 'mae_vit_large_patch16',
            'mae_vit_huge_patch14', 'mae_vit_tiny_patch4', 'mae_vit_micro_patch4', 'load_checkpoint', 'reconstruct',
-           'show_reconstructions']
-
-# %% ../nbs/03_mae.ipynb #805911a4
-def _sincos_param(dim, grid):
-    "A fixed [1, 1+h*w, dim] sin-cos position table with a zero CLS row (no gradient)."
-    return nn.Parameter(torch.as_tensor(get_2d_sincos_pos_embed(dim, grid, cls_token=True), dtype=torch.float32)[None], requires_grad=False)
-
-def _init_weights(m):
-    if isinstance(m, nn.Linear):
-        nn.init.xavier_uniform_(m.weight)
-        if m.bias is not None: nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+           'show_reconstructions', 'pretrain_mae']
 
 # %% ../nbs/03_mae.ipynb #8aa86b36
-class MaskedAutoencoder(nn.Module):
-    "MAE with a ViT encoder on the visible patches of a `MaskPlan` and a light decoder for its masked ones."
+class MaskedAutoencoder(VisionTransformer):
+    "MAE: the ViT of chapter 01 as the encoder, run on the visible patches of a `MaskPlan`, and a light decoder for its masked ones."
     def __init__(self, img_size=224, patch_size=16, in_chans=3,
                  embed_dim=1024, depth=24, num_heads=16,                       # encoder
                  decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,  # decoder
                  mlp_ratio=4., norm_pix_loss=False):
-        super().__init__()
+        # encoder: the ViT's pieces and names (patch_embed, cls_token, pos_embed, blocks, norm), initialised below with the rest
+        super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias=True, weight_init='skip')
         self.patch_size, self.in_chans, self.norm_pix_loss = patch_size, in_chans, norm_pix_loss
+        self.num_patches = self.patch_embed.num_patches
         self.config = dict(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
                            num_heads=num_heads, decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
                            decoder_num_heads=decoder_num_heads, mlp_ratio=mlp_ratio, norm_pix_loss=norm_pix_loss)
-        norm = partial(nn.LayerNorm, eps=1e-6)
-        # encoder: the ViT of chapter 01, run on visible tokens only
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
-        self.grid_size, self.num_patches = self.patch_embed.grid_size, self.patch_embed.num_patches
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = _sincos_param(embed_dim, self.grid_size)
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)])
-        self.norm = norm(embed_dim)
         # decoder
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        self.decoder_pos_embed = _sincos_param(decoder_embed_dim, self.grid_size)
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, decoder_embed_dim), requires_grad=False)
         self.decoder_blocks = nn.ModuleList([Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True) for _ in range(decoder_depth)])
-        self.decoder_norm = norm(decoder_embed_dim)
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans)
-        self.initialize_weights()
+        self.init_weights()
 
-    def initialize_weights(self):
-        "MAE's initialisation (the sin-cos tables are already set)."
-        w = self.patch_embed.proj.weight.data
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # like a Linear layer
-        nn.init.normal_(self.cls_token, std=.02); nn.init.normal_(self.mask_token, std=.02)
-        self.apply(_init_weights)
+    def init_weights(self):
+        "MAE's initialisation, the ViT's rule (`init_mae_weights`) with the mask token and the decoder's table too."
+        init_mae_weights(self, tokens=(self.cls_token, self.mask_token), tables=(self.pos_embed, self.decoder_pos_embed))
+
+    def check_images(self, imgs):
+        "Clear errors for a batch the model cannot take."
+        if not isinstance(imgs, Tensor): raise TypeError(f"imgs must be a torch.Tensor [N, C, H, W], got {type(imgs).__name__}")
+        c, (h, w) = self.in_chans, self.patch_embed.img_size
+        if imgs.ndim != 4 or imgs.shape[1] != c or tuple(imgs.shape[2:]) != (h, w):
+            raise ValueError(f"imgs must be [N, {c}, {h}, {w}] for this model, got {tuple(imgs.shape)}")
+
+    def forward(self,
+                imgs:Tensor,                # [N, C, H, W]
+                plan:MaskPlan=None,         # any strategy's plan; default: random masking
+                mask_ratio:float=0.75,      # used only when plan is None
+                generator:torch.Generator=None):
+        "Returns (loss, pred [N, L, p*p*C] in image order, plan): `forward_encoder`, `forward_decoder`, `forward_loss` below."
+        self.check_images(imgs)
+        if plan is None: plan = random_masking(imgs.shape[0], self.num_patches, mask_ratio, generator=generator, device=imgs.device)
+        _check_plan(plan, imgs, self.num_patches)
+        pred = self.forward_decoder(self.forward_encoder(imgs, plan), plan)
+        return self.forward_loss(imgs, pred, plan), unshuffle(pred, plan, self.num_patches), plan
 
 # %% ../nbs/03_mae.ipynb #10a4a3c8
 def _gather(x:Tensor, ids:Tensor) -> Tensor:
@@ -80,11 +80,9 @@ def forward_encoder(self:MaskedAutoencoder,
                     imgs:Tensor,     # [N, C, H, W]
                     plan:MaskPlan,   # [N, L] plan; the encoder reads plan.ids_keep
                    ) -> Tensor:      # [N, 1+n_visible, D] latent tokens, CLS first
-    "Embed all patches, keep the visible ones, run the ViT blocks."
-    x = self.patch_embed(imgs) + self.pos_embed[:, 1:, :]
-    x = _gather(x, plan.ids_keep.to(x.device))
-    cls = (self.cls_token + self.pos_embed[:, :1, :]).expand(x.shape[0], -1, -1)
-    x = torch.cat([cls, x], dim=1)
+    "Embed all patches (the ViT's `embed_patches`), keep the visible ones, put the CLS token in front, run the ViT blocks."
+    x = _gather(self.embed_patches(imgs), plan.ids_keep.to(imgs.device))
+    x = self.prepend_cls(x)
     for blk in self.blocks: x = blk(x)
     return self.norm(x)
 
@@ -125,31 +123,10 @@ def forward_loss(self:MaskedAutoencoder,
     return ((pred.float() - target.float()) ** 2).mean()
 
 # %% ../nbs/03_mae.ipynb #a15a0ff5
-@patch
-def check_images(self:MaskedAutoencoder, imgs):
-    "Clear errors for a batch the model cannot take."
-    if not isinstance(imgs, Tensor): raise TypeError(f"imgs must be a torch.Tensor [N, C, H, W], got {type(imgs).__name__}")
-    c, (h, w) = self.in_chans, self.patch_embed.img_size
-    if imgs.ndim != 4 or imgs.shape[1] != c or tuple(imgs.shape[2:]) != (h, w):
-        raise ValueError(f"imgs must be [N, {c}, {h}, {w}] for this model, got {tuple(imgs.shape)}")
-
 def unshuffle(pred:Tensor, plan:MaskPlan, L:int) -> Tensor:
     "Predictions [N, V+M, D] in plan order -> [N, L, D] in image order, zeros for thrown patches."
     out = pred.new_zeros(pred.shape[0], L, pred.shape[-1])
     return out.scatter(1, plan.order[:, :pred.shape[1]].to(pred.device).unsqueeze(-1).expand_as(pred), pred)
-
-@patch
-def forward(self:MaskedAutoencoder,
-            imgs:Tensor,                # [N, C, H, W]
-            plan:MaskPlan=None,         # any strategy's plan; default: random masking
-            mask_ratio:float=0.75,      # used only when plan is None
-            generator:torch.Generator=None):
-    "Returns (loss, pred [N, L, p*p*C] in image order, plan)."
-    self.check_images(imgs)
-    if plan is None: plan = random_masking(imgs.shape[0], self.num_patches, mask_ratio, generator=generator, device=imgs.device)
-    _check_plan(plan, imgs, self.num_patches)
-    pred = self.forward_decoder(self.forward_encoder(imgs, plan), plan)
-    return self.forward_loss(imgs, pred, plan), unshuffle(pred, plan, self.num_patches), plan
 
 # %% ../nbs/03_mae.ipynb #5a14a461
 def mae_vit_base_patch16(**kw):
@@ -245,3 +222,19 @@ def show_reconstructions(recs:dict, n:int=4, size:float=1.6):
             if i == 0: axes[i, j].set_title(k, fontsize=9)
     plt.tight_layout()
     return fig
+
+# %% ../nbs/03_mae.ipynb #aaac1400
+def pretrain_mae(mae:MaskedAutoencoder,
+                 images:Tensor,        # [n, 3, H, W], normalised as the model should see them
+                 steps:int=300, batch_size:int=64, lr:float=2e-3, mask_ratio:float=0.75,
+                 seed:int=0, progress:bool=True) -> list:   # the loss of every step
+    "A bare MAE pre-training loop (AdamW β=(0.9, 0.95), wd 0.05, constant lr), enough for a CPU-sized encoder (chapter 07 has the real one)."
+    check_int('steps', steps); check_int('batch_size', batch_size)
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(mae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
+    mae.train(); losses = []
+    for _ in tqdm(range(steps), desc='MAE pre-training', disable=not progress):
+        idx = torch.randint(0, len(images), (batch_size,), generator=g)
+        loss = mae(images[idx], mask_ratio=mask_ratio, generator=g)[0]
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); losses.append(loss.item())
+    return losses

@@ -6,10 +6,11 @@
 from __future__ import annotations
 import torch
 from torch import Tensor
+from .data import AugmentedItems
 
 # %% auto #0
-__all__ = ['VISIBLE', 'MASKED', 'THROWN', 'MaskPlan', 'plan_from_order', 'check_ratio', 'random_masking', 'plan_overlay',
-           'show_plans', 'StaticExplorer', 'live_explorer']
+__all__ = ['VISIBLE', 'MASKED', 'THROWN', 'MaskPlan', 'plan_from_order', 'check_ratio', 'random_masking', 'RandomStrategy',
+           'plan_overlay', 'show_plans', 'StaticExplorer', 'live_explorer']
 
 # %% ../nbs/02_masking.ipynb #410fc0e9
 VISIBLE, MASKED, THROWN = 0, 1, -1
@@ -120,6 +121,28 @@ def random_masking(n:int=None,            # batch size N (taken from `noise` whe
     len_keep = int(L * (1 - mask_ratio))
     if len_keep < 1: raise ValueError(f"mask_ratio={mask_ratio} leaves no visible patch out of L={L}")
     return plan_from_order(torch.argsort(noise, dim=1), len_keep, L - len_keep)
+
+# %% ../nbs/02_masking.ipynb #d05bb309
+class RandomStrategy:
+    "MAE's random masking as a strategy: `int(L*(1-mask_ratio))` visible patches per image, uniformly at random."
+    name = 'random'
+    def __init__(self, mask_ratio:float=0.75):
+        check_ratio('mask_ratio', mask_ratio)
+        self.mask_ratio = mask_ratio
+    def wrap_dataset(self, dataset, transform=None):
+        "The items, through the joint `transform` (no per-pixel map is needed)."
+        return AugmentedItems(dataset, transform)
+    def epoch_start(self, epoch:int, n_epochs:int, model=None, dataset=None): pass
+    def __call__(self,
+                 batch:dict,                    # collated items; batch['image'] [N, C, H, W]
+                 patch_size:int,
+                 generator:torch.Generator=None,
+                ) -> MaskPlan:
+        n, _, H, W = batch['image'].shape
+        return random_masking(n, (H // patch_size) * (W // patch_size), self.mask_ratio, generator=generator)
+    def state_dict(self) -> dict: return dict(mask_ratio=self.mask_ratio)
+    def load_state_dict(self, d:dict): self.mask_ratio = d['mask_ratio']
+    def __repr__(self): return f"RandomStrategy(mask_ratio={self.mask_ratio})"
 
 # %% ../nbs/02_masking.ipynb #73a75bdb
 import base64, io, itertools, json, uuid

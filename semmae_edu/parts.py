@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 __all__ = ['Features', 'timm_features', 'PartTokens', 'gaussian_kernel1d', 'blur_maps', 'part_attention', 'AdaIN', 'PartDecoder',
            'diversity_loss', 'as_features', 'PartLearner', 'kmeans', 'train_parts', 'part_bank', 'save_parts',
            'load_parts', 'confusion_matrix', 'match_parts', 'matched_miou', 'nmi', 'grid_parts', 'kmeans_parts',
-           'pretrain_mae', 'show_parts', 'rename_parts']
+           'show_parts', 'rename_parts']
 
 # %% ../nbs/05_parts.ipynb #ebfa4eeb
 import numpy as np
@@ -21,14 +21,9 @@ from torch import nn, Tensor
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .mae import MaskedAutoencoder
+from .data import check_int, check_pair, normalize
 
 # %% ../nbs/05_parts.ipynb #9f2eb1a0
-def _pair(v, name:str) -> Tuple[int, int]:
-    t = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v) if isinstance(v, (tuple, list)) else None
-    if t is None or len(t) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) and a > 0 for a in t):
-        raise ValueError(f"{name} must be a positive int or a (height, width) pair of them, got {v!r}")
-    return t
-
 def _check_images(imgs, img_size, in_chans=3, name='imgs'):
     "Clear errors unless `imgs` is a float [N, in_chans, *img_size] tensor."
     if not isinstance(imgs, Tensor): raise TypeError(f"{name} must be a torch.Tensor [N, C, H, W], got {type(imgs).__name__}")
@@ -51,7 +46,7 @@ class Features:
         if getattr(pe, 'img_size', None) is None:
             raise ValueError("the ViT must have a fixed img_size (timm: create it without dynamic_img_size)")
         self.model = model.eval().requires_grad_(False)
-        self.img_size, self.patch_size = _pair(tuple(pe.img_size), 'img_size'), _pair(tuple(pe.patch_size), 'patch_size')
+        self.img_size, self.patch_size = check_pair('img_size', tuple(pe.img_size)), check_pair('patch_size', tuple(pe.patch_size))
         self.grid_size = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
         self.in_chans = pe.proj.in_channels if hasattr(pe, 'proj') else 3
         self.dim = int(model.embed_dim)
@@ -70,7 +65,7 @@ class Features:
         "Any encoder as a feature function; `dim` is read off one call on a black image."
         self = cls.__new__(cls)
         self.model, self.fn, self.layers, self.in_chans = None, fn, None, in_chans
-        self.img_size, self.patch_size = _pair(img_size, 'img_size'), _pair(patch_size, 'patch_size')
+        self.img_size, self.patch_size = check_pair('img_size', img_size), check_pair('patch_size', patch_size)
         self.grid_size = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
         c, x = self(torch.zeros(1, in_chans, *self.img_size))
         self.dim = x.shape[-1]
@@ -89,6 +84,8 @@ class Features:
 
     def __call__(self, imgs:Tensor) -> Tuple[Tensor, Tensor]:  # (cls [N, D], patches [N, L, D])
         _check_images(imgs, self.img_size, self.in_chans)
+        if self.model is not None and next(self.model.parameters()).device != imgs.device:
+            self.model.to(imgs.device)   # the frozen encoder follows the images (it is not a submodule of a PartLearner)
         L = self.grid_size[0] * self.grid_size[1]
         with torch.no_grad():
             if self.fn is not None: c, x = self.fn(imgs)
@@ -199,10 +196,6 @@ def diversity_loss(maps:Tensor   # [N, K, h, w] part maps
     return (G.sum((1, 2)) - G.diagonal(dim1=1, dim2=2).sum(1)).mean() / (K * (K - 1))
 
 # %% ../nbs/05_parts.ipynb #f2e73e8a
-def _pos_int(v, name, low=1):
-    if isinstance(v, bool) or not isinstance(v, int) or v < low: raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
-    return v
-
 def as_features(encoder, layers=None, img_size=None, patch_size=None) -> Features:
     "A `Features` from a `Features`, a ViT (ours or timm's), a `MaskedAutoencoder`, or a function (with img_size, patch_size)."
     if isinstance(encoder, Features):
@@ -233,8 +226,8 @@ class PartLearner(nn.Module):
                  seed:int=0,                     # initial weights
                  img_size=None, patch_size=None):# only for a plain feature function
         super().__init__()
-        _pos_int(n_parts, 'n_parts', 2)
-        for v, name in ((hidden, 'hidden'), (style_dim, 'style_dim'), (width, 'width'), (depth, 'depth')): _pos_int(v, name)
+        check_int('n_parts', n_parts, 2)
+        for v, name in ((hidden, 'hidden'), (style_dim, 'style_dim'), (width, 'width'), (depth, 'depth')): check_int(name, v)
         if not blur_sigma >= 0: raise ValueError(f"blur_sigma must be >= 0, got {blur_sigma}")
         if not lambda_div >= 0: raise ValueError(f"lambda_div must be >= 0, got {lambda_div}")
         if (mean is None) != (std is None): raise ValueError("give both mean and std, or neither")
@@ -257,11 +250,6 @@ class PartLearner(nn.Module):
             self.style = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, style_dim), nn.GELU(), nn.Linear(style_dim, style_dim))
             self.decoder = PartDecoder(n_parts, style_dim, width, depth, self.patch_size, feats.in_chans)
 
-    def _apply(self, fn, *args, **kw):
-        super()._apply(fn, *args, **kw)
-        if self.features.model is not None: self.features.model._apply(fn)
-        return self
-
     def extra_repr(self): return f"n_parts={self.n_parts}, blur_sigma={self.blur_sigma}, {self.features}"
 
 # %% ../nbs/05_parts.ipynb #9ad481f0
@@ -269,9 +257,7 @@ class PartLearner(nn.Module):
 def normalize(self:PartLearner, imgs:Tensor) -> Tensor:
     "[0, 1] images -> the encoder's input (and the target of L_r)."
     _check_images(imgs, self.features.img_size, self.features.in_chans)
-    if self.mean is None: return imgs
-    m, s = (torch.tensor(v, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1) for v in (self.mean, self.std))
-    return (imgs - m) / s
+    return normalize(imgs, self.mean, self.std)   # the data chapter's one (x - mean) / std; None, None: unchanged
 
 @patch
 def encode(self:PartLearner, imgs:Tensor) -> Tuple[Tensor, Tensor]:  # (cls [N, C], patches [N, L, C])
@@ -342,7 +328,7 @@ def kmeans(x:Tensor,            # [M, C] points
           ) -> Tuple[Tensor, Tensor]:  # (labels [M] long, centroids [k, C])
     "k-means with k-means++ seeding; same generator state → same clusters."
     if x.ndim != 2: raise ValueError(f"x must be [M, C], got {list(x.shape)}")
-    _pos_int(k, 'k')
+    check_int('k', k)
     if k > x.shape[0]: raise ValueError(f"k={k} is more than the {x.shape[0]} points")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     x = x.float()
@@ -398,7 +384,7 @@ def train_parts(learner:PartLearner,
                ) -> dict:                   # {'Lr': [steps floats], 'Ld': [steps floats]}
     "Train the part tokens, style and decoder with AdamW on L_r + λ·L_d; the encoder stays frozen."
     if not isinstance(learner, PartLearner): raise TypeError(f"learner must be a PartLearner, got {type(learner).__name__}")
-    _pos_int(steps, 'steps'); _pos_int(batch_size, 'batch_size')
+    check_int('steps', steps); check_int('batch_size', batch_size)
     if not lr > 0: raise ValueError(f"lr must be > 0, got {lr}")
     if init not in ('kmeans', 'random'): raise ValueError(f"init must be 'kmeans' or 'random', got {init!r}")
     n = _n_items(data)
@@ -432,7 +418,7 @@ def part_bank(learner:PartLearner,
              ) -> Tensor:                 # [n, h, w] long part ids in [0, K)
     "Every item's part map (argmax over the K maps), stored at the item's index."
     n = _n_items(data)
-    _pos_int(batch_size, 'batch_size')
+    check_int('batch_size', batch_size)
     h, w = learner.grid_size
     bank = torch.full((n, h, w), -1, dtype=torch.long)
     dev = next(learner.parameters()).device
@@ -469,7 +455,7 @@ def _check_labels(x, n, name):
     if not isinstance(x, Tensor): raise TypeError(f"{name} must be a torch.Tensor of int labels, got {type(x).__name__}")
     if x.is_floating_point() or x.dtype == torch.bool: raise TypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
     if n is not None:
-        _pos_int(n, f'n_{name}')
+        check_int(f'n_{name}', n)
         if x.numel() and (x.min() < 0 or x.max() >= n): raise ValueError(f"{name} labels must lie in [0, {n}), got {int(x.min())}..{int(x.max())}")
 
 def confusion_matrix(pred:Tensor, true:Tensor,   # same shape (e.g. [N, L]), int labels
@@ -521,7 +507,7 @@ def grid_parts(n:int,                       # images
                k:int,                       # blocks
               ) -> Tensor:                  # [n, h*w] long block ids in [0, k)
     "K blocks of the patch grid, rows × columns as close to square as K allows, the same for every image."
-    h, w = _pair(tuple(grid_size), 'grid_size'); _pos_int(k, 'k')
+    h, w = check_pair('grid_size', tuple(grid_size)); check_int('k', k)
     if k > h * w: raise ValueError(f"k={k} is more than the {h*w} patches")
     r = min((d for d in range(1, k + 1) if k % d == 0), key=lambda d: abs(d - k // d))
     c = k // r
@@ -533,22 +519,6 @@ def kmeans_parts(features, imgs:Tensor,     # a Features or PartLearner (its nor
     "k-means over all patch tokens of the images (one clustering for the whole set)."
     x = features.encode(imgs)[1] if isinstance(features, PartLearner) else features(imgs)[1]
     return kmeans(x.reshape(-1, x.shape[-1]), k, generator=torch.Generator().manual_seed(seed))[0].view(x.shape[:2])
-
-# %% ../nbs/05_parts.ipynb #6df265fa
-def pretrain_mae(mae:MaskedAutoencoder,
-                 images:Tensor,        # [n, 3, H, W], normalised as the model should see them
-                 steps:int=300, batch_size:int=64, lr:float=2e-3, mask_ratio:float=0.75,
-                 seed:int=0, progress:bool=True) -> list:   # the loss of every step
-    "A bare MAE pre-training loop (AdamW β=(0.9, 0.95), wd 0.05, constant lr), enough for a CPU-sized encoder."
-    _pos_int(steps, 'steps'); _pos_int(batch_size, 'batch_size')
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(mae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
-    mae.train(); losses = []
-    for _ in tqdm(range(steps), desc='MAE pre-training', disable=not progress):
-        idx = torch.randint(0, len(images), (batch_size,), generator=g)
-        loss = mae(images[idx], mask_ratio=mask_ratio, generator=g)[0]
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); losses.append(loss.item())
-    return losses
 
 # %% ../nbs/05_parts.ipynb #e460bbcb
 def show_parts(imgs:Tensor,         # [N, 3, H, W] in [0, 1]

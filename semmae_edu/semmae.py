@@ -11,12 +11,11 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['LAM_SCHEDULES', 'part_sizes', 'intra_part_counts', 'inter_part_counts', 'mix_counts', 'fix_counts', 'mask_in_parts',
-           'semantic_masking', 'lam_at', 'lam_schedule', 'PartBank', 'PartsDataset', 'SemMAEStrategy', 'parts_tint',
-           'parts_overlay']
+           'semantic_masking', 'lam_at', 'lam_schedule', 'PartBank', 'SemMAEStrategy', 'parts_tint', 'parts_overlay']
 
 # %% ../nbs/06_semmae.ipynb #7cc2c9d7
 from .masking import MaskPlan, plan_from_order, check_ratio
-from .data import patch_parts
+from .data import patch_parts, AugmentedItems
 
 # %% ../nbs/06_semmae.ipynb #b669cf63
 def _check_parts(parts, n_parts=None):
@@ -224,25 +223,16 @@ class PartBank:
         if tuple(m.shape) == tuple(hw): return m
         return F.interpolate(m[None, None].float(), size=tuple(hw), mode='nearest')[0, 0].long()
 
+    def item_map(self, index:int, item:dict) -> Tensor:
+        "The map source `AugmentedItems` reads: the map of `item['index']` at its image's size, uint8 when K <= 256 (8x smaller than int64)."
+        m = self.pixel_map(item['index'], item['image'].shape[-2:])
+        return m.to(torch.uint8 if self.n_parts <= 256 else torch.int16)
+
     def state_dict(self) -> dict: return {'maps': self.maps.clone(), 'filled': self.filled.clone(), 'n_parts': self.n_parts}
     def load_state_dict(self, d:dict):
         if tuple(d['maps'].shape) != tuple(self.maps.shape): raise ValueError(f"state has maps of shape {tuple(d['maps'].shape)}, this bank {tuple(self.maps.shape)}")
         self.maps, self.filled, self.n_parts = d['maps'].to(torch.int16).clone(), d['filled'].bool().clone(), int(d['n_parts'])
     def __repr__(self): return f"PartBank(n_items={len(self)}, size={self.size}, n_parts={self.n_parts}, filled={int(self.filled.sum())})"
-
-# %% ../nbs/06_semmae.ipynb #0af6462b
-class PartsDataset(torch.utils.data.Dataset):
-    "A data set whose items carry `item[key]`, a per-pixel part map from a bank, put in before `transform`."
-    def __init__(self, dataset, bank:PartBank=None, transform=None, key:str='parts'):
-        self.dataset, self.bank, self.transform, self.key = dataset, bank, transform, key
-    def __len__(self): return len(self.dataset)
-    def __getitem__(self, i):
-        item = dict(self.dataset[i])
-        if self.bank is not None:   # uint8 when K <= 256: a batch of 224 px maps is then 8x smaller than int64
-            m = self.bank.pixel_map(item['index'], item['image'].shape[-2:])
-            item[self.key] = m.to(torch.uint8 if self.bank.n_parts <= 256 else torch.int16)
-        elif self.key not in item: raise KeyError(f"items have no {self.key!r} map: give SemMAEStrategy a PartBank, or use a data set whose items carry {self.key!r} (e.g. SyntheticParts)")
-        return self.transform(item) if self.transform is not None else item
 
 # %% ../nbs/06_semmae.ipynb #725c815d
 class SemMAEStrategy:
@@ -265,7 +255,7 @@ class SemMAEStrategy:
     def wrap_dataset(self, dataset, transform=None):
         "Items carry `item[key]` (from the bank, before `transform`); K is taken from `dataset.n_parts` if not set."
         if self.n_parts is None and isinstance(getattr(dataset, 'n_parts', None), int): self.n_parts = dataset.n_parts
-        return PartsDataset(dataset, self.bank, transform, self.key)
+        return AugmentedItems(dataset, transform, maps={self.key: self.bank} if self.bank is not None else None)
 
     def epoch_start(self, epoch:int, n_epochs:int, model=None, dataset=None):
         self.epoch, self.lam = epoch, lam_schedule(epoch, n_epochs, self.schedule, self.value)
@@ -275,7 +265,8 @@ class SemMAEStrategy:
                  patch_size:int,
                  generator:torch.Generator=None,
                 ) -> MaskPlan:
-        if self.key not in batch: raise KeyError(f"batch has no {self.key!r}: build the data set with strategy.wrap_dataset(dataset, transform)")
+        if self.key not in batch: raise KeyError(f"batch has no {self.key!r} map: give SemMAEStrategy a PartBank (and build the data set "
+                                                 f"with strategy.wrap_dataset), or use a data set whose items carry {self.key!r} (e.g. SyntheticParts)")
         px = batch[self.key]
         if 'image' in batch and tuple(px.shape[-2:]) != tuple(batch['image'].shape[-2:]):
             raise ValueError(f"batch[{self.key!r}] must be a per-pixel map [N, H, W] the size of batch['image'] {tuple(batch['image'].shape)}, got {tuple(px.shape)}")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #8aaea353
 from __future__ import annotations
-import dataclasses, hashlib, importlib, json, math, os, random, time
+import dataclasses, functools, hashlib, json, math, os, random, time
 from collections import deque
 from contextlib import nullcontext
 from dataclasses import dataclass, field, asdict
@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 # %% auto #0
-__all__ = ['MODELS', 'DATASETS', 'AMP_MODES', 'PRESETS', 'NO_DECAY', 'STRATEGIES', 'FORMAT', 'RESUME_MAY_CHANGE', 'ConfigError',
-           'PretrainConfig', 'preset', 'batch_plan', 'check_config', 'split_decay', 'make_optimizer', 'lr_at', 'set_lr',
-           'TransformedDataset', 'RandomStrategy', 'Normalize', 'StrategyUnavailable', 'make_strategy',
-           'available_strategies', 'seed_for', 'generator_for', 'epoch_permutation', 'StepBatches', 'SeededItems',
+__all__ = ['MODELS', 'AMP_MODES', 'PRESETS', 'NO_DECAY', 'STRATEGIES', 'FORMAT', 'RESUME_MAY_CHANGE', 'ConfigError',
+           'PretrainConfig', 'preset', 'batch_setup', 'check_config', 'split_decay', 'make_optimizer', 'lr_at',
+           'set_lr', 'make_strategy', 'seed_for', 'generator_for', 'epoch_permutation', 'StepBatches', 'SeededItems',
            'build_data', 'data_stats', 'amp_setup', 'DistInfo', 'init_distributed', 'mean_over_ranks', 'pick_device',
            'CheckpointError', 'atomic_save', 'rng_states', 'set_rng_states', 'read_checkpoint', 'check_resumable',
            'MetricsLog', 'read_metrics', 'plot_curves', 'NonFiniteLossError', 'Run', 'train_step', 'train_one_epoch',
@@ -26,18 +25,21 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn, Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from tqdm.auto import tqdm
 
 # %% ../nbs/07_train.ipynb #8b046536
-from .masking import MaskPlan, random_masking, check_ratio
-from . import mae as _mae
-from . import data as D
+from .data import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, AugmentedItems, ImageItems, MAETransform,
+                             check_int, get_dataset, normalize)
+from .masking import MaskPlan, RandomStrategy, check_ratio
+from .mae import (mae_vit_micro_patch4, mae_vit_tiny_patch4, mae_vit_base_patch16, mae_vit_large_patch16,
+                            mae_vit_huge_patch14)
+from .amt import AMTStrategy, AttentionBank
+from .semmae import SemMAEStrategy
 
 # %% ../nbs/07_train.ipynb #5afb39fd
-MODELS = dict(micro='mae_vit_micro_patch4', tiny='mae_vit_tiny_patch4', base='mae_vit_base_patch16',
-              large='mae_vit_large_patch16', huge='mae_vit_huge_patch14')
-DATASETS = ('synthetic', 'cifar10', 'cifar100', 'stl10', 'tiny-imagenet', 'folder')
+MODELS = dict(micro=mae_vit_micro_patch4, tiny=mae_vit_tiny_patch4, base=mae_vit_base_patch16,   # size -> MAE factory (chapter 03)
+              large=mae_vit_large_patch16, huge=mae_vit_huge_patch14)
 AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
 
 class ConfigError(ValueError):
@@ -108,12 +110,12 @@ def preset(name:str='cpu', **overrides) -> PretrainConfig:
 def _need(cond, msg):
     if not cond: raise ConfigError(msg)
 
-def _pos_int(cfg, name, zero_ok=False):
-    v = getattr(cfg, name)
-    _need(isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if zero_ok else v > 0),
-          f"{name} must be a {'non-negative' if zero_ok else 'positive'} integer, got {v!r}")
+def _as_config_error(check, *args):
+    "Run one of the shared argument checks (`data.check_int`, `masking.check_ratio`); its error becomes a `ConfigError`."
+    try: check(*args)
+    except (TypeError, ValueError) as e: raise ConfigError(str(e)) from None
 
-def batch_plan(cfg:PretrainConfig, world_size:int=1) -> dict:
+def batch_setup(cfg:PretrainConfig, world_size:int=1) -> dict:
     "The run's batch arithmetic: per-device batch, accum_iter, effective batch and the absolute learning rate."
     B, A = cfg.batch_size, cfg.accum_iter
     if cfg.eff_batch_size is not None:
@@ -130,7 +132,7 @@ def batch_plan(cfg:PretrainConfig, world_size:int=1) -> dict:
     return dict(batch_size=B, accum_iter=A, world_size=world_size, eff_batch_size=eff, lr=lr)
 
 def check_config(cfg:PretrainConfig, world_size:int=1) -> dict:
-    "Raise `ConfigError` naming the setting unless `cfg` can run; returns `batch_plan(cfg, world_size)`."
+    "Raise `ConfigError` naming the setting unless `cfg` can run; returns `batch_setup(cfg, world_size)`."
     if not isinstance(cfg, PretrainConfig): raise TypeError(f"cfg must be a PretrainConfig, got {type(cfg).__name__}")
     _need(cfg.model in MODELS, f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
     _need(cfg.data in DATASETS, f"unknown data set {cfg.data!r}; choose one of {', '.join(DATASETS)}")
@@ -138,12 +140,11 @@ def check_config(cfg:PretrainConfig, world_size:int=1) -> dict:
         _need(cfg.data_path is not None, f"data={cfg.data!r} needs data_path (the folder that holds it)")
         _need(cfg.download or Path(cfg.data_path).exists(), f"data_path {cfg.data_path!r} does not exist")
     _need(cfg.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
-    for name in ('epochs', 'batch_size', 'accum_iter', 'img_size', 'n_synthetic', 'log_every', 'ckpt_every_epochs'): _pos_int(cfg, name)
-    for name in ('ckpt_every_steps', 'num_workers', 'seed'): _pos_int(cfg, name, zero_ok=True)
-    if cfg.eff_batch_size is not None: _pos_int(cfg, 'eff_batch_size')
-    if cfg.mask_ratio is not None:
-        try: check_ratio('mask_ratio', cfg.mask_ratio)
-        except (TypeError, ValueError) as e: raise ConfigError(str(e)) from None
+    for name in ('epochs', 'batch_size', 'accum_iter', 'img_size', 'n_synthetic', 'log_every', 'ckpt_every_epochs'):
+        _as_config_error(check_int, name, getattr(cfg, name), 1)
+    for name in ('ckpt_every_steps', 'num_workers', 'seed'): _as_config_error(check_int, name, getattr(cfg, name), 0)
+    if cfg.eff_batch_size is not None: _as_config_error(check_int, 'eff_batch_size', cfg.eff_batch_size, 1)
+    if cfg.mask_ratio is not None: _as_config_error(check_ratio, 'mask_ratio', cfg.mask_ratio)
     _need(isinstance(cfg.warmup_epochs, (int, float)) and 0 <= cfg.warmup_epochs <= cfg.epochs,
           f"warmup_epochs must be in [0, epochs={cfg.epochs}], got {cfg.warmup_epochs!r}")
     for name in ('blr', 'weight_decay', 'min_lr'):
@@ -153,7 +154,7 @@ def check_config(cfg:PretrainConfig, world_size:int=1) -> dict:
     _need(len(cfg.crop_scale) == 2 and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1,
           f"crop_scale must be (low, high) with 0 < low <= high <= 1, got {cfg.crop_scale!r}")
     _need(isinstance(cfg.strategy_kw, dict), f"strategy_kw must be a dict, got {type(cfg.strategy_kw).__name__}")
-    return batch_plan(cfg, world_size)
+    return batch_setup(cfg, world_size)
 
 # %% ../nbs/07_train.ipynb #89b48ad9
 NO_DECAY = ('pos_embed', 'decoder_pos_embed', 'cls_token', 'mask_token')
@@ -181,6 +182,7 @@ def lr_at(t:float,               # fractional epoch: epoch + step / steps_per_ep
           min_lr:float=0.) -> float:
     "The official MAE schedule: linear warm-up, then half-cosine to `min_lr`."
     if t < warmup_epochs: return lr * t / warmup_epochs
+    if epochs <= warmup_epochs: return lr   # no cosine part: the warm-up ends at the peak
     return min_lr + (lr - min_lr) * 0.5 * (1. + math.cos(math.pi * (t - warmup_epochs) / (epochs - warmup_epochs)))
 
 def set_lr(optimizer, lr:float) -> float:
@@ -188,79 +190,26 @@ def set_lr(optimizer, lr:float) -> float:
     for g in optimizer.param_groups: g['lr'] = lr * g.get('lr_scale', 1.)
     return lr
 
-# %% ../nbs/07_train.ipynb #dcc74537
-class TransformedDataset(Dataset):
-    "Items of `dataset` passed through `transform` (a joint transform of the item dict), or unchanged."
-    def __init__(self, dataset, transform=None): self.dataset, self.transform = dataset, transform
-    def __len__(self): return len(self.dataset)
-    def __getitem__(self, i):
-        item = self.dataset[i]
-        return self.transform(item) if self.transform is not None else item
-
-class RandomStrategy:
-    "MAE's random masking as a strategy: `int(L*(1-mask_ratio))` visible patches per image, uniformly at random."
-    name = 'random'
-    def __init__(self, mask_ratio:float=0.75):
-        check_ratio('mask_ratio', mask_ratio)
-        self.mask_ratio = mask_ratio
-    def wrap_dataset(self, dataset, transform): return TransformedDataset(dataset, transform)
-    def epoch_start(self, epoch:int, n_epochs:int, model, dataset): pass
-    def __call__(self, batch:dict, patch_size:int, generator:torch.Generator) -> MaskPlan:
-        n, _, H, W = batch['image'].shape
-        return random_masking(n, (H // patch_size) * (W // patch_size), self.mask_ratio, generator=generator)
-    def state_dict(self) -> dict: return dict(mask_ratio=self.mask_ratio)
-    def load_state_dict(self, d:dict): self.mask_ratio = d['mask_ratio']
-    def __repr__(self): return f"RandomStrategy(mask_ratio={self.mask_ratio})"
-
 # %% ../nbs/07_train.ipynb #d8832265
-class Normalize:
-    "Per-channel `(x - mean) / std` of image batches [N, C, H, W] on any device (picklable, for strategies)."
-    def __init__(self, mean, std): self.mean, self.std = tuple(mean), tuple(std)
-    def __call__(self, x:Tensor) -> Tensor:
-        m = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return (x - m) / torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-
 def _random(context, **kw): return RandomStrategy(**kw)
 
 def _amt(context, amt_start_epoch:int=40, refresh_every:int=40, **kw):
-    from semmae_edu.amt import AMTStrategy, AttentionBank
     missing = [k for k in ('n_items', 'grid') if k not in context]
     if missing: raise ValueError(f"strategy 'amt' needs {missing} in context (the training-set size and the patch grid)")
     bank = AttentionBank(context['n_items'], context['grid'], amt_start_epoch=amt_start_epoch, refresh_every=refresh_every)
     kw.setdefault('image_transform', context.get('image_transform'))
     return AMTStrategy(bank, **kw)
 
-def _semmae(context, **kw):
-    from semmae_edu.semmae import SemMAEStrategy
-    return SemMAEStrategy(**kw)
+def _semmae(context, **kw): return SemMAEStrategy(**kw)
 
-STRATEGIES = {'random': ('semmae_edu.train', _random),   # name: (module it needs, builder(context, **kw))
-              'amt': ('semmae_edu.amt', _amt),
-              'semmae': ('semmae_edu.semmae', _semmae)}
-
-class StrategyUnavailable(ImportError):
-    "The strategy's module is not part of this installation."
+STRATEGIES = {'random': _random, 'amt': _amt, 'semmae': _semmae}   # name -> builder(context, **kw)
 
 def make_strategy(name:str,
                   context:dict=None,   # facts about the run: n_items, grid (h, w), patch_size, image_transform (normalisation)
                   **kw):               # the strategy's own arguments (mask_ratio, ...)
-    "The masking strategy called `name` ('random', 'amt', 'semmae'), built with `kw`."
+    "The masking strategy called `name` (a key of `STRATEGIES`), built with `kw`."
     if name not in STRATEGIES: raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    module, build = STRATEGIES[name]
-    try: importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name != module: raise
-        raise StrategyUnavailable(f"strategy {name!r} needs the module {module}, which this installation of semmae_edu does not have") from None
-    return build(context or {}, **kw)
-
-def available_strategies() -> list:
-    "The names in `STRATEGIES` whose module can be imported here."
-    out = []
-    for name, (module, _) in STRATEGIES.items():
-        try: importlib.import_module(module); out.append(name)
-        except ModuleNotFoundError as e:
-            if e.name != module: raise
-    return out
+    return STRATEGIES[name](context or {}, **kw)
 
 # %% ../nbs/07_train.ipynb #657cd854
 def seed_for(*key) -> int:
@@ -301,18 +250,21 @@ class StepBatches(Sampler):
 
 # %% ../nbs/07_train.ipynb #b7e9a8ee
 class SeededItems(Dataset):
-    "Item `(epoch, i)` = `dataset[i]` computed under global RNGs seeded from `(seed, 'item', epoch, i)`."
+    "Item `(epoch, i)` = `dataset[i]` computed under global RNGs seeded from `(seed, 'item', epoch, i)`, restored after."
     def __init__(self, dataset, seed:int=0): self.dataset, self.seed = dataset, seed
     def __len__(self): return len(self.dataset)
     def __getitem__(self, key):
         epoch, i = key
         s = seed_for(self.seed, 'item', epoch, i)
         g = torch.default_generator   # the CPU generator transforms draw from (`torch.manual_seed` is slower: it records a stack trace)
-        states = g.get_state(), random.getstate()
+        in_worker = get_worker_info() is not None   # a worker's NumPy generator is the loader's, not the caller's
+        states = g.get_state(), random.getstate(), None if in_worker else np.random.get_state()
         try:
             g.manual_seed(s); random.seed(s); np.random.seed(s % 2**32)
             return self.dataset[i]
-        finally: g.set_state(states[0]); random.setstate(states[1])
+        finally:
+            g.set_state(states[0]); random.setstate(states[1])
+            if states[2] is not None: np.random.set_state(states[2])
 
 # %% ../nbs/07_train.ipynb #b64c6abf
 def _data_error(cfg, e):
@@ -320,20 +272,20 @@ def _data_error(cfg, e):
 
 def build_data(cfg:PretrainConfig) -> tuple:
     "(train_set, transform, plain_set) for `cfg.data`; items are dicts with `image` [3, H, W] in [0, 1]."
-    aug = D.MAETransform(cfg.img_size, train=True, mean=None, std=None, scale=tuple(cfg.crop_scale), flip_p=0.5 if cfg.hflip else 0.)
+    aug = MAETransform(cfg.img_size, train=True, mean=None, std=None, scale=tuple(cfg.crop_scale), flip_p=0.5 if cfg.hflip else 0.)
     if cfg.data == 'synthetic':   # fixed images (data seed 0) whatever the run's seed
-        train = D.get_dataset('synthetic', train=True, size=cfg.img_size, n=cfg.n_synthetic, seed=0)
+        train = get_dataset('synthetic', train=True, size=cfg.img_size, n=cfg.n_synthetic, seed=0)
         return train, aug, train
     try:
         kw = dict(split='train+unlabeled') if cfg.data == 'stl10' else {}
-        train = D.get_dataset(cfg.data, cfg.data_path, train=True, download=cfg.download, **kw)
+        train = get_dataset(cfg.data, cfg.data_path, train=True, download=cfg.download, **kw)
     except (OSError, ValueError, RuntimeError) as e: raise _data_error(cfg, e) from None
-    plain = D.ImageItems(train.source, train.classes, size=cfg.img_size, name=train.name)   # resized, not augmented
+    plain = ImageItems(train.source, train.classes, size=cfg.img_size, name=train.name)   # resized, not augmented
     return train, aug, plain
 
 def data_stats(dataset) -> tuple:
     "(mean, std) per channel used to normalise a data set's images: its own `mean`/`std`, else ImageNet's (MAE's rule)."
-    return tuple(getattr(dataset, 'mean', D.IMAGENET_MEAN)), tuple(getattr(dataset, 'std', D.IMAGENET_STD))
+    return tuple(getattr(dataset, 'mean', IMAGENET_MEAN)), tuple(getattr(dataset, 'std', IMAGENET_STD))
 
 # %% ../nbs/07_train.ipynb #dbb223f1
 def amp_setup(amp:str, device:torch.device) -> tuple:
@@ -432,7 +384,7 @@ def _diff(saved:dict, now:dict, skip=()) -> list:
     return [f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in sorted(set(saved) | set(now))
             if k not in skip and saved.get(k) != now.get(k)]
 
-def check_resumable(ckpt:dict, cfg:PretrainConfig, model_config:dict, plan:dict):
+def check_resumable(ckpt:dict, cfg:PretrainConfig, model_config:dict, batching:dict):
     "Raise `CheckpointError` naming every difference between a checkpoint and the run that wants to resume it."
     arch = _diff(ckpt['model_config'], model_config)
     if arch: raise CheckpointError("the checkpoint is for another architecture: " + '; '.join(arch))
@@ -442,8 +394,8 @@ def check_resumable(ckpt:dict, cfg:PretrainConfig, model_config:dict, plan:dict)
     now_cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     saved_cfg.pop('accum_iter', None); now_cfg.pop('accum_iter', None); saved_cfg.pop('eff_batch_size', None); now_cfg.pop('eff_batch_size', None)
     diffs = _diff(saved_cfg, now_cfg, RESUME_MAY_CHANGE)
-    if ckpt['batch']['eff_batch_size'] != plan['eff_batch_size']:
-        diffs.append(f"effective batch: {ckpt['batch']['eff_batch_size']} in the checkpoint, {plan['eff_batch_size']} now")
+    if ckpt['batch']['eff_batch_size'] != batching['eff_batch_size']:
+        diffs.append(f"effective batch: {ckpt['batch']['eff_batch_size']} in the checkpoint, {batching['eff_batch_size']} now")
     if diffs: raise CheckpointError("resuming must keep the run's recipe; these settings differ: " + '; '.join(diffs))
 
 # %% ../nbs/07_train.ipynb #201fa9bd
@@ -506,9 +458,9 @@ class Run:
     plain_set:object
     device:torch.device
     info:DistInfo
-    batch:dict                    # batch_plan(...)
-    mean:Tensor                   # [1, 3, 1, 1] on the device
-    std:Tensor
+    batch:dict                    # batch_setup(...)
+    mean:tuple                    # per-channel normalisation of the images (`data.normalize`)
+    std:tuple
     out:Optional[Path]            # None on ranks > 0
     log:MetricsLog
     on_step:Optional[Callable] = None
@@ -532,7 +484,7 @@ def train_step(run:Run, batches, epoch:int, step:int) -> float:
         batch = next(batches)
         k = a * run.info.world_size + run.info.rank
         plan = run.strategy(batch, run.mae.patch_size, generator_for(run.cfg.seed, 'mask', epoch, step, k)).to(run.device)
-        imgs = (batch['image'].to(run.device, non_blocking=True) - run.mean) / run.std
+        imgs = normalize(batch['image'].to(run.device, non_blocking=True), run.mean, run.std)
         with (model.no_sync() if ddp and a < A - 1 else nullcontext()):
             with run.autocast(): loss = model(imgs, plan)[0]
             (run.scaler.scale(loss / A) if run.scaler else loss / A).backward()
@@ -609,13 +561,19 @@ class PretrainResult:
 def _build_model(cfg):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed_for(cfg.seed, 'init'))
-        model = getattr(_mae, MODELS[cfg.model])(img_size=cfg.img_size, norm_pix_loss=cfg.norm_pix_loss)
+        model = MODELS[cfg.model](img_size=cfg.img_size, norm_pix_loss=cfg.norm_pix_loss)
     for mod in model.modules():
         if hasattr(mod, 'fused_attn'): mod.fused_attn = cfg.fused_attn
     return model
 
+def _workers_see(items, strategy):
+    "What the data workers read besides the images: the state of each map source of the wrapped data set."
+    wrapped = items.dataset
+    if isinstance(wrapped, AugmentedItems): return {k: source.state_dict() for k, source in wrapped.maps.items()}
+    return strategy.state_dict()   # another kind of wrapper: assume the workers read the whole strategy
+
 def _fingerprint(state) -> str:
-    "A hash of a strategy's state, to notice when `epoch_start` changed what the data workers must see."
+    "A hash of a state (tensors, dicts, lists, scalars), to notice when `epoch_start` changed what the data workers see."
     h = hashlib.blake2b(digest_size=16)
     def feed(x):
         if isinstance(x, Tensor): h.update(x.detach().cpu().contiguous().numpy().tobytes()); h.update(str(tuple(x.shape)).encode())
@@ -639,11 +597,10 @@ def _resume_source(resume, cfg):
     return p / 'checkpoint.pth' if p.is_dir() else p
 
 def _make_strategy(cfg, context):
-    "The run's strategy; a bad name or argument is a `ConfigError` (a missing module stays `StrategyUnavailable`)."
+    "The run's strategy; a bad name or argument is a `ConfigError`."
     kw = dict(cfg.strategy_kw)
     if cfg.mask_ratio is not None: kw['mask_ratio'] = cfg.mask_ratio
     try: return make_strategy(cfg.strategy, context, **kw)
-    except StrategyUnavailable: raise
     except (TypeError, ValueError) as e: raise ConfigError(f"strategy {cfg.strategy!r}: {e}") from None
 
 def _preflight(strategy, items, sampler, patch_size, cfg):
@@ -674,34 +631,34 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
     info = init_distributed(device=cfg.device)
     try:
         # 1. check everything; nothing exists on disk yet
-        plan = check_config(cfg, info.world_size)
+        batching = check_config(cfg, info.world_size)
         device = pick_device(cfg.device, info)
         mae = _build_model(cfg)
-        if ckpt: check_resumable(ckpt, cfg, dict(mae.config), plan)
+        if ckpt: check_resumable(ckpt, cfg, dict(mae.config), batching)
         if train_set is None: train_set, transform, plain_set = build_data(cfg)
         else: transform, plain_set = None, train_set
         mean, std = data_stats(train_set)
         strategy = _make_strategy(cfg, dict(n_items=len(train_set), grid=tuple(mae.grid_size), patch_size=mae.patch_size,
-                                            image_transform=Normalize(mean, std)))
+                                            image_transform=functools.partial(normalize, mean=mean, std=std)))
         if ckpt: strategy.load_state_dict(ckpt['strategy']['state'])
         if ckpt and ckpt['data_order']['n_items'] != len(train_set):
             raise CheckpointError(f"the training set has {len(train_set)} images, the checkpoint's had {ckpt['data_order']['n_items']}")
-        sampler = StepBatches(len(train_set), plan['batch_size'], plan['accum_iter'], info.world_size, info.rank, cfg.seed)
+        sampler = StepBatches(len(train_set), batching['batch_size'], batching['accum_iter'], info.world_size, info.rank, cfg.seed)
         items = SeededItems(strategy.wrap_dataset(train_set, transform), cfg.seed)
         _preflight(strategy, items, sampler, mae.patch_size, cfg)
         out = _prepare_out(cfg, resuming=ckpt is not None)
         # 2. build the run
         mae.to(device)
-        optimizer = make_optimizer(mae, plan['lr'], cfg.weight_decay, cfg.betas)
+        optimizer = make_optimizer(mae, batching['lr'], cfg.weight_decay, cfg.betas)
         amp, autocast, scaler = amp_setup(cfg.amp, device)
         run = Run(cfg=cfg, mae=mae, model=mae, optimizer=optimizer, scaler=scaler, autocast=autocast, strategy=strategy,
-                        sampler=sampler, loader=None, plain_set=plain_set, device=device, info=info, batch=plan,
-                        mean=torch.tensor(mean, device=device).view(1, -1, 1, 1), std=torch.tensor(std, device=device).view(1, -1, 1, 1),
+                        sampler=sampler, loader=None, plain_set=plain_set, device=device, info=info, batch=batching,
+                        mean=mean, std=std,
                         out=out if info.is_main else None, log=MetricsLog(out / 'metrics.jsonl' if info.is_main else None), on_step=on_step)
         if ckpt: _restore(run, ckpt, src)
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            (out / 'config.json').write_text(json.dumps(dict(config=asdict(cfg), batch=plan, model_config=dict(mae.config)), indent=1))
+            (out / 'config.json').write_text(json.dumps(dict(config=asdict(cfg), batch=batching, model_config=dict(mae.config)), indent=1))
             if ckpt: run.log.truncate_after(run.global_step)
         run.loader = _make_loader(items, sampler, cfg, device)
         if info.world_size > 1:
@@ -712,10 +669,10 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
         for epoch in range(run.epoch, cfg.epochs):
             start = run.step if epoch == run.epoch else 0
             if start == 0:
-                before = _fingerprint(strategy.state_dict()) if cfg.num_workers else None
+                before = _fingerprint(_workers_see(items, strategy)) if cfg.num_workers else None
                 strategy.epoch_start(epoch, cfg.epochs, mae, plain_set)
-                if cfg.num_workers and _fingerprint(strategy.state_dict()) != before:
-                    run.loader = _make_loader(items, sampler, cfg, device)   # workers hold copies: give them the new state
+                if cfg.num_workers and _fingerprint(_workers_see(items, strategy)) != before:
+                    run.loader = _make_loader(items, sampler, cfg, device)   # workers hold copies: give them the new maps
             mean_loss = train_one_epoch(run, epoch, start)
             run.log.write(dict(kind='epoch', epoch=epoch, global_step=run.global_step, loss=mean_loss,
                                time=run.elapsed + time.perf_counter() - run.t0))

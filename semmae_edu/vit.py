@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['VIT_SIZES', 'PatchEmbed', 'get_1d_sincos_pos_embed', 'get_2d_sincos_pos_embed', 'Attention', 'Mlp', 'drop_path',
-           'DropPath', 'Block', 'VisionTransformer', 'cls_attention', 'vit_tiny', 'vit_small', 'vit_base', 'vit_large',
-           'vit_huge']
+           'DropPath', 'Block', 'init_mae_weights', 'VisionTransformer', 'cls_attention', 'normalize_heads',
+           'cls_attention_maps', 'vit_tiny', 'vit_small', 'vit_base', 'vit_large', 'vit_huge']
 
 # %% ../nbs/01_vit.ipynb #87e7839d
 import math
@@ -17,21 +17,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import Tensor, nn
 
-# %% ../nbs/01_vit.ipynb #b2676449
-def _pair(v, name:str) -> Tuple[int, int]:
-    "`v` as a `(height, width)` pair of positive ints; `name` is the argument's name for error messages."
-    t = (v, v) if isinstance(v, int) and not isinstance(v, bool) else v
-    if not (isinstance(t, (tuple, list)) and len(t) == 2
-            and all(isinstance(a, int) and not isinstance(a, bool) for a in t)):
-        raise TypeError(f"{name} must be an int or a (height, width) pair of ints, got {v!r}")
-    if min(t) <= 0: raise ValueError(f"{name} must be positive, got {v!r}")
-    return tuple(t)
-
-def _pos_int(v, name:str) -> int:
-    "Check that `v` is a positive int."
-    if not isinstance(v, int) or isinstance(v, bool): raise TypeError(f"{name} must be an int, got {v!r}")
-    if v <= 0: raise ValueError(f"{name} must be positive, got {v}")
-    return v
+from .data import check_int, check_pair
 
 # %% ../nbs/01_vit.ipynb #c7cb3786
 class PatchEmbed(nn.Module):
@@ -42,11 +28,11 @@ class PatchEmbed(nn.Module):
                  in_chans:int=3,                             # image channels
                  embed_dim:int=768):                         # token width D
         super().__init__()
-        self.img_size, self.patch_size = _pair(img_size, 'img_size'), _pair(patch_size, 'patch_size')
+        self.img_size, self.patch_size = check_pair('img_size', img_size), check_pair('patch_size', patch_size)
         if any(s % p for s, p in zip(self.img_size, self.patch_size)):
             raise ValueError(f"img_size {img_size} must be divisible by patch_size {patch_size} "
                              f"(in height and width)")
-        self.in_chans, self.embed_dim = _pos_int(in_chans, 'in_chans'), _pos_int(embed_dim, 'embed_dim')
+        self.in_chans, self.embed_dim = check_int('in_chans', in_chans), check_int('embed_dim', embed_dim)
         self.grid_size = tuple(s // p for s, p in zip(self.img_size, self.patch_size))  # (h, w) patches
         self.num_patches = self.grid_size[0] * self.grid_size[1]                        # L = h*w
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
@@ -84,9 +70,9 @@ def get_2d_sincos_pos_embed(embed_dim:int,                         # D, a multip
                             cls_token:bool=False                   # prepend a zero row for the CLS token
                            ) -> Tensor:                            # [(1+)h*w, D] float32, row-major grid
     "MAE's fixed 2-D sin-cos position embedding: first D/2 channels encode the column, last D/2 the row."
-    _pos_int(embed_dim, 'embed_dim')
+    check_int('embed_dim', embed_dim)
     if embed_dim % 4: raise ValueError(f"embed_dim must be a multiple of 4 for the 2-D sin-cos embedding, got {embed_dim}")
-    h, w = _pair(grid_size, 'grid_size')
+    h, w = check_pair('grid_size', grid_size)
     rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing='ij')
     emb = torch.cat([get_1d_sincos_pos_embed(embed_dim // 2, cols),    # official `emb_h` (from grid[0] = columns)
                      get_1d_sincos_pos_embed(embed_dim // 2, rows)], 1)  # official `emb_w` (from grid[1] = rows)
@@ -98,7 +84,7 @@ class Attention(nn.Module):
     "Multi-head self-attention with a fused `qkv` Linear and an output `proj` (timm's names)."
     def __init__(self, dim:int, num_heads:int=8, qkv_bias:bool=True):
         super().__init__()
-        _pos_int(dim, 'dim'); _pos_int(num_heads, 'num_heads')
+        check_int('dim', dim); check_int('num_heads', num_heads)
         if dim % num_heads: raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.scale = self.head_dim ** -0.5
@@ -178,6 +164,23 @@ class Block(nn.Module):
         return (x, attn) if return_attn else x
 
 # %% ../nbs/01_vit.ipynb #a8236536
+@torch.no_grad()
+def init_mae_weights(model:nn.Module,   # a model built from these pieces: `patch_embed` and Linear / LayerNorm layers
+                     tokens=(),         # learned tokens (CLS, MAE's mask token): normal, std 0.02, in this order
+                     tables=(),         # fixed position tables [1, 1+L, D]: the 2-D sin-cos table with a zero CLS row
+                    ):
+    "MAE's initialisation, shared by the ViT and the MAE (chapter 03): see the list above."
+    for t in tables: t.copy_(get_2d_sincos_pos_embed(t.shape[-1], model.patch_embed.grid_size, cls_token=True)[None])
+    w = model.patch_embed.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))   # the patch conv initialised like a Linear [D, C*P*P]
+    for t in tokens: nn.init.normal_(t, std=.02)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None: nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+
 class VisionTransformer(nn.Module):
     "ViT with a CLS token and fixed 2-D sin-cos positions; parameter names identical to timm's `VisionTransformer`."
     def __init__(self,
@@ -192,11 +195,13 @@ class VisionTransformer(nn.Module):
                  num_classes:int=0,                          # 0: no head (`head` is Identity)
                  global_pool:str='token',                    # 'token' (CLS) or 'avg' (mean of patch tokens + fc_norm)
                  drop_path_rate:float=0.,                    # stochastic depth at the last block
-                 seed:Optional[int]=None):                   # seed for the initial weights
+                 seed:Optional[int]=None,                    # seed for the initial weights
+                 weight_init:str='mae'):                     # 'mae': MAE's init; 'skip': none (a subclass that adds layers inits them all)
         super().__init__()
+        if weight_init not in ('mae', 'skip'): raise ValueError(f"weight_init must be 'mae' or 'skip', got {weight_init!r}")
         if global_pool not in ('token', 'avg'):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
-        _pos_int(depth, 'depth'); _pos_int(embed_dim, 'embed_dim')
+        check_int('depth', depth); check_int('embed_dim', embed_dim)
         if embed_dim % 4: raise ValueError(f"embed_dim must be a multiple of 4 (2-D sin-cos positions), got {embed_dim}")
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
@@ -216,57 +221,50 @@ class VisionTransformer(nn.Module):
             self.norm = nn.Identity() if avg else nn.LayerNorm(embed_dim, eps=1e-6)
             self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6) if avg else nn.Identity()
             self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-            self.init_weights()
+            if weight_init == 'mae': self.init_weights()
 
     @property
     def grid_size(self) -> Tuple[int, int]: return self.patch_embed.grid_size  # (h, w) patches
 
-    @torch.no_grad()
     def init_weights(self):
         "MAE's initialisation (see the list above)."
-        pos = get_2d_sincos_pos_embed(self.embed_dim, self.patch_embed.grid_size, cls_token=True)
-        self.pos_embed.copy_(pos[None])
-        w = self.patch_embed.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.normal_(self.cls_token, std=.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None: nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+        init_mae_weights(self, tokens=(self.cls_token,), tables=(self.pos_embed,))
 
-# %% ../nbs/01_vit.ipynb #81706852
-@patch
-def prepare_tokens(self:VisionTransformer, x:Tensor # [N, C, H, W] images
-                  ) -> Tensor:                     # [N, 1+L, D] CLS + patch tokens, with positions
-    "Patch tokens + their positions, CLS token + its (zero) position in front."
-    x = self.patch_embed(x) + self.pos_embed[:, 1:]
-    cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-    return torch.cat([cls, x], dim=1)
+    def embed_patches(self, x:Tensor # [N, C, H, W] images
+                     ) -> Tensor:    # [N, L, D] patch tokens with their positions
+        "Patch tokens plus their positions (the MAE encoder then drops the masked ones)."
+        return self.patch_embed(x) + self.pos_embed[:, 1:]
 
-@patch
-def forward_features(self:VisionTransformer, x:Tensor # [N, C, H, W] images
-                    ) -> Tensor:                       # [N, 1+L, D] tokens after the blocks and `norm`
-    "All tokens after the last block and the final `norm` (identity when `global_pool='avg'`)."
-    x = self.prepare_tokens(x)
-    for blk in self.blocks: x = blk(x)
-    return self.norm(x)
+    def prepend_cls(self, x:Tensor # [N, T, D] patch tokens (all, or the visible ones)
+                   ) -> Tensor:    # [N, 1+T, D]
+        "The CLS token plus its (zero) position, in front of the patch tokens."
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        return torch.cat([cls, x], dim=1)
 
-@patch
-def forward_head(self:VisionTransformer, x:Tensor, # [N, 1+L, D] from `forward_features`
-                 pre_logits:bool=False             # stop before `head`
-                ) -> Tensor:                        # [N, num_classes] (or [N, D] without a head)
-    "Pool (CLS token, or mean of the patch tokens), `fc_norm`, `head`."
-    x = x[:, 0] if self.global_pool == 'token' else x[:, self.num_prefix_tokens:].mean(dim=1)
-    x = self.fc_norm(x)
-    return x if pre_logits else self.head(x)
+    def prepare_tokens(self, x:Tensor # [N, C, H, W] images
+                      ) -> Tensor:    # [N, 1+L, D] CLS + patch tokens, with positions
+        "$z_0$: `prepend_cls(embed_patches(x))`."
+        return self.prepend_cls(self.embed_patches(x))
 
-@patch
-def forward(self:VisionTransformer, x:Tensor # [N, C, H, W] images
-            ) -> Tensor:                      # [N, num_classes] logits, or [N, D] features if num_classes=0
-    "`forward_head(forward_features(x))`."
-    return self.forward_head(self.forward_features(x))
+    def forward_features(self, x:Tensor # [N, C, H, W] images
+                        ) -> Tensor:    # [N, 1+L, D] tokens after the blocks and `norm`
+        "All tokens after the last block and the final `norm` (identity when `global_pool='avg'`)."
+        x = self.prepare_tokens(x)
+        for blk in self.blocks: x = blk(x)
+        return self.norm(x)
+
+    def forward_head(self, x:Tensor,          # [N, 1+L, D] from `forward_features`
+                     pre_logits:bool=False    # stop before `head`
+                    ) -> Tensor:              # [N, num_classes] (or [N, D] without a head)
+        "Pool (CLS token, or mean of the patch tokens), `fc_norm`, `head`."
+        x = x[:, 0] if self.global_pool == 'token' else x[:, self.num_prefix_tokens:].mean(dim=1)
+        x = self.fc_norm(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x:Tensor # [N, C, H, W] images
+               ) -> Tensor:    # [N, num_classes] logits, or [N, D] features if num_classes=0
+        "`forward_head(forward_features(x))`."
+        return self.forward_head(self.forward_features(x))
 
 # %% ../nbs/01_vit.ipynb #03a58e20
 @patch
@@ -284,10 +282,45 @@ def cls_attention(attn:Tensor,                # [N, heads, 1+L, 1+L] attention p
     "The CLS token's attention to each patch, as one map per head."
     if attn.ndim != 4 or attn.shape[-1] != attn.shape[-2]:
         raise ValueError(f"attn must be [N, heads, 1+L, 1+L], got shape {tuple(attn.shape)}")
-    h, w = _pair(tuple(grid_size), 'grid_size')
+    h, w = check_pair('grid_size', tuple(grid_size))
     if attn.shape[-1] != 1 + h * w:
         raise ValueError(f"attn has {attn.shape[-1]} tokens but grid_size {(h, w)} needs 1 + {h*w}")
     return attn[:, :, 0, 1:].reshape(attn.shape[0], attn.shape[1], h, w)
+
+# %% ../nbs/01_vit.ipynb #62e78a7e
+def normalize_heads(cls_attn:Tensor, # [N, heads, L] CLS -> patch attention of each head
+                   ) -> Tensor:      # [N, L] in [0, 1]
+    "Min–max normalise each head's CLS attention over the patches, then average the heads."
+    a = cls_attn.float()
+    a = a - a.amin(-1, keepdim=True)
+    top = a.amax(-1, keepdim=True)
+    a = torch.where(top > 0, a / top.clamp_min(torch.finfo(a.dtype).tiny), torch.zeros_like(a))  # a flat head -> 0
+    m = a.mean(1)
+    return torch.where(m.amax(-1, keepdim=True) > 0, m, torch.ones_like(m))  # every head flat -> uniform
+
+def _unwrap(model):
+    "The plain module inside DistributedDataParallel / DataParallel (`.module`) or torch.compile (`._orig_mod`)."
+    while True:
+        inner = getattr(model, 'module', None) or getattr(model, '_orig_mod', None)
+        if not isinstance(inner, nn.Module): return model
+        model = inner
+
+@torch.no_grad()
+def cls_attention_maps(model,         # a VisionTransformer (or a MaskedAutoencoder), possibly wrapped (DDP, compile)
+                       imgs:Tensor,   # [N, C, H, W] whole, un-augmented images (as the model expects them)
+                      ) -> Tensor:    # [N, h, w] float32 maps in [0, 1]
+    "The CLS attention map of each image: last block, CLS→patch, each head min–max normalised, mean over heads."
+    if not isinstance(imgs, Tensor) or imgs.ndim != 4:
+        raise ValueError(f"imgs must be a [N, C, H, W] tensor, got {getattr(imgs, 'shape', type(imgs).__name__)}")
+    vit = _unwrap(model)
+    if not isinstance(vit, VisionTransformer):
+        raise TypeError(f"model must be a VisionTransformer (or a MaskedAutoencoder, which is one), got {type(vit).__name__}")
+    was_training = vit.training
+    vit.eval()
+    try: attn = vit.get_last_selfattention(imgs)
+    finally: vit.train(was_training)
+    h, w = vit.grid_size
+    return normalize_heads(cls_attention(attn, (h, w)).flatten(2)).reshape(imgs.shape[0], h, w)
 
 # %% ../nbs/01_vit.ipynb #2f6cd1d7
 VIT_SIZES = dict(tiny=(192, 12, 3), small=(384, 12, 6), base=(768, 12, 12), large=(1024, 24, 16), huge=(1280, 32, 16))

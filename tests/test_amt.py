@@ -111,6 +111,12 @@ def test_mae_trains_on_amt_plans():
     batch = torch.utils.data.default_collate([s.wrap_dataset(base, mae_transform(32, mean=base.mean, std=base.std))[i] for i in range(8)])
     plan = s(batch, 4, torch.Generator().manual_seed(0))
     assert plan.counts == dict(visible=10, masked=28, thrown=26)
-    loss = model(batch['image'], plan)[0]
+    seen = {}
+    hooks = [model.blocks[0].register_forward_pre_hook(lambda m, a: seen.update(encoder=a[0].shape[1])),
+             model.decoder_blocks[0].register_forward_pre_hook(lambda m, a: seen.update(decoder=a[0].shape[1]))]
+    loss, pred, _ = model(batch['image'], plan)
+    for h in hooks: h.remove()
+    assert seen == dict(encoder=1 + 10, decoder=1 + 10 + 28)          # CLS + visible; CLS + visible + masked: 26 thrown are absent
+    assert pred.shape == (8, 64, 48) and (pred[plan.thrown] == 0).all()   # zeros where a patch was thrown
     loss.backward()
     assert torch.isfinite(loss) and model.blocks[0].attn.qkv.weight.grad is not None

@@ -6,7 +6,7 @@ import torch
 pytest.importorskip('semmae_edu.train', reason='the demo pre-trains with semmae_edu.train (07_train)')
 from semmae_edu.demo import run_demo, demo_command, METHODS, DEFAULT_METHODS
 
-torch.set_num_threads(1)
+THREADS = 1   # one intra-op thread (tests/conftest.py)
 TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, amt_start_epoch=1, refresh_every=1, part_steps=10, probe_epochs=10, n_pictures=3, progress=False)
 
 def test_demo_tiny_report(tmp_path):

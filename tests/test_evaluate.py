@@ -6,12 +6,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from semmae_edu.evaluate import (extract_features, linear_probe, knn_classify, accuracy, param_groups_lrd, layer_id,
                                  finetune, attention_on_object, attention_maps, fg_patches, check_fits, LinearProbe, LARS)
-from semmae_edu.vit import VisionTransformer, cls_attention
+from semmae_edu.vit import VisionTransformer, cls_attention, cls_attention_maps
 from semmae_edu.data import SyntheticParts
 from semmae_edu.mae import mae_vit_micro_patch4
 from tolerance import EPS32, EPS_TF32, layers, reduction
 
-torch.set_num_threads(1)
+THREADS = 1   # one intra-op thread (tests/conftest.py)
 DIRS = torch.randn(10, 24, generator=torch.Generator().manual_seed(7))
 
 def planted(n, seed, signal=1.0):
@@ -126,14 +126,21 @@ def test_finetune_learns_planted_images_and_keeps_encoder():
     assert all(torch.equal(v, vit.state_dict()[k]) for k, v in before.items())
     with pytest.raises(ValueError, match='epochs'): finetune(vit, TensorDataset(x, y), TensorDataset(x, y), epochs=0)
 
-def test_attention_fallback_is_amts_rule():
+def test_attention_maps_are_the_vits():
+    "One rule: evaluate's maps are vit.cls_attention_maps of the encoder, for a ViT and for an MAE alike; sizes are checked first."
     vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4, seed=1)
     x = torch.randn(3, 3, 16, 16)
-    m = attention_maps(vit, x)
-    a = cls_attention(vit.eval().get_last_selfattention(x), (4, 4))
-    a = a.flatten(2); a = (a - a.amin(-1, keepdim=True)) / (a.amax(-1, keepdim=True) - a.amin(-1, keepdim=True))
+    assert torch.equal(attention_maps(vit, x), cls_attention_maps(vit, x))
+    a = cls_attention(vit.eval().get_last_selfattention(x), (4, 4)).flatten(2)        # the rule restated
+    a = (a - a.amin(-1, keepdim=True)) / (a.amax(-1, keepdim=True) - a.amin(-1, keepdim=True))
     # the same probabilities; min–max and the mean over 4 heads in another order: a few roundings of values <= 1
-    torch.testing.assert_close(m, a.mean(1).view(3, 4, 4), atol=reduction(4 + 4), rtol=0)
+    torch.testing.assert_close(attention_maps(vit, x), a.mean(1).view(3, 4, 4), atol=reduction(4 + 4), rtol=0)
+    mae = mae_vit_micro_patch4()
+    imgs = torch.randn(2, 3, 32, 32)
+    assert torch.equal(attention_maps(mae, imgs), cls_attention_maps(mae.encoder(), imgs))
+    with torch.no_grad():                                     # a flat head counts as zeros, not as a 1e-12-scaled copy
+        vit.blocks[-1].attn.qkv.weight[:32].zero_(); vit.blocks[-1].attn.qkv.bias[:32].zero_()   # q = 0: every head flat
+    assert torch.equal(attention_maps(vit, x), torch.ones(3, 4, 4))   # all heads flat -> uniform
     with pytest.raises(ValueError, match='expects 3×16×16'): attention_maps(vit, torch.randn(1, 3, 32, 32))
 
 def test_attention_on_object_exact():

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from semmae_edu.data import SyntheticParts, patch_parts
-from semmae_edu.mae import mae_vit_micro_patch4
+from semmae_edu.mae import mae_vit_micro_patch4, pretrain_mae
 from semmae_edu.parts import (PartLearner, grid_parts, kmeans_parts, load_parts, matched_miou, nmi, part_bank,
-                              pretrain_mae, save_parts, timm_features, train_parts)
+                              save_parts, timm_features, train_parts)
 
 
 def _load(n, seed):
@@ -29,7 +29,7 @@ def _load(n, seed):
 @pytest.fixture(scope='module')
 def trained():
     "A micro MAE pre-trained briefly, and K=6 parts learned on its frozen encoder (the chapter's CI-sized run)."
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    n_threads = torch.get_num_threads(); torch.set_num_threads(min(2, n_threads))   # given back below
     t0 = time.time()
     ds, X, _ = _load(768, seed=0)
     mean, std = torch.tensor(ds.mean).view(1, 3, 1, 1), torch.tensor(ds.std).view(1, 3, 1, 1)
@@ -40,6 +40,7 @@ def trained():
     for seed in (0, 1):   # two part learners on the same frozen encoder: the claim is about the method, not one seed
         learner = PartLearner(mae.encoder(), n_parts=6, layers=(0, 1, 2, 3), mean=ds.mean, std=ds.std, seed=seed)
         runs.append((learner, train_parts(learner, X, steps=250, batch_size=64, seed=seed, progress=False)))
+    torch.set_num_threads(n_threads)
     return dict(mae=mae, runs=runs, learner=runs[0][0], ds=ds, seconds=time.time() - t0)
 
 

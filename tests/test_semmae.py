@@ -4,7 +4,7 @@ import pytest
 import torch
 from tolerance import EPS64
 from semmae_edu.semmae import (semantic_masking, part_sizes, intra_part_counts, inter_part_counts, mix_counts, fix_counts,
-                               mask_in_parts, lam_schedule, lam_at, patch_parts, PartBank, PartsDataset, SemMAEStrategy)
+                               mask_in_parts, lam_schedule, lam_at, patch_parts, PartBank, SemMAEStrategy)
 
 
 def layouts(g, N, L):
@@ -151,7 +151,8 @@ def test_official_budget_difference():
     "Our inter-part budget is M = L - int(L(1-r)) (the official code spends int(L*r), one less here)."
     sizes = torch.tensor([[196]])
     assert inter_part_counts(sizes, 196 - int(196 * 0.4)).item() == 118
-    assert int(196 * 0.6) == 117
+    plan = semantic_masking(torch.zeros(1, 196, dtype=torch.long), 0.6, 0., torch.Generator().manual_seed(0))
+    assert plan.n_masked == 118 and plan.n_masked != int(196 * 0.6)   # MAE's count L - int(L(1-r)); the official budget would be 117
 
 
 def test_devices_and_dtypes():

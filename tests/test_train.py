@@ -1,9 +1,9 @@
 """The training loop (nbs/07_train.ipynb): exact resume after SIGKILL, one short run per strategy,
 non-finite loss, checkpoint refusals, DataLoader workers. CPU only, tiny models, a few steps each."""
-import json, os, signal, subprocess, sys, time
+import json, math, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
-from semmae_edu.train import (PretrainConfig, pretrain, read_checkpoint, read_metrics, epoch_permutation, available_strategies,
+from semmae_edu.train import (PretrainConfig, pretrain, read_checkpoint, read_metrics, epoch_permutation,
                               CheckpointError, ConfigError, NonFiniteLossError, STRATEGIES)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,12 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # device='cpu': bitwise resume checks need the CPU's deterministic kernels, also on a machine with a GPU.
 TINY = dict(n_synthetic=48, batch_size=8, accum_iter=2, epochs=3, warmup_epochs=1, progress=False, seed=3, device='cpu')
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Bitwise comparisons need the same kernels in every run: one intra-op thread everywhere."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+THREADS = 1   # bitwise comparisons need the same kernels in every run: one intra-op thread (tests/conftest.py)
 
 def env():
     return {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1'}
@@ -67,8 +62,6 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
 
 @pytest.mark.parametrize('strategy', list(STRATEGIES))
 def test_short_pretraining_loss_falls(tmp_path, strategy):
-    if strategy not in available_strategies():
-        pytest.skip(f"strategy {strategy!r}: its module {STRATEGIES[strategy][0]} is not in this checkout yet")
     cfg = PretrainConfig(strategy=strategy, n_synthetic=64, batch_size=16, epochs=4, warmup_epochs=1, progress=False, device='cpu',
                          out=str(tmp_path / strategy), strategy_kw=STRATEGY_KW.get(strategy, {}))
     res = pretrain(cfg)
@@ -83,8 +76,6 @@ class Crash(Exception): pass
 @pytest.mark.parametrize('strategy', ['amt', 'semmae'])
 def test_strategy_state_survives_a_crash(tmp_path, strategy):
     "AMT's attention bank and SemMAE's λ live in the checkpoint: a crash mid-epoch after AMT started changes nothing."
-    if strategy not in available_strategies():
-        pytest.skip(f"strategy {strategy!r}: its module {STRATEGIES[strategy][0]} is not in this checkout yet")
     cfg = dict(TINY, strategy=strategy, strategy_kw=STRATEGY_KW.get(strategy, {}), ckpt_every_steps=1)
     full = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'full')))
     def crash(rec):
@@ -154,15 +145,14 @@ def test_bad_settings_write_nothing(tmp_path):
                      (dict(n_synthetic=10), 'fewer than one optimizer step'), (dict(mask_ratio=1.0), 'mask_ratio')]:
         with pytest.raises((ConfigError, ValueError), match=msg): pretrain(PretrainConfig(**dict(TINY, out=str(out), **bad)))
         assert not out.exists()
-    if 'semmae' in available_strategies():           # SemMAE without part maps (no PartBank, items without 'parts')
-        from semmae_edu.data import SyntheticParts
-        class NoParts(torch.utils.data.Dataset):
-            def __init__(self): self.base = SyntheticParts(n=48, size=32)
-            def __len__(self): return 48
-            def __getitem__(self, i): return {k: v for k, v in self.base[i].items() if k not in ('parts', 'fg')}
-        with pytest.raises(ConfigError, match="strategy 'semmae' cannot mask data='synthetic': KeyError: .*no 'parts' map"):
-            pretrain(PretrainConfig(**dict(TINY, strategy='semmae', out=str(out))), train_set=NoParts())
-        assert not out.exists()
+    from semmae_edu.data import SyntheticParts     # SemMAE without part maps (no PartBank, items without 'parts')
+    class NoParts(torch.utils.data.Dataset):
+        def __init__(self): self.base = SyntheticParts(n=48, size=32)
+        def __len__(self): return 48
+        def __getitem__(self, i): return {k: v for k, v in self.base[i].items() if k not in ('parts', 'fg')}
+    with pytest.raises(ConfigError, match="strategy 'semmae' cannot mask data='synthetic': KeyError: .*no 'parts' map"):
+        pretrain(PretrainConfig(**dict(TINY, strategy='semmae', out=str(out))), train_set=NoParts())
+    assert not out.exists()
 
 def test_dataloader_workers_change_nothing(tmp_path):
     cfg = dict(TINY, epochs=1)
@@ -170,3 +160,73 @@ def test_dataloader_workers_change_nothing(tmp_path):
     b = pretrain(PretrainConfig(**cfg, num_workers=2, out=str(tmp_path / 'w2')))
     assert step_losses(tmp_path / 'w0') == step_losses(tmp_path / 'w2')
     assert_same_weights(a.model, b.model)
+
+@pytest.mark.parametrize('strategy', ['amt', 'semmae'])
+def test_workers_for_map_strategies(tmp_path, strategy, monkeypatch):
+    "Workers change no number for AMT and SemMAE; the loader is rebuilt only when the maps the workers read change."
+    import semmae_edu.train as train
+    built, make = [], train._make_loader
+    monkeypatch.setattr(train, '_make_loader', lambda *a: built.append(1) or make(*a))
+    cfg = dict(TINY, strategy=strategy, strategy_kw=STRATEGY_KW.get(strategy, {}))
+    a = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'w0')))
+    assert len(built) == 1                                      # no workers: one loader
+    b = pretrain(PretrainConfig(**cfg, num_workers=2, out=str(tmp_path / 'w2')))
+    assert step_losses(tmp_path / 'w0') == step_losses(tmp_path / 'w2')
+    assert_same_weights(a.model, b.model)
+    # AMT refreshes its bank at epochs 1 and 2 (start 1, every 1): two rebuilds; SemMAE's maps never change: none
+    assert len(built) - 1 == {'amt': 3, 'semmae': 1}[strategy]
+
+def _grad_norms(norms):
+    "A hook on every optimizer's step that records the global gradient norm the step sees."
+    def hook(opt, args, kwargs):
+        g = [p.grad.detach().float().norm() for group in opt.param_groups for p in group['params'] if p.grad is not None]
+        norms.append(torch.stack(g).norm().item())
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    return register_optimizer_step_pre_hook(hook)
+
+@pytest.mark.parametrize('amp', ['none', 'fp16'])
+def test_clip_grad_bounds_the_step(tmp_path, amp):
+    "With clip_grad the optimizer never sees a larger gradient norm (with fp16: after the GradScaler unscaled it)."
+    free, clipped = [], []
+    cfg = dict(TINY, epochs=1, device='cpu', amp=amp)
+    h = _grad_norms(free)
+    try: pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'free')))
+    finally: h.remove()
+    clip = min(free) / 2                                    # every step of the free run would be clipped
+    h = _grad_norms(clipped)
+    try: pretrain(PretrainConfig(**cfg, clip_grad=clip, out=str(tmp_path / 'clip')))
+    finally: h.remove()
+    assert len(clipped) == len(free) == 3
+    # clip_grad_norm_ scales by clip / (norm + 1e-6) <= clip / norm; the float32 norm of ~1e5 squares carries a
+    # relative rounding error of about log2(1e5) * 6e-8 ~ 1e-6 (pairwise sums): 1e-4 is a wide margin.
+    assert max(clipped) <= clip * (1 + 1e-4), (clipped, clip)
+    assert min(clipped) >= clip * (1 - 1e-3)                # and the step does see the clipped norm (not a tiny one)
+
+def test_fp16_gradscaler_path(tmp_path):
+    "amp='fp16' runs under autocast with a GradScaler (CPU float16 autocast where torch supports it), and resumes it."
+    try:
+        with torch.autocast('cpu', dtype=torch.float16): torch.ones(2, 2) @ torch.ones(2, 2)
+    except RuntimeError as e: pytest.skip(f"this torch has no float16 autocast on the CPU: {e}")
+    cfg = dict(TINY, epochs=1, device='cpu')
+    ref = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'fp32')))
+    half = pretrain(PretrainConfig(**cfg, amp='fp16', out=str(tmp_path / 'fp16')))
+    ck = read_checkpoint(tmp_path / 'fp16')
+    assert ck['scaler'] is not None and ck['scaler']['scale'] == 2. ** 16      # finite gradients: the initial scale stays
+    assert read_checkpoint(tmp_path / 'fp32')['scaler'] is None
+    l32, l16 = step_losses(tmp_path / 'fp32'), step_losses(tmp_path / 'fp16')
+    # step 0: the same weights, batch and masks; float16 keeps 11 significant bits (unit roundoff 4.9e-4) and the
+    # micro MAE's forward chains about 20 rounded operations: a relative error below 20 * 4.9e-4 ~ 1e-2.
+    assert abs(l16[0] - l32[0]) <= 1e-2 * abs(l32[0]), (l16[0], l32[0])
+    assert all(math.isfinite(v) for v in l16)
+    assert not all(torch.equal(a, b) for a, b in zip(ref.model.state_dict().values(), half.model.state_dict().values()))
+
+def test_compile_changes_no_number(tmp_path, monkeypatch):
+    "compile=True puts the model through torch.compile; with dynamo's eager backend (no C++ toolchain, seconds) every loss is the eager one."
+    real, calls = torch.compile, []
+    monkeypatch.setattr(torch, 'compile', lambda m, **kw: calls.append(m) or real(m, backend='eager'))
+    cfg = dict(TINY, epochs=1, device='cpu')
+    eager = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'eager')))
+    comp = pretrain(PretrainConfig(**cfg, compile=True, out=str(tmp_path / 'compiled')))
+    assert len(calls) == 1
+    assert step_losses(tmp_path / 'compiled') == step_losses(tmp_path / 'eager')
+    assert_same_weights(eager.model, comp.model)

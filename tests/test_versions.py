@@ -1,4 +1,4 @@
-"""The supported versions are the proven ones: every lower bound in settings.ini `requirements` for the
+"""The supported versions are the proven ones: every lower bound in settings.ini (`requirements`, and the extras for timm) for the
 libraries CI pins is exactly what `.ci/floor.txt` installs in CI's second environment (and .ci/run uses it)."""
 import configparser, re
 from pathlib import Path
@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def floors_declared() -> dict:
     cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini', encoding='utf-8')
     out = {}
-    for req in cfg['DEFAULT']['requirements'].split():
+    reqs = ' '.join(cfg['DEFAULT'].get(k, '') for k in ('requirements', 'notebooks_requirements', 'dev_requirements'))
+    for req in reqs.split():
         m = re.match(r'([A-Za-z0-9_.\-]+)>=([0-9][^,<]*)', req)
         if m: out[m.group(1).lower()] = m.group(2)
     return out
@@ -40,5 +41,5 @@ def test_ci_installs_exactly_the_declared_floors():
 def test_notebooks_extra_has_what_a_chapter_imports():
     cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini', encoding='utf-8')
     extra = cfg['DEFAULT']['notebooks_requirements']
-    assert 'nbdev' in extra and 'execnb' in extra
+    assert 'nbdev' in extra and 'execnb' in extra and 'timm' in extra   # 01_vit compares with timm
     assert "'notebooks': notebooks_requirements" in (ROOT / 'setup.py').read_text()

@@ -12,7 +12,7 @@ from semmae_edu.vit import (VIT_SIZES, Attention, Block, DropPath, PatchEmbed, V
                             drop_path, get_1d_sincos_pos_embed, get_2d_sincos_pos_embed, vit_base, vit_huge,
                             vit_large, vit_small, vit_tiny)
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+THREADS = min(2, torch.get_num_threads())   # at most two intra-op threads (tests/conftest.py)
 
 
 def _hw(s): return (s, s) if isinstance(s, int) else tuple(s)

@@ -1,0 +1,54 @@
+"""Refactor check (issue 15): the numbers a refactor must not change.
+
+Runs `pretrain` (random, amt with amt_start_epoch=1/refresh_every=1 also with 2 workers, semmae) for 2 epochs on a
+small SyntheticParts set with a fixed seed, and a tiny `run_demo`, and writes every loss and metric (timings left out).
+Usage: python bench/refactor_equal.py OUT.json          # record
+       python bench/refactor_equal.py OUT.json --compare bench/refactor_baseline.json   # exact equality
+"""
+import json, re, sys, tempfile, math
+from pathlib import Path
+import torch
+from semmae_edu.data import SyntheticParts
+from semmae_edu import train
+from semmae_edu.demo import run_demo
+
+TIMING = ('seconds', 'pretrain_seconds', 'images_per_s', 'total_seconds', 'time')
+
+def drop_timings(x):
+    if isinstance(x, dict): return {k: drop_timings(v) for k, v in x.items() if k not in TIMING}
+    if isinstance(x, list): return [drop_timings(v) for v in x]
+    if isinstance(x, str): return re.sub(r'\b\d+(\.\d+)? s\b', '<seconds> s', x)   # timings inside the report's notes
+    return x
+
+def pretrain_losses(strategy, tmp, num_workers=0, **kw):
+    ds = SyntheticParts(n=96, size=32, seed=0)
+    cfg = train.preset('cpu', model='micro', epochs=2, batch_size=16, warmup_epochs=0.5, strategy=strategy, seed=3,
+                       out=str(Path(tmp) / f'{strategy}{num_workers}'), progress=False, num_workers=num_workers, **kw)
+    res = train.pretrain(cfg, train_set=ds)
+    return [r['loss'] for r in res.history], sum(float(p.double().sum()) for p in res.model.state_dict().values())
+
+def main(out, compare=None):
+    torch.set_num_threads(1)
+    rec = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        amt = dict(strategy_kw=dict(amt_start_epoch=1, refresh_every=1))
+        rec['pretrain_random'] = pretrain_losses('random', tmp)
+        rec['pretrain_amt'] = pretrain_losses('amt', tmp, **amt)
+        rec['pretrain_amt_workers2'] = pretrain_losses('amt', tmp, num_workers=2, **amt)
+        rec['pretrain_semmae'] = pretrain_losses('semmae', tmp)
+        m = run_demo(Path(tmp) / 'demo', n_train=128, n_test=64, epochs=2, batch_size=32, amt_start_epoch=1, refresh_every=1,
+                     part_steps=4, probe_epochs=3, n_pictures=2, progress=False)
+        rec['demo'] = drop_timings(json.loads((Path(tmp) / 'demo' / 'metrics.json').read_text()))
+    Path(out).write_text(json.dumps(rec, indent=1))
+    if compare:
+        base = drop_timings(json.loads(Path(compare).read_text()))
+        now = json.loads(Path(out).read_text())   # compared as stored (tuples become lists)
+        diffs = [k for k in base if base[k] != now.get(k)]
+        print('identical' if not diffs else f'DIFFERENT: {diffs}')
+        return not diffs
+    return True
+
+if __name__ == '__main__':
+    a = sys.argv[1:]
+    ok = main(a[0], a[a.index('--compare') + 1] if '--compare' in a else None)
+    sys.exit(0 if ok else 1)
