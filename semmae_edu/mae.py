@@ -219,7 +219,7 @@ def show_reconstructions(recs:dict, n:int=4, size:float=1.6):
     for i in range(n):
         for j, k in enumerate(names):
             axes[i, j].imshow(recs[k][i].permute(1, 2, 0).cpu().numpy()); axes[i, j].axis('off')
-            if i == 0: axes[i, j].set_title(k, fontsize=9)
+            if i == 0: axes[i, j].set_title(k)
     plt.tight_layout()
     return fig
 

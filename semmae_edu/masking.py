@@ -9,8 +9,10 @@ from torch import Tensor
 from .data import AugmentedItems
 
 # %% auto #0
-__all__ = ['VISIBLE', 'MASKED', 'THROWN', 'MaskPlan', 'plan_from_order', 'check_ratio', 'random_masking', 'RandomStrategy',
-           'plan_overlay', 'show_plans', 'StaticExplorer', 'live_explorer']
+__all__ = ['VISIBLE', 'MASKED', 'THROWN', 'FIGURE_STYLE', 'PLAN_COLOURS', 'PLAN_LABELS', 'PART_PALETTE', 'MaskPlan',
+           'plan_from_order', 'check_ratio', 'random_masking', 'RandomStrategy', 'plan_overlay', 'use_figure_style',
+           'plan_legend', 'part_colours', 'part_cmap', 'part_legend', 'plan_counts', 'show_plans', 'plan_legend_html',
+           'part_legend_html', 'colorbar_html', 'StaticExplorer', 'html_escape', 'live_explorer']
 
 # %% ../nbs/02_masking.ipynb #410fc0e9
 VISIBLE, MASKED, THROWN = 0, 1, -1
@@ -169,7 +171,7 @@ def plan_overlay(img,                 # [3, H, W] one image, values in [0, 1]
     s = torch.as_tensor(states).reshape(-1)
     if s.numel() != h * w: raise ValueError(f"states has {s.numel()} entries but the image has {h}x{w}={h*w} patches of {patch_size} px")
     s = s.reshape(h, w).numpy().repeat(patch_size, 0).repeat(patch_size, 1)[..., None]
-    out = np.where(s == 1, 0.25 * a + 0.75 * 0.62, np.where(s == -1, 0.12 * a + 0.88 * 0.08, a))
+    out = np.where(s == 1, 0.25 * a + 0.75 * 0.62, np.where(s == -1, 0.12 * a + 0.88 * 0.08, a))  # PLAN_COLOURS below
     out = out.repeat(scale, 0).repeat(scale, 1)
     if grid and scale > 1:
         step = patch_size * scale
@@ -177,22 +179,82 @@ def plan_overlay(img,                 # [3, H, W] one image, values in [0, 1]
         out[:, ::step, :] = 0.7 * out[:, ::step, :] + 0.3
     return (out * 255).round().astype(np.uint8)
 
+# %% ../nbs/02_masking.ipynb #b3e93248
+FIGURE_STYLE = {'figure.dpi': 110, 'savefig.dpi': 110, 'font.size': 10, 'axes.titlesize': 10,
+                'axes.labelsize': 10, 'xtick.labelsize': 9, 'ytick.labelsize': 9, 'legend.fontsize': 9,
+                'figure.titlesize': 11, 'image.interpolation': 'nearest'}
+
+def use_figure_style():
+    "Set matplotlib's rc to the book's one figure style (`FIGURE_STYLE`: 110 dpi, text >= 9 pt)."
+    import matplotlib as mpl
+    mpl.rcParams.update(FIGURE_STYLE)
+
+# how plan_overlay paints each state (visible patches show the image itself)
+PLAN_COLOURS = {'visible': (1., 1., 1.), 'masked': (0.62, 0.62, 0.62), 'thrown': (0.08, 0.08, 0.08)}
+PLAN_LABELS = {'visible': 'visible (encoded)', 'masked': 'masked (reconstructed)', 'thrown': 'thrown (skipped)'}
+
+def plan_legend(fig, states=('visible', 'masked', 'thrown'), **kwargs):
+    "A legend under `fig` saying what visible, masked and thrown patches look like."
+    import matplotlib.patches as mpatches
+    hs = [mpatches.Patch(facecolor=PLAN_COLOURS[s], edgecolor='0.3', label=PLAN_LABELS[s]) for s in states]
+    kw = dict(loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=len(hs), frameon=False) | kwargs
+    return fig.legend(handles=hs, **kw)
+
+# one colour per part id, the same in every chapter (0 = background, dark)
+PART_PALETTE = ['#202020', '#e6194b', '#3cb44b', '#ffe119', '#4363d8', '#f58231', '#911eb4', '#46f0f0',
+                '#f032e6', '#bcf60c', '#fabebe', '#008080', '#e6beff', '#9a6324', '#fffac8', '#800000',
+                '#aaffc3', '#808000', '#ffd8b1', '#000075']
+
+def part_colours(n:int) -> Tensor:  # [n, 3] float RGB in [0, 1]
+    "The colours of part ids 0..n-1 from `PART_PALETTE` (repeating after 20)."
+    from matplotlib.colors import to_rgb
+    return torch.tensor([to_rgb(PART_PALETTE[i % len(PART_PALETTE)]) for i in range(n)], dtype=torch.float32)
+
+def part_cmap(n:int):
+    "A matplotlib colormap for part ids 0..n-1 (use with `vmin=0, vmax=n-1`)."
+    from matplotlib.colors import ListedColormap
+    return ListedColormap(part_colours(n).tolist())
+
+def part_legend(fig, names, ids=None, ncol:int=None, **kwargs):
+    "A legend under `fig` naming the parts `ids` (default 0..len(names)-1) in their palette colours."
+    import matplotlib.patches as mpatches
+    ids = list(range(len(names))) if ids is None else list(ids)
+    cols = part_colours(max(ids) + 1)
+    hs = [mpatches.Patch(facecolor=cols[i].tolist(), edgecolor='0.3', label=str(names[k])) for k, i in enumerate(ids)]
+    kw = dict(loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=ncol or min(len(hs), 6), frameon=False) | kwargs
+    return fig.legend(handles=hs, **kw)
+
 # %% ../nbs/02_masking.ipynb #ed9e5897
+def plan_counts(states) -> dict:
+    "How many patches of one image's `states` are visible, masked and thrown."
+    s = torch.as_tensor(states).reshape(-1)
+    return dict(visible=int((s == 0).sum()), masked=int((s == 1).sum()), thrown=int((s == -1).sum()))
+
 def show_plans(img,                # [3, H, W] values in [0, 1]
                plans:dict,         # title -> states of this image ([L]); a MaskPlan's row works too
-               patch_size:int,
-               scale:int=4, size:float=2.2, axes=None):
-    "Show one image under several plans side by side (the original first)."
+               patch_size:int,     # pixels per patch side
+               scale:int=4,        # pixel scale of each panel
+               size:float=1.8,     # inches per panel
+               axes=None,          # axes to draw into (default: a new figure, one row)
+               legend:bool=True,   # add the visible / masked / thrown legend under the figure
+              ):
+    "Show one image under several plans side by side (the original first), with a legend of the states."
     import matplotlib.pyplot as plt
     items = [('image', None)] + list(plans.items())
-    if axes is None: _, axes = plt.subplots(1, len(items), figsize=(size * len(items), size * 1.1))
+    if axes is None: _, axes = plt.subplots(1, len(items), figsize=(size * len(items), size * 1.25))
     for ax, (title, st) in zip(np.atleast_1d(axes), items):
         if hasattr(st, 'states'): st = st.states[0]
         ax.imshow(plan_overlay(img, torch.zeros(_n_patches(img, patch_size)) if st is None else st, patch_size, scale, grid=st is not None))
         if st is not None:
-            st = torch.as_tensor(st)
-            title = f"{title}\n{int((st == 0).sum())} vis · {int((st == 1).sum())} mask · {int((st == -1).sum())} thrown"
-        ax.set_title(title, fontsize=8); ax.axis('off')
+            c = plan_counts(st)
+            title = f"{title}\n{c['visible']}·{c['masked']}·{c['thrown']}"
+        ax.set_title(title); ax.axis('off')
+    fig = np.atleast_1d(axes)[0].figure
+    if legend and not getattr(fig, '_plan_legend', False):
+        from matplotlib.transforms import blended_transform_factory
+        under = blended_transform_factory(fig.transFigure, np.atleast_1d(axes)[-1].transAxes)  # follows the panels through any later layout
+        plan_legend(fig, bbox_to_anchor=(0.5, -0.03), bbox_transform=under, title='patches (counts under each title: visible·masked·thrown)')
+        fig._plan_legend = True
     return axes
 
 def _n_patches(img, p): return (img.shape[-2] // p) * (img.shape[-1] // p)
@@ -207,29 +269,82 @@ def _check_sliders(sliders):
     for k, v in sliders.items():
         if not isinstance(v, (list, tuple)) or len(v) < 1: raise ValueError(f"slider {k!r} needs a non-empty list of values, got {v!r}")
 
+def _swatch(rgb, label):
+    r, g, b = (int(round(255 * c)) for c in rgb)
+    return (f'<span style="display:inline-flex;align-items:center;gap:4px;margin-right:12px">'
+            f'<span style="display:inline-block;width:14px;height:14px;border:1px solid #555;background:rgb({r},{g},{b})"></span>{label}</span>')
+
+def plan_legend_html() -> str:
+    "The visible / masked / thrown legend as HTML (for explorers)."
+    return ''.join(_swatch(PLAN_COLOURS[s], PLAN_LABELS[s]) for s in ('visible', 'masked', 'thrown'))
+
+def part_legend_html(names, ids=None) -> str:
+    "A legend of the parts `ids` (default 0..len(names)-1) in their `PART_PALETTE` colours, as HTML."
+    ids = list(range(len(names))) if ids is None else list(ids)
+    cols = part_colours(max(ids) + 1)
+    return ''.join(_swatch(cols[i].tolist(), str(n)) for n, i in zip(names, ids))
+
+def colorbar_html(cmap:str='magma', low:str='0', high:str='1', label:str='') -> str:
+    "A horizontal colour bar as HTML (a CSS gradient sampled from a matplotlib colormap; no image, no network)."
+    import matplotlib
+    cm = matplotlib.colormaps[cmap]
+    stops = ','.join('#%02x%02x%02x' % tuple(int(255 * c) for c in cm(i / 8)[:3]) for i in range(9))
+    return (f'<span style="display:inline-flex;align-items:center;gap:5px">{label} {low}'
+            f'<span style="display:inline-block;width:120px;height:12px;border:1px solid #555;background:linear-gradient(to right,{stops})"></span>{high}</span>')
+
 class StaticExplorer:
     "A self-contained HTML/JS player over frames precomputed for every combination of the slider values."
-    def __init__(self, render, sliders:dict, title:str=''):
+    def __init__(self, render,          # render(**values) -> picture [H, W, 3] uint8, or (picture, counts dict)
+                 sliders:dict,          # name -> the values it can take (numbers: a slider; strings: a toggle)
+                 title:str='',          # shown above the controls
+                 start:dict=None,       # name -> value shown on open (default: the middle value)
+                 labels:dict=None,      # name -> label shown (e.g. {'lam': 'λ'})
+                 legend:bool=True,      # show the visible / masked / thrown legend
+                 extra:str='',          # more HTML under the legend (e.g. `colorbar_html()`)
+                ):
         _check_sliders(sliders)
-        self.sliders, self.title = {k: list(v) for k, v in sliders.items()}, title
-        self.frames = [_png_uri(render(**dict(zip(self.sliders, combo)))) for combo in itertools.product(*self.sliders.values())]
+        self.sliders, self.title, self.labels, self.legend, self.extra = {k: list(v) for k, v in sliders.items()}, title, labels or {}, legend, extra
+        start = start or {}
+        bad = [k for k in start if k not in self.sliders or start[k] not in self.sliders[k]]
+        if bad: raise ValueError(f"start values must be among the slider values; check {bad}")
+        self.start = [self.sliders[k].index(start[k]) if k in start else len(v) // 2 for k, v in self.sliders.items()]
+        self.frames, self.counts = [], []
+        for combo in itertools.product(*self.sliders.values()):
+            out = render(**dict(zip(self.sliders, combo)))
+            pic, counts = out if isinstance(out, tuple) else (out, None)
+            self.frames.append(_png_uri(pic)); self.counts.append(counts)
+
+    def _control(self, i, name, vals):
+        lab, cur = self.labels.get(name, name), self.start[i]
+        if all(isinstance(v, str) for v in vals):  # a toggle: radio buttons (arrow keys move between them)
+            opts = ''.join(f'<label style="margin-right:10px"><input type="radio" name="{{uid}}-{i}" value="{j}"{" checked" if j == cur else ""}> {v}</label>'
+                           for j, v in enumerate(vals))
+            return f'<div class="mx-control" data-i="{i}" role="radiogroup" aria-label="{lab}" style="margin:3px 0">{lab}: {opts}</div>'
+        return (f'<label class="mx-control" data-i="{i}" style="display:block;margin:3px 0">{lab} '
+                f'<input type="range" min="0" max="{len(vals)-1}" step="1" value="{cur}" aria-label="{lab}" style="vertical-align:middle;width:220px"> '
+                f'<span class="mx-val">{vals[cur]}</span></label>')
 
     def _repr_html_(self):
         uid = 'mx' + uuid.uuid4().hex[:8]
         names, vals = list(self.sliders), list(self.sliders.values())
-        rows = ''.join(
-            f'<label style="display:block;font:13px sans-serif;margin:2px 0">{n} '
-            f'<input type="range" min="0" max="{len(v)-1}" step="1" value="{len(v)//2}" data-i="{i}" style="vertical-align:middle;width:180px"> '
-            f'<span class="mx-val">{v[len(v)//2]}</span></label>' for i, (n, v) in enumerate(zip(names, vals)))
-        mid = [len(v) // 2 for v in vals]
-        start = sum(m * int(np.prod([len(v) for v in vals[i+1:]])) for i, m in enumerate(mid))
-        return (f'<div class="mask-explorer" id="{uid}" style="display:inline-block;padding:6px;border:1px solid #ddd;border-radius:4px">'
-                + (f'<div style="font:bold 13px sans-serif">{self.title}</div>' if self.title else '') + rows
-                + f'<img class="mask-explorer-frame" src="{self.frames[start]}" style="image-rendering:pixelated;display:block;margin-top:4px">'
-                + f'<script>(function(){{var r=document.getElementById("{uid}"),F={json.dumps(self.frames)},'
-                + f'V={json.dumps([[str(x) for x in v] for v in vals])},S=r.querySelectorAll("input[type=range]"),I=r.querySelector("img.mask-explorer-frame");'
-                + 'function u(){var k=0;S.forEach(function(s,i){k=k*V[i].length+Number(s.value);s.nextElementSibling.textContent=V[i][Number(s.value)];});I.src=F[k];}'
-                + 'S.forEach(function(s){s.addEventListener("input",u);s.addEventListener("change",u);});})();</script></div>')
+        rows = ''.join(self._control(i, n, v) for i, (n, v) in enumerate(zip(names, vals))).replace('{uid}', uid)
+        start = sum(m * int(np.prod([len(v) for v in vals[i+1:]])) for i, m in enumerate(self.start))
+        fmt = lambda c: ' · '.join(f'{k} {v}' for k, v in c.items()) if c else ''
+        legend = (f'<div class="mx-legend" style="margin:4px 0">{plan_legend_html() if self.legend else ""}{self.extra}</div>'
+                  if self.legend or self.extra else '')
+        counts = json.dumps([fmt(c) for c in self.counts])
+        return (f'<div class="mask-explorer" id="{uid}" style="display:inline-block;max-width:100%;padding:8px;border:1px solid #ddd;border-radius:4px;font:14px sans-serif">'
+                + (f'<div style="font-weight:bold;margin-bottom:2px">{self.title}</div>' if self.title else '') + rows + legend
+                + f'<div class="mx-counts" aria-live="polite" style="margin:2px 0;font-variant-numeric:tabular-nums">{fmt(self.counts[start])}</div>'
+                + f'<img class="mask-explorer-frame" alt="the plan for the chosen values" data-counts="{html_escape(fmt(self.counts[start]))}" src="{self.frames[start]}" style="image-rendering:pixelated;display:block;margin-top:4px;max-width:100%">'
+                + f'<script>(function(){{var r=document.getElementById("{uid}"),F={json.dumps(self.frames)},C={counts},'
+                + f'V={json.dumps([[str(x) for x in v] for v in vals])},S=r.querySelectorAll(".mx-control"),I=r.querySelector("img.mask-explorer-frame"),O=r.querySelector(".mx-counts");'
+                + 'function pos(s){var t=s.querySelector("input[type=range]");if(t)return Number(t.value);var c=s.querySelector("input:checked");return c?Number(c.value):0;}'
+                + 'function u(){var k=0;S.forEach(function(s,i){var p=pos(s);k=k*V[i].length+p;var o=s.querySelector(".mx-val");if(o)o.textContent=V[i][p];});'
+                + 'I.src=F[k];I.setAttribute("data-counts",C[k]);O.textContent=C[k];}'
+                + 'r.querySelectorAll("input").forEach(function(s){s.addEventListener("input",u);s.addEventListener("change",u);});})();</script></div>')
+
+def html_escape(s:str) -> str: return s.replace('&', '&amp;').replace('"', '&quot;').replace('<', '&lt;')
 
 # %% ../nbs/02_masking.ipynb #b5ff1891
 def live_explorer(render, sliders:dict):
@@ -239,7 +354,8 @@ def live_explorer(render, sliders:dict):
     ctrls = {k: W.SelectionSlider(options=list(v), value=list(v)[len(v)//2], description=k, continuous_update=False) for k, v in sliders.items()}
     out = W.Image(format='png')
     def redraw(*_):
-        buf = io.BytesIO(); Image.fromarray(render(**{k: c.value for k, c in ctrls.items()})).save(buf, format='PNG'); out.value = buf.getvalue()
+        pic = render(**{k: c.value for k, c in ctrls.items()}); pic = pic[0] if isinstance(pic, tuple) else pic
+        buf = io.BytesIO(); Image.fromarray(pic).save(buf, format='PNG'); out.value = buf.getvalue()
     for c in ctrls.values(): c.observe(redraw, names='value')
     redraw()
     return W.VBox(list(ctrls.values()) + [out])

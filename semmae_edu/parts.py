@@ -525,12 +525,13 @@ def show_parts(imgs:Tensor,         # [N, 3, H, W] in [0, 1]
                labelings:dict,      # title -> [N, L] part ids (ids above n_colors - 1 are drawn grey)
                patch_size:int,
                n:int=6,             # images (rows)
-               n_colors:int=11,     # distinct colours (tab20)
+               n_colors:int=11,     # distinct colours (the book's PART_PALETTE; part 0 dark)
                size:float=1.3):
     "A grid: each row an image and its part maps, one column per labelling."
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
-    cmap = ListedColormap(list(plt.get_cmap('tab20').colors[:n_colors]) + [(0.75, 0.75, 0.75)])
+    from semmae_edu.masking import part_colours
+    cmap = ListedColormap(part_colours(n_colors).tolist() + [(0.75, 0.75, 0.75)])
     n = min(n, len(imgs)); cols = 1 + len(labelings)
     h, w = imgs.shape[-2] // patch_size, imgs.shape[-1] // patch_size
     fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n), squeeze=False)
@@ -538,8 +539,8 @@ def show_parts(imgs:Tensor,         # [N, 3, H, W] in [0, 1]
         axes[i, 0].imshow(imgs[i].permute(1, 2, 0).cpu().numpy())
         for j, (title, lab) in enumerate(labelings.items(), 1):
             axes[i, j].imshow(lab[i].reshape(h, w).clamp(max=n_colors).cpu().numpy(), cmap=cmap, vmin=0, vmax=n_colors, interpolation='nearest')
-            if i == 0: axes[i, j].set_title(title, fontsize=8)
-        if i == 0: axes[i, 0].set_title('image', fontsize=8)
+            if i == 0: axes[i, j].set_title(title)
+        if i == 0: axes[i, 0].set_title('image')
     for a in axes.flat: a.axis('off')
     plt.tight_layout()
     return fig

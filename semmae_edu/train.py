@@ -422,7 +422,7 @@ def read_metrics(path) -> list:
         except json.JSONDecodeError: pass
     return out
 
-def plot_curves(records, title:str='', figsize=(7, 2.4), dpi:int=80):
+def plot_curves(records, title:str='', figsize=(7, 2.6), dpi:int=None):
     "Loss and learning rate against the optimizer step, from `read_metrics` records (or a run folder)."
     import matplotlib.pyplot as plt
     if isinstance(records, (str, Path)): records = read_metrics(records)
@@ -432,7 +432,7 @@ def plot_curves(records, title:str='', figsize=(7, 2.4), dpi:int=80):
     a.plot(x, [r['loss'] for r in steps], lw=0.9); a.set_xlabel('optimizer step'); a.set_ylabel('loss')
     b.plot(x, [r['lr'] for r in steps], lw=0.9, color='C1'); b.set_xlabel('optimizer step'); b.set_ylabel('learning rate')
     b.ticklabel_format(axis='y', style='sci', scilimits=(-2, 2))
-    if title: fig.suptitle(title, fontsize=9)
+    if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
 

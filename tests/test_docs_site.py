@@ -2,8 +2,12 @@
 
 Every page of `_docs/` (built by `python tools/build_docs.py`) is served from 127.0.0.1 and opened
 headless: no console error, no failed request, no request to another host (they are blocked and
-reported), every image decodes; each page is screenshotted into docs_screenshots/; every
-`.mask-explorer` has each of its sliders moved and its frame must change.
+reported), every image decodes, no element is wider than the text column (code and outputs wrap or
+scroll inside their own block); each page is screenshotted into docs_screenshots/; every
+`.mask-explorer` has each of its sliders and toggles moved, by script and by keyboard, and its frame
+must change, with the count readout equal to the counts of the frame on screen. The masking chapters
+must show the code they build (`def random_masking`, `def amt_masking`, `def semantic_masking`), the
+explorers open on the papers' settings, and figures are drawn at 110 dpi or more.
 A small fixture book (tests/fixtures/, two notebooks) is built into a temporary folder and goes
 through the same checks, so the renderer and the explorer checks are tested even before the real
 chapters have an explorer.
@@ -34,7 +38,7 @@ LOCAL_HOSTS = {'127.0.0.1', 'localhost'}
 MAX_MB = 30
 
 sys.path.insert(0, str(ROOT/'tools'))
-from build_docs import external_refs  # noqa: E402
+from build_docs import external_refs, add_result_figure, SWEEP_FIGURE  # noqa: E402
 
 
 def _required():
@@ -120,7 +124,9 @@ def test_fixture_site_renders_every_kind_of_cell(fixture_site):
     assert 'ECHO-FALSE-OUTPUT' in text and "print('ECHO-FALSE" not in page      # echo: false keeps the output only
     assert '<table>' in page and '<th style="text-align:right">keeps</th>' in page  # markdown table
     assert 'class="code-block"' in page and "'fenced'" in page                   # code fence, highlighted
-    assert '<h3 id="add">' in page and '# first number' in page                  # show_doc of an exported function
+    assert '<h3 id="add">' in page and '<th>Parameter</th>' in page and 'first number' in text   # show_doc: a parameter table
+    assert '<td><code>b</code></td>' in page and 'their sum' in text                  # one row per parameter; the return
+    assert 'def add(a:int' in text                                               # an exported cell shows its code
     assert '<details class="code-fold" open><summary>Exported source</summary>' in page  # #| exports
     assert 'stdout line' in text and '<pre class="output output-text">3</pre>' in page
     assert re.search(r'<img class="output-image" src="figures/docs_fixture-\d+-0\.png"', page)  # PNG output as a file
@@ -132,6 +138,16 @@ def test_fixture_site_renders_every_kind_of_cell(fixture_site):
     assert 'Interactive widget' in page                                        # ipywidgets: a note, not a blank
     assert 'href="other.html"' in page and 'href="docs_fixture.html#markdown"' in (fixture_site/'other.html').read_text()
     assert (fixture_site/'images'/'colab-badge.svg').exists() and (fixture_site/'site.css').exists()
+
+def test_index_shows_the_sweep_figure_once_committed(docs_site):
+    "The sweep's figure (nbs/images/sweep.png, once committed) goes on the index, after the first section."
+    body = '<div class="cell md-cell">\n<h2 id="a">A</h2><p>x</p></div><div class="cell md-cell">\n<h2 id="b">B</h2></div>'
+    out = add_result_figure(body, 'images/sweep.png')
+    assert out.index('result-figure') > out.index('id="a"') and out.index('result-figure') < out.index('id="b"')
+    page = (docs_site/'index.html').read_text(encoding='utf-8')
+    assert ('images/' + SWEEP_FIGURE in page) == (NBS/'images'/SWEEP_FIGURE).exists()
+    for nb in sorted(NBS.glob('[0-9]*.ipynb')):                  # the index links every chapter
+        assert f'href="{re.sub(r"^[0-9]+_", "", nb.stem)}.html"' in page.split('<main', 1)[1], nb.name
 
 def test_offline_check_flags_remote_resources():
     bad = ['<script src="https://cdn.example.org/x.js"></script>', '<link rel="stylesheet" href="//cdn.example.org/a.css">',
@@ -151,6 +167,41 @@ def test_docs_site_static(docs_site):
         name = 'index.html' if nb.stem == 'index' else re.sub(r'^\d+_', '', nb.stem) + '.html'
         assert name in parsed, f'{nb.name} has no page in {docs_site}: rebuild with `python tools/build_docs.py`'
 
+KEY_CODE = {'masking.html': ['class MaskPlan', 'def random_masking', 'def plan_from_order'],
+            'amt.html': ['def amt_masking', 'def amt_counts', 'class AttentionBank'],
+            'semmae.html': ['def semantic_masking', 'def lam_schedule'],
+            'mae.html': ['def forward_loss'], 'vit.html': ['class Attention', 'def cls_attention_maps']}
+
+def test_docs_site_shows_the_code(docs_site):
+    "Each chapter shows the code it builds, where it builds it (not only a signature card)."
+    for name, needles in KEY_CODE.items():
+        text = ''.join(_parse(docs_site/name).text)
+        missing = [n for n in needles if n not in text]
+        assert not missing, f'{name} does not show {missing}'
+
+def test_docs_site_has_no_build_paths_or_raw_markdown(docs_site):
+    for name in _site_pages(docs_site):
+        text = ''.join(_parse(docs_site/name).text)
+        assert not re.search(r'/tmp/(?:tmp|pytest-)', text), f'{name} shows the temporary folder of a run'
+        assert not re.search(r'^\s*\|[-: |]+\|\s*$', text, re.M), f'{name} shows a raw markdown table'
+        assert 'NoneType' not in text, f'{name} shows NoneType in an API card'
+
+def _png_dpi(path):
+    from PIL import Image
+    with Image.open(path) as im: return im.info.get('dpi', (None, None))[0]
+
+# pages whose figures come from files written elsewhere (the demo's report figures in 09)
+DPI_EXEMPT = ('experiments',)
+
+def test_docs_figures_are_readable(docs_site):
+    "Every matplotlib figure of the book is drawn at >= 110 dpi (the book's figure style)."
+    low = []
+    for f in sorted((docs_site/'figures').glob('*.png')):
+        if f.name.startswith(DPI_EXEMPT): continue
+        dpi = _png_dpi(f)
+        if dpi is not None and round(dpi) < 110: low.append(f'{f.name}: {dpi:.0f} dpi')
+    assert not low, 'figures below 110 dpi:\n' + '\n'.join(low)
+
 # ---------------------------------------------------------------------------------------------
 # Chapters are Colab-ready (a static check of the notebooks themselves)
 
@@ -164,7 +215,7 @@ def test_chapter_opens_in_colab(nb):
     badge = f'[![Open In Colab](images/colab-badge.svg)](https://colab.research.google.com/github/semmae-edu/semmae_edu/blob/main/nbs/{nb})'
     head = src[:4]
     assert any(badge in s for s, c in zip(head, cells) if c['cell_type'] == 'markdown'), f'{nb}: no local Colab badge linking to nbs/{nb} near the top'
-    assert any(s.startswith('#| hide') and INSTALL_CELL in s for s in src[:5]), f'{nb}: no hidden Colab install cell near the top'
+    assert any(INSTALL_CELL in s for s in src[:5]), f'{nb}: no Colab install cell near the top'
 
 # ---------------------------------------------------------------------------------------------
 # In the browser
@@ -227,21 +278,75 @@ def _move(slider, frame, to=None):
     }''', to)
     return frame.get_attribute('src')
 
+def _readout(ex):
+    "(readout text, the frame's counts) of one explorer ('' when it has no readout)."
+    out = ex.locator('.mx-counts')
+    return (out.first.inner_text().strip() if out.count() else ''), (ex.locator('img.mask-explorer-frame').get_attribute('data-counts') or '')
+
+def _check_readout(ex, e, what):
+    shown, frame = _readout(ex)
+    assert shown == frame, f'mask explorer {e} after {what}: the readout says {shown!r} but the frame has {frame!r}'
+
 def check_explorers(page):
-    "Move every slider of every .mask-explorer: the frame must change. Returns how many explorers."
+    "Move every slider and toggle of every .mask-explorer (script, then keyboard): the frame must change. Returns how many."
     explorers = page.locator('.mask-explorer')
     for e in range(explorers.count()):
         ex = explorers.nth(e)
         sliders, frame = ex.locator('input[type=range]'), ex.locator('img.mask-explorer-frame')
         assert sliders.count() >= 1, f'mask explorer {e} has no <input type="range">'
         assert frame.count() == 1, f'mask explorer {e} needs exactly one <img class="mask-explorer-frame">'
+        _check_readout(ex, e, 'opening')
+        opening = [sliders.nth(s).input_value() for s in range(sliders.count())]
         for s in range(sliders.count()):
             before = frame.get_attribute('src')
             after = _move(sliders.nth(s), frame)
             assert after and after != before, f'mask explorer {e}: moving slider {s} did not change the frame'
             assert page.evaluate('(img) => img.complete && img.naturalWidth > 0', frame.element_handle()), \
                 f'mask explorer {e}: the frame after slider {s} does not decode'
+            _check_readout(ex, e, f'slider {s}')
+        radios = ex.locator('input[type=radio]')
+        if radios.count():  # back to the opening setting, where every toggle matters (e.g. AMT's throw mode needs a throw ratio > 0)
+            for s in range(sliders.count()): _move(sliders.nth(s), frame, to=opening[s])
+        for r in range(radios.count()):
+            if radios.nth(r).is_checked(): continue
+            before = frame.get_attribute('src')
+            radios.nth(r).check()
+            assert frame.get_attribute('src') != before, f'mask explorer {e}: choosing toggle {r} did not change the frame'
+            _check_readout(ex, e, f'toggle {r}')
+        # the keyboard: arrow keys on a focused slider (and on a toggle) move it
+        s0 = sliders.first
+        s0.focus()
+        key = 'ArrowLeft' if s0.input_value() == s0.get_attribute('max') else 'ArrowRight'
+        before = frame.get_attribute('src')
+        page.keyboard.press(key)
+        assert frame.get_attribute('src') != before, f'mask explorer {e}: {key} on a focused slider did not change the frame'
+        _check_readout(ex, e, key)
+        if radios.count():
+            ex.locator('input[type=radio]:checked').focus()
+            before = frame.get_attribute('src')
+            page.keyboard.press('ArrowRight')
+            assert frame.get_attribute('src') != before, f'mask explorer {e}: ArrowRight on a toggle did not change the frame'
+            _check_readout(ex, e, 'ArrowRight on a toggle')
     return explorers.count()
+
+def check_width(page):
+    "No element of the content sticks out of the text column (a block that scrolls inside itself is fine)."
+    bad = page.evaluate('''() => {
+        const main = document.querySelector('main.content');
+        if (!main) return [];
+        const cs = getComputedStyle(main), box = main.getBoundingClientRect();
+        const right = box.right - parseFloat(cs.paddingRight) + 1;
+        const clips = el => { for (let a = el.parentElement; a && a !== main; a = a.parentElement) {
+            const o = getComputedStyle(a).overflowX; if (o === 'auto' || o === 'scroll' || o === 'hidden') return true; } return false; };
+        const out = [];
+        for (const el of main.querySelectorAll('*')) {
+            const r = el.getBoundingClientRect();
+            if (r.width === 0 || r.right <= right || clips(el)) continue;
+            out.push(`${el.tagName.toLowerCase()}.${el.className}: ${Math.round(r.right - right)} px too wide: ${(el.textContent || el.getAttribute('src') || '').slice(0, 60)}`);
+        }
+        return out.slice(0, 10);
+    }''')
+    return bad
 
 def drag_screenshots(page, prefix):
     "Drag the first explorer's first slider with the mouse; screenshot the explorer before and after."
@@ -275,6 +380,14 @@ def check_page(browser, base, name, shot):
     try:
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
+        wide = check_width(page)
+        assert not wide, f'{name}: elements wider than the text column:\n' + '\n'.join(wide)
+        if not name.startswith(DPI_EXEMPT):   # figures are shown at their own size, so 9 pt text stays 9 pt
+            shrunk = page.evaluate('''() => Array.from(document.querySelectorAll('img.output-image'))
+                .map(i => [i, Number(i.getAttribute('width')) || i.naturalWidth])   // a retina PNG carries its display width
+                .filter(([i, w]) => w > 0 && i.clientWidth < 0.97 * w)
+                .map(([i, w]) => `${i.getAttribute('src')}: drawn for ${w} px, shown at ${i.clientWidth} px`)''')
+            assert not shrunk, f'{name}: figures scaled down below their drawn size (text under 9 pt):\n' + '\n'.join(shrunk)
         n = check_explorers(page)
         assert not problems, f'{name}:\n' + '\n'.join(problems)
         return page, ctx, n, problems
@@ -317,4 +430,47 @@ def test_docs_page_in_browser(browser, serve, docs_site, name):
         if n and not _shot_taken:
             drag_screenshots(page, f'{Path(name).stem}-'); _shot_taken.append(name)
         assert not problems, f'{name}, after interaction:\n' + '\n'.join(problems)
+    finally: ctx.close()
+
+
+def _explorer(page, title):
+    ex = page.locator('.mask-explorer', has_text=title)
+    assert ex.count() == 1, f'no explorer titled {title!r}'
+    return ex.first
+
+def test_explorers_explain(browser, serve, docs_site):
+    "The explorers open on the papers' settings, are big enough, have a legend and count what they show."
+    base = serve(docs_site)
+    ctx, page, problems = open_page(browser, base + 'amt.html')
+    try:
+        ex = _explorer(page, 'AMT masking and throwing')
+        vals = ex.locator('.mx-val').all_inner_texts()
+        assert vals[:2] == ['0.45', '0.4'] and ex.locator('input[type=radio]:checked').input_value() == '0', vals  # the paper's 0.45 / 0.40, 'low'
+        assert ex.locator('input[type=radio]').count() == 2 and 'middle' in ex.inner_text()
+        assert _readout(ex)[0] == 'visible 10 · masked 28 · thrown 26'                     # L = 64
+        frame = ex.locator('img.mask-explorer-frame')
+        assert page.evaluate('(img) => img.naturalHeight', frame.element_handle()) >= 256
+        assert page.evaluate('(img) => img.naturalWidth', frame.element_handle()) >= 2 * 256  # the map beside the plan
+        legend = ex.locator('.mx-legend').inner_text()
+        assert all(w in legend for w in ('visible', 'masked', 'thrown', 'map'))
+        SHOTS.mkdir(exist_ok=True); ex.screenshot(path=str(SHOTS/'amt-explorer.png'))
+        assert not problems, '\n'.join(problems)
+    finally: ctx.close()
+    ctx, page, problems = open_page(browser, base + 'semmae.html')
+    try:
+        ex = _explorer(page, 'SemMAE masking')
+        labels = ex.locator('.mx-control').all_inner_texts()
+        assert any(l.strip().startswith('λ') for l in labels) and not any(l.strip().startswith('lam') for l in labels), labels
+        assert _readout(ex)[0].startswith('visible 64 · masked 192'), _readout(ex)                 # r = 0.75 of L = 256
+        frame = ex.locator('img.mask-explorer-frame')
+        assert page.evaluate('(img) => img.naturalHeight', frame.element_handle()) >= 256
+        assert 'parts' in ex.locator('.mx-legend').inner_text()
+        ex.screenshot(path=str(SHOTS/'semmae-explorer.png'))
+        assert not problems, '\n'.join(problems)
+    finally: ctx.close()
+    ctx, page, problems = open_page(browser, base + 'masking.html')
+    try:
+        ex = _explorer(page, 'MAE random masking')
+        assert _readout(ex)[0] == 'visible 16 · masked 48 · thrown 0'                      # MAE's 0.75 of L = 64
+        assert page.evaluate('(img) => img.naturalHeight', ex.locator('img.mask-explorer-frame').element_handle()) >= 256
     finally: ctx.close()

@@ -2,11 +2,17 @@
 
     python tools/build_docs.py                          # nbs/ -> _proc/ -> _docs/
     python tools/build_docs.py --nbs tests/fixtures --out /tmp/site --proc /tmp/site_proc
+    python tools/build_docs.py --no-execute             # stored outputs only (seconds instead of minutes)
 
+Step 0 re-executes every notebook's fast cells (as `nbdev_test` does: `#| slow`, `#| gpu` and
+`#| eval: false` cells are skipped and keep their stored outputs), one notebook per process, so every
+figure and explorer on the site comes from the current code (`--no-execute` uses the stored outputs).
 Step 1 processes every notebook as `nbdev_proc_nbs` does, with nbdev's own worker
-(`nbdev.serve_drv.main` with `FilterDefaults`: frontmatter, hidden and exported cells dropped,
-`show_doc` cells added and run, doc links added). It runs the notebooks' export and import cells in
-this process, so `semmae_edu` must be importable (`export PYTHONPATH=$PWD` in a worktree).
+(`nbdev.serve_drv.main` with `FilterDefaults`: frontmatter, `#| hide` cells dropped, `show_doc`
+cells added and run, doc links added). Exported cells are shown where the chapter builds them
+(treated as nbdev's `#| exports`), and `show_doc` draws a card with a parameter table (name, type,
+default, meaning from the docments), each name once per page. It runs the notebooks' export and
+import cells in this process, so `semmae_edu` must be importable (`export PYTHONPATH=$PWD` in a worktree).
 We do not call the `nbdev_proc_nbs` command: without Quarto it runs nbdev's Quarto installer,
 which downloads from GitHub and then runs `pip install -e ".[dev]"` with whatever `pip` is first on
 PATH; it also rewrites nbs/nbdev.yml and nbs/sidebar.yml.
@@ -15,7 +21,8 @@ as MathML) with mistune, code with Pygments, stored outputs (text, PNG/JPEG/SVG 
 as the mask explorers inserted raw so their inline JS runs, `show_doc` markdown). Pages get a
 sidebar in the order of nbs/sidebar.yml, prev/next links, an "on this page" list and a search box.
 CSS, JS, favicon and nbs/images are copied into the site: no page loads anything from another host
-(the build fails if one would) and it fails if the site grows past 30 MB.
+(the build fails if one would) and it fails if the site grows past 30 MB. Once the sweep has
+written `nbs/images/sweep.png`, the index page shows it as the main result.
 """
 import argparse, base64, html, json, os, re, shutil, sys, time, warnings
 from html.parser import HTMLParser
@@ -58,14 +65,129 @@ def notebook_order(nbs:Path):
 
 _MIXED = 'Found cells containing imports and other code'
 
-def process(nbs_files, nbs:Path, proc:Path):
+_re_skip_flag = re.compile(r'^\s*#\|\s*(slow|gpu)\s*$|^\s*#\|\s*eval\s*:\s*false\s*$', re.M | re.I)
+
+def _execute_one(args):
+    "Run the fast cells of one notebook (in a fresh process); write it to `dst`. Returns (name, seconds, error)."
+    src, dst = map(Path, args)
+    t0 = time.perf_counter()
+    os.environ.setdefault('MPLBACKEND', 'Agg')
+    from execnb.nbio import read_nb, write_nb
+    from execnb.shell import CaptureShell
+    nb = read_nb(src)
+    def skip(cell):
+        if cell.cell_type != 'code': return True
+        return bool(_re_skip_flag.search(cell.source)) or 'nbdev_export()' in cell.source or 'nbdev.nbdev_export' in cell.source
+    cwd = os.getcwd()
+    os.chdir(src.parent)
+    try:
+        k = CaptureShell()
+        k.run_all(nb, exc_stop=True, preproc=skip)
+    except Exception as e:
+        return src.name, time.perf_counter()-t0, f'{type(e).__name__}: {e}'
+    finally: os.chdir(cwd)
+    write_nb(nb, dst)
+    return src.name, time.perf_counter()-t0, None
+
+def execute(nbs_files, out:Path, workers:int=None):
+    "Re-execute the fast cells of `nbs_files` into `out` (one fresh Python process per notebook); returns the new paths."
+    import concurrent.futures as cf, subprocess
+    out.mkdir(parents=True, exist_ok=True)
+    def run(f):
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, str(Path(__file__).resolve()), '--execute-one', str(f), str(out/f.name)],
+                           capture_output=True, text=True, cwd=ROOT)
+        err = None if r.returncode == 0 else (r.stdout + r.stderr).strip()[-3000:]
+        return f.name, time.perf_counter()-t0, err
+    workers = workers or max(1, min(len(nbs_files), os.cpu_count() or 1))
+    with cf.ThreadPoolExecutor(workers) as ex: res = list(ex.map(run, nbs_files))
+    errors = [f'{n}: {e}' for n, _, e in res if e]
+    if errors: raise SystemExit('executing the fast cells failed (the site shows what the current code draws):\n  ' + '\n  '.join(errors))
+    print('executed fast cells: ' + ', '.join(f'{n} {t:.0f} s' for n, t, _ in sorted(res, key=lambda r: -r[1])))
+    return [out/f.name for f in nbs_files]
+
+_re_export_dir = re.compile(r'^(\s*#\|\s*)(export|exporti)(\s*$|\s+\S)', re.M)
+
+def show_exported(src:Path, dst:Path):
+    "A copy of a notebook whose exported cells are shown (nbdev's `#| exports`) unless they are `#| hide`."
+    nb = json.loads(src.read_text(encoding='utf-8'))
+    for c in nb.get('cells', []):
+        if c.get('cell_type') != 'code': continue
+        s = _src(c.get('source'))
+        if re.search(r'^\s*#\|\s*hide\s*$', s, re.M): continue
+        new = _re_export_dir.sub(lambda m: m.group(1) + 'exports' + m.group(3), s)
+        if new != s: c['source'] = new
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n', encoding='utf-8')
+    return dst
+
+def _fmt_anno(a):
+    import inspect
+    if a is inspect.Parameter.empty or a is None or a is type(None): return ''
+    if isinstance(a, str): return a
+    return getattr(a, '__qualname__', None) or str(a).replace('typing.', '')
+
+def _fmt_default(d):
+    import inspect
+    if d is inspect.Parameter.empty: return ''
+    r = repr(d)
+    return r if len(r) <= 40 else r[:37] + '...'
+
+def _cell_text(t): return (t or '').replace('|', '\\|').replace('\n', ' ')
+
+def doc_card_markdown(r):
+    "The markdown of a `show_doc` card: source link, heading, one-line signature, docstring, parameter table."
+    import inspect
+    from fastcore.docments import docments
+    from nbdev.showdoc import _ext_link
+    from nbdev.doclinks import NbdevLookup
+    sym, nm = r.sym, r.nm
+    is_cls = inspect.isclass(sym)
+    try: dm = docments(sym, full=True, returns=True)
+    except Exception: dm = {}
+    params = {k: v for k, v in dm.items() if k not in ('self', 'cls', 'return')}
+    if is_cls and not params and r.sig is not None:
+        params = {k: dict(anno=p.annotation, default=p.default, docment=None, kind=p.kind) for k, p in r.sig.parameters.items()}
+    ret = dm.get('return') or {}
+    def one(k, v):
+        star = {inspect.Parameter.VAR_POSITIONAL: '*', inspect.Parameter.VAR_KEYWORD: '**'}.get(v.get('kind'), '')
+        d = _fmt_default(v.get('default', inspect.Parameter.empty))
+        return f'{star}{k}' + (f'={d}' if d else '')
+    args = ', '.join(one(k, v) for k, v in params.items())
+    short = nm.rsplit('.', 1)[-1] if '.' in nm else nm
+    sig = f'class {nm}({args})' if is_cls else f'{nm}({args})'
+    ra = _fmt_anno(ret.get('anno', inspect.Parameter.empty))
+    if ra and not is_cls: sig += f' -> {ra}'
+    doc = '---\n\n'
+    src = NbdevLookup().code(r.fn)
+    if src: doc += _ext_link(src, 'source', 'class="source-link"') + '\n\n'
+    doc += f'{"#" * r.title_level} {nm}\n\n'
+    doc += f'```python\n{sig}\n```\n\n'
+    if r.docs: doc += r.docs.strip() + '\n\n'
+    rows = [(k, _fmt_anno(v.get('anno', inspect.Parameter.empty)), _fmt_default(v.get('default', inspect.Parameter.empty)), v.get('docment') or '')
+            for k, v in params.items()]
+    if rows:
+        doc += '| Parameter | Type | Default | Meaning |\n|---|---|---|---|\n'
+        doc += ''.join(f'| `{k}` | {f"`{_cell_text(t)}`" if t else ""} | {f"`{_cell_text(d)}`" if d else ""} | {_cell_text(m)} |\n' for k, t, d, m in rows)
+        doc += '\n'
+    if ra and not is_cls: doc += f'**Returns** `{_cell_text(ra)}`' + (f': {_cell_text(ret.get("docment"))}' if ret.get('docment') else '') + '\n'
+    return doc
+
+def _use_cards():
+    "Make nbdev's show_doc draw our cards (in this process: nbdev runs the show_doc cells here)."
+    import nbdev.showdoc as sd
+    sd.BasicMarkdownRenderer._repr_markdown_ = doc_card_markdown
+
+def process(nbs_files, proc:Path):
     "Process `nbs_files` with nbdev's docs processors into `proc` (in this process); returns the processed paths."
     from nbdev.processors import FilterDefaults
     import nbdev.serve_drv
+    _use_cards()
     proc.mkdir(parents=True, exist_ok=True)
     res = []
-    for src in nbs_files:
-        dst = proc/src.relative_to(nbs)
+    for nb_file in nbs_files:
+        dst = proc/nb_file.name
+        src = show_exported(nb_file, proc/'_shown'/nb_file.name)
         caught = []
         with warnings.catch_warnings():
             warnings.filterwarnings('always', message=_MIXED)
@@ -242,7 +364,7 @@ class Site:
     def fix_url(self, url:str, page:str):
         "Notebook links → page links; links into the published site → relative links."
         if url.startswith(self.doc_url): url = url[len(self.doc_url):] or 'index.html'
-        m = re.match(r'^(?:\./)?([^/:#?]+\.ipynb)(#.*)?$', url)
+        m = re.match(r'^(?:\./)?(?:nbs/)?([^/:#?]+\.ipynb)(#.*)?$', url)  # nbs/x.ipynb: a README-friendly link
         if m:
             name = self.html_names.get(m.group(1))
             if name is None: self.missing.append((page, url)); return url
@@ -274,13 +396,30 @@ def merge_streams(outputs):
         else: res.append(o)
     return res
 
+# a temporary folder in an output (a run written to tempfile.mkdtemp()) says nothing to a reader
+_re_tmp = re.compile(r'(?<![\w.])/tmp/(?:tmp|pytest-)[\w.-]*')
+_re_md_table = re.compile(r'((?:^\|.*\|[ \t]*\n){1}^\|(?:[ \t]*:?-+:?[ \t]*\|)+[ \t]*\n(?:^\|.*\|[ \t]*(?:\n|$))*)', re.M)
+
+def _stream_html(text:str, name:str, md):
+    "A stream's text; a markdown table printed into it is drawn as a table."
+    out, pos = [], 0
+    for m in _re_md_table.finditer(text):
+        before = text[pos:m.start()].strip('\n')
+        if before.strip(): out.append(f'<pre class="output output-stream {name}">{html.escape(before.rstrip())}</pre>')
+        out.append(f'<div class="output output-markdown">{md(m.group(1))}</div>')
+        pos = m.end()
+    rest = text[pos:].strip('\n')
+    if rest.strip(): out.append(f'<pre class="output output-stream {name}">{html.escape(rest.rstrip())}</pre>')
+    return '\n'.join(out)
+
 def render_output(o:dict, md:MarkdownRenderer, fig_dir:Path, stem:str):
     t = o.get('output_type')
     if t == 'stream':
         text = _re_ansi.sub('', _src(o.get('text')))
         text = '\n'.join(l.rstrip('\r').split('\r')[-1] for l in text.split('\n'))  # progress bars: last state
+        text = _re_tmp.sub('<temporary folder>', text)
         if not text.strip(): return ''
-        return f'<pre class="output output-stream {o.get("name", "stdout")}">{html.escape(text.rstrip())}</pre>'
+        return _stream_html(text, o.get("name", "stdout"), md)
     if t == 'error':
         tb = _re_ansi.sub('', '\n'.join(o.get('traceback') or [f"{o.get('ename')}: {o.get('evalue')}"]))
         return f'<pre class="output output-error">{html.escape(tb)}</pre>'
@@ -310,7 +449,7 @@ def _attachments(source:str, cell:dict):
 
 def render_cells(nb:dict, md:MarkdownRenderer, fig_dir:Path, stem:str, lang:str='python'):
     "The HTML of a processed notebook's cells."
-    out = []
+    out, documented = [], set()
     for i, cell in enumerate(nb.get('cells', [])):
         src = _src(cell.get('source'))
         if cell.get('cell_type') == 'markdown':
@@ -320,6 +459,11 @@ def render_cells(nb:dict, md:MarkdownRenderer, fig_dir:Path, stem:str, lang:str=
         if cell.get('cell_type') != 'code': continue
         dirs, code = split_directives(src)
         if 'hide' in dirs or _false(dirs.get('include', 'true')): continue
+        if dirs.get('output') == 'asis':  # a show_doc card: each name once per page
+            md_out = ''.join(_src(o.get('data', {}).get('text/markdown')) for o in cell.get('outputs', []))
+            m = re.search(r'^#{1,6} (\S+)\s*$', md_out, re.M)
+            if m and m.group(1) in documented: continue
+            if m: documented.add(m.group(1))
         parts = []
         if code.strip() and not _false(dirs.get('echo', 'true')):
             block = f'<div class="cell-input">{highlight(code, (cell.get("metadata") or {}).get("language") or lang)}</div>'
@@ -440,11 +584,23 @@ def write_assets(out:Path, nbs:Path, pages:list):
         if d.is_dir(): shutil.copytree(d, out/'images', dirs_exist_ok=True)
     (out/'.nojekyll').touch()
 
+SWEEP_FIGURE = 'sweep.png'   # written by the sweep (`semmae-edu sweep`), committed as nbs/images/sweep.png
+SWEEP_CAPTION = ('The main result: every masking strategy under one budget, over several seeds '
+                 '(the sweep, <code>bench/sweep.json</code>; chapter 09 reads it).')
+
+def add_result_figure(body:str, src:str):
+    "Put the sweep's figure on the index page, before its second section (or at the end)."
+    fig = (f'<figure class="result-figure"><img class="output-image" src="{src}" alt="the sweep: every strategy, several seeds">'
+           f'<figcaption>{SWEEP_CAPTION}</figcaption></figure>')
+    heads = [m.start() for m in re.finditer(r'<div class="cell md-cell">\s*<h2 ', body)]
+    at = heads[1] if len(heads) > 1 else len(body)
+    return body[:at] + fig + '\n' + body[at:]
+
 def dir_size(path:Path): return sum(f.stat().st_size for f in path.rglob('*') if f.is_file())
 
 # ---------------------------------------------------------------------------------------------
 
-def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_MB, quiet=False):
+def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_MB, quiet=False, execute_cells=True, workers=None):
     "Process and render every notebook of `nbs` into the static site `out`; returns build stats."
     t0 = time.perf_counter()
     nbs, out, proc = Path(nbs).resolve(), Path(out).resolve(), Path(proc).resolve()
@@ -453,7 +609,12 @@ def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_
     cfg = get_config()
     files = notebook_order(nbs)
     if not files: raise SystemExit(f'no notebooks in {nbs}')
-    processed = process(files, nbs, proc)
+    if execute_cells:
+        if proc.exists(): shutil.rmtree(proc)
+        to_process = execute(files, proc/'_executed', workers)
+    else: to_process = files
+    t_exec = time.perf_counter()
+    processed = process(to_process, proc)
     t1 = time.perf_counter()
 
     if out.exists(): shutil.rmtree(out)
@@ -475,6 +636,10 @@ def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_
         desc_html = re.sub(r'^<p>|</p>\s*$', '', MarkdownRenderer()(desc).strip()) if desc else ''
         pages.append(dict(src=src.name, html=name, title=str(fm.get('title') or src.stem), description=desc,
                           description_html=site.fix_links(desc_html, name), body=site.fix_links(body, name), toc=md.toc))
+    sweep = nbs/'images'/SWEEP_FIGURE
+    if sweep.exists():  # the main result, once the sweep has produced its figure: on the index page
+        for p in pages:
+            if p['html'] == 'index.html': p['body'] = add_result_figure(p['body'], f'images/{SWEEP_FIGURE}')
     bad = []
     for i, p in enumerate(pages):
         text = page_html(site, pages, i)
@@ -484,20 +649,27 @@ def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_
     if bad: raise SystemExit('pages would load from other hosts (the site must work offline):\n  ' + '\n  '.join(bad))
     for page, url in site.missing: print(f'warning: {page} links to {url}, which is not a page of the site')
     mb = dir_size(out) / 2**20
-    stats = dict(pages=len(pages), seconds=time.perf_counter()-t0, process_seconds=t1-t0, mb=mb, out=str(out))
+    stats = dict(pages=len(pages), seconds=time.perf_counter()-t0, execute_seconds=t_exec-t0, process_seconds=t1-t_exec, mb=mb, out=str(out))
     if not quiet:
-        print(f'built {len(pages)} pages into {out} in {stats["seconds"]:.1f} s '
-              f'(nbdev processing {stats["process_seconds"]:.1f} s); site size {mb:.2f} MB')
+        print(f'built {len(pages)} pages into {out} in {stats["seconds"]:.1f} s (executing fast cells '
+              f'{stats["execute_seconds"]:.1f} s, nbdev processing {stats["process_seconds"]:.1f} s); site size {mb:.2f} MB')
     if mb > max_mb: raise SystemExit(f'site is {mb:.1f} MB, over the {max_mb} MB limit: keep figures small')
     return stats
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['--execute-one']:  # a worker of `execute`
+        name, secs, err = _execute_one(argv[1:3])
+        if err: raise SystemExit(err)
+        return
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--nbs', default=str(ROOT/'nbs'), help='folder of notebooks (default: nbs/)')
     ap.add_argument('--out', default=str(ROOT/'_docs'), help='site folder, replaced (default: _docs/)')
     ap.add_argument('--proc', default=str(ROOT/'_proc'), help="nbdev's processed notebooks (default: _proc/)")
     ap.add_argument('--max-mb', type=float, default=MAX_MB, help='fail if the site is larger (MB)')
+    ap.add_argument('--no-execute', action='store_true', help="use the notebooks' stored outputs (do not re-run their fast cells)")
+    ap.add_argument('--workers', type=int, default=None, help='notebooks executed in parallel (default: one per CPU)')
     a = ap.parse_args(argv)
-    build(a.nbs, a.out, a.proc, a.max_mb)
+    build(a.nbs, a.out, a.proc, a.max_mb, execute_cells=not a.no_execute, workers=a.workers)
 
 if __name__ == '__main__': main()

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The docs in CI: Chromium (only if missing), the offline site (_docs/), its test in the browser.
+# The build re-runs every notebook's fast cells (about 4-5 minutes on 2 CPU cores; `#| slow`/`#| gpu`
+# cells keep their stored outputs), so the figures and explorers on the site come from the current code.
 # Run from anywhere with the project's venv active (it needs the dev requirements: nbdev, playwright).
 #   bash tools/ci_docs.sh
 # Set CHROMIUM=/path/to/chrome to use another Chromium/Chrome (e.g. google-chrome on GitHub runners).
