@@ -4,12 +4,13 @@
 
 # %% ../nbs/11_cli.ipynb #813fcb19
 from __future__ import annotations
-import argparse, json, sys
+import argparse, dataclasses, inspect, json, re, sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional, get_args, get_origin
 
 # %% auto #0
-__all__ = ['CHOICES', 'FLAGS', 'SECTIONS', 'COMMANDS', 'USAGE', 'pretrain', 'config_from_args', 'command_parser', 'main']
+__all__ = ['PRETRAIN_FLAGS', 'CHOICES', 'FLAGS', 'SECTIONS', 'COMMANDS', 'USAGE', 'pretrain', 'config_from_args', 'flag_words',
+           'command_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #14cefb83
 from fastcore.docments import docments
@@ -56,9 +57,9 @@ def pretrain(preset:str='cpu',            # recipe the other options start from:
         cfg, ckpt_path = config_from_args(**opts)
         result = train.pretrain(cfg, resume=ckpt_path)
     except (train.ConfigError, train.CheckpointError) as e:
-        print(f"semmae-edu pretrain: error: {e}", file=sys.stderr); return 2
+        print(f"semmae-edu pretrain: error: {flag_words(str(e), PRETRAIN_FLAGS)}", file=sys.stderr); return 2
     except train.NonFiniteLossError as e:
-        print(f"semmae-edu pretrain: stopped: {e}", file=sys.stderr); return 3
+        print(f"semmae-edu pretrain: stopped: {flag_words(str(e), PRETRAIN_FLAGS)}", file=sys.stderr); return 3
     if result.out is None: return 0                       # ranks > 0 of a torchrun job say nothing
     if not result.history: print(f"nothing to do: the run in {result.out} had already finished its {cfg.epochs} epochs")
     else:
@@ -82,12 +83,37 @@ def config_from_args(preset='cpu', resume=False, strategy_kw=None, **opts) -> tu
     ckpt = train.read_checkpoint(out)
     return train.PretrainConfig(**{**ckpt['config'], **given, 'out': out}), Path(out) / 'checkpoint.pth'
 
+def _flag(name:str) -> str: return '--' + name.replace('_', '-')
+
+# every PretrainConfig setting that has an option, by the option's name (num_workers is --workers)
+PRETRAIN_FLAGS = {f.name: _flag({v: k for k, v in _RENAME.items()}.get(f.name, f.name)) for f in dataclasses.fields(train.PretrainConfig)
+                  if f.name in _RENAME.values() or f.name in inspect.signature(pretrain).parameters}
+
+def flag_words(msg:str, # an error message that names Python settings (`data_path`, `epochs=3`, `mask_ratio must ...`)
+               flags:dict, # setting name -> option, e.g. {'data_path': '--data-path'}
+              ) -> str: # the message naming the options instead
+    "Say an error in the words of the command line: each setting a message names becomes its `--option`."
+    for name in sorted(flags, key=len, reverse=True):
+        # names with an underscore are unambiguous anywhere; a one-word name only as `name=`, `name:` or `name must`
+        after = r'\b' if '_' in name else r'(?==|:| must\b)'
+        msg = re.sub(r"(?<![\w.\-'\"/])" + re.escape(name) + after, flags[name], msg)
+    return msg
+
 # %% ../nbs/11_cli.ipynb #509171ce
-CHOICES = dict(preset=list(train.PRESETS), strategy=list(train.STRATEGIES), data=list(train.DATASETS), model=list(train.MODELS), amp=list(train.AMP_MODES),
-               amt_throw=list(THROW_MODES))
+# fixed sets of values per command (a command can also annotate a parameter `Literal['a', 'b']`)
+CHOICES = dict(pretrain=dict(preset=list(train.PRESETS), strategy=list(train.STRATEGIES), data=list(train.DATASETS), model=list(train.MODELS),
+                             amp=list(train.AMP_MODES)),
+               demo=dict(amt_throw=list(THROW_MODES)))
 FLAGS = ('resume',)   # plain on/off switches (no --no- form)
 SECTIONS = dict(preset='recipe', strategy='masking', data='data', model='model', epochs='optimisation',
                 device='machine', seed='records and resume')   # the option that opens each help section
+
+def _type_and_choices(anno, choices=None) -> tuple:
+    "(argparse type, choices or None) of a parameter: a `Literal[...]` annotation gives both."
+    if get_origin(anno) is Literal:
+        vals = list(get_args(anno))
+        return type(vals[0]), vals
+    return anno, choices
 
 def _default_note(func, name):
     if func is not pretrain: return ''                    # other commands state their defaults in their docments
@@ -95,19 +121,21 @@ def _default_note(func, name):
     key = _RENAME.get(name, name)
     return f" (cpu preset: {getattr(cfg, key)})" if hasattr(cfg, key) and getattr(cfg, key) is not None else ''
 
-def command_parser(func, prog:str=None) -> argparse.ArgumentParser:
-    "An argparse parser for a command function, from its signature and docments."
+def command_parser(func, prog:str=None, choices:dict=None) -> argparse.ArgumentParser:
+    "An argparse parser for a command function, from its signature and docments; `choices`: name -> allowed values."
+    choices = choices or {}
     p = argparse.ArgumentParser(prog=prog, description=func.__doc__, usage=f"{prog or '%(prog)s'} [options]",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p
     for name, d in docments(func, full=True, returns=False, eval_str=True).items():
         if func is pretrain and name in SECTIONS: g = p.add_argument_group(SECTIONS[name])
-        opt, helptext = '--' + name.replace('_', '-'), (d['docment'] or '')
+        opt, helptext = _flag(name), (d['docment'] or '')
         if name in FLAGS: g.add_argument(opt, dest=name, action='store_true', help=helptext); continue
         if d['anno'] is bool:
             g.add_argument(opt, dest=name, action=argparse.BooleanOptionalAction, default=None, help=helptext + _default_note(func, name)); continue
+        typ, allowed = _type_and_choices(d['anno'], choices.get(name))
         default = d['default'] if name == 'preset' else None
-        g.add_argument(opt, dest=name, type=d['anno'], default=default, choices=CHOICES.get(name), metavar=name.upper() if name not in CHOICES else None,
+        g.add_argument(opt, dest=name, type=typ, default=default, choices=allowed, metavar=None if allowed else name.upper(),
                        help=helptext + (f" (default: {default})" if default is not None else _default_note(func, name)))
     return p
 
@@ -144,7 +172,7 @@ def main(argv:list=None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         print(f"semmae-edu: unknown command {cmd!r}; commands: {', '.join(COMMANDS)} (semmae-edu --help)", file=sys.stderr); return 2
-    parser = command_parser(COMMANDS[cmd], prog=f"semmae-edu {cmd}")
+    parser = command_parser(COMMANDS[cmd], prog=f"semmae-edu {cmd}", choices=CHOICES.get(cmd))
     try: args = parser.parse_args(rest)
     except SystemExit as e: return int(e.code or 0)
     return COMMANDS[cmd](**vars(args))

@@ -568,6 +568,22 @@ def _per_pixel_keys(item):
         keys.append(k)
     return keys
 
+def _centre_index(start:int, length:int, n_out:int, device=None) -> Tensor: # [n_out] int64 source indices
+    "Source pixel of each of `n_out` outputs resizing `length` pixels from `start`: floor((dst + 0.5)·length/n_out), in integers."
+    i = torch.arange(n_out, device=device)
+    return start + torch.div((2 * i + 1) * length, 2 * n_out, rounding_mode='floor')
+
+def _crop_resize_map(m:Tensor, # [H, W] or [K, H, W] per-pixel map, any dtype
+                     top:int, left:int, h:int, w:int, # the crop box in pixels (it may reach past the edge)
+                     out_size:list, # [h_out, w_out]
+                    )->Tensor: # [..., h_out, w_out], same dtype; 0 outside the image (like a crop past the edge)
+    "Nearest-exact crop + resize by index arithmetic: values copied, never blended; the same under every torchvision."
+    H, W = m.shape[-2:]
+    rows, cols = _centre_index(top, h, out_size[0], m.device), _centre_index(left, w, out_size[1], m.device)
+    out = m[..., rows.clamp(0, H - 1)[:, None], cols.clamp(0, W - 1)[None, :]]
+    inside = ((rows >= 0) & (rows < H))[:, None] & ((cols >= 0) & (cols < W))[None, :]
+    return out if inside.all() else torch.where(inside, out, torch.zeros((), dtype=out.dtype, device=out.device))
+
 def crop_item(item:dict, # dict with 'image' [C, H, W] float in [0, 1] and any per-pixel maps [H, W] / [K, H, W]
               box:tuple, # (top, left, h, w) in pixels of the input
               size, # output side (int) or (h, w)
@@ -588,10 +604,8 @@ def crop_item(item:dict, # dict with 'image' [C, H, W] float in [0, 1] and any p
     if flip: img = TF.horizontal_flip(img)
     out['image'] = normalize(img, mean, std)
     for k in maps:
-        m = tv_tensors.Mask(item[k])
-        m = TF.resize_mask(TF.crop_mask(m, top, left, h, w), out_size, interpolation=InterpolationMode.NEAREST_EXACT)
-        if flip: m = TF.horizontal_flip_mask(m)
-        out[k] = m.as_subclass(Tensor)
+        m = _crop_resize_map(item[k], top, left, h, w, out_size)
+        out[k] = m.flip(-1) if flip else m
     return out
 
 def normalize(img:Tensor, # [C, H, W] or [N, C, H, W]

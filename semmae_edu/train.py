@@ -361,13 +361,16 @@ class DistInfo:
     @property
     def is_main(self): return self.rank == 0
 
-def init_distributed(backend:str=None) -> DistInfo:
+def init_distributed(backend:str=None, # None: nccl when the run's device is a GPU, else gloo
+                     device:str='auto',  # the run's device (`PretrainConfig.device`): a CPU run uses gloo even where CUDA is present
+                    ) -> DistInfo:
     "Join the process group torchrun described in the environment (`WORLD_SIZE` > 1), or run as a single process."
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', 0)))
     world = int(os.environ.get('WORLD_SIZE', 1))
     if world == 1: return DistInfo()
-    dist.init_process_group(backend or ('nccl' if torch.cuda.is_available() else 'gloo'))
+    on_gpu = torch.cuda.is_available() and (device == 'auto' or torch.device(device).type == 'cuda')
+    dist.init_process_group(backend or ('nccl' if on_gpu else 'gloo'))
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', 0)), started_here=True)
 
 def mean_over_ranks(x:Tensor) -> Tensor:
@@ -679,7 +682,7 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
     src = _resume_source(resume, cfg)
     ckpt = read_checkpoint(src) if src is not None else None
     if cfg is None: cfg = PretrainConfig(**{**ckpt['config'], 'out': str(src.parent)}) if ckpt else PretrainConfig()
-    info = init_distributed()
+    info = init_distributed(device=cfg.device)
     try:
         # 1. check everything; nothing exists on disk yet
         batching = check_config(cfg, info.world_size)

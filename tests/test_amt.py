@@ -6,7 +6,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from semmae_edu.amt import AttentionBank, AMTStrategy, amt_masking
-from semmae_edu.vit import VisionTransformer
+from semmae_edu.vit import VisionTransformer, cls_attention
+from tolerance import layers, reduction
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,8 +39,15 @@ def test_refresh_distributed_gathers_every_shard(tmp_path):
     for p, (_, err) in zip(procs, outs): assert p.returncode == 0, err[-3000:]
     ds = _dataset()
     single = AttentionBank(len(ds), (8, 8)); single.refresh(_model(), ds, batch_size=4)
+    # Batches of 2 and 4 round differently (GEMM blocking). A probability differs by <= p_err: 2 blocks whose longest
+    # reduction is 4·48 (the MLP), then the logits (16 terms) and the softmax (65). Min–max normalisation divides by the
+    # head's range over the patches, so a map value may move 4·p_err / range (numerator and denominator 2·p_err each).
+    p_err = layers(4 * 48, 2) + reduction(16 + 65)
+    with torch.no_grad():
+        a = cls_attention(_model().eval().get_last_selfattention(torch.stack([d['image'] for d in ds])), (8, 8)).flatten(2)
+    tol = 4 * p_err / (a.amax(-1) - a.amin(-1)).min().item()
     for rank in (0, 1):
-        torch.testing.assert_close(torch.load(tmp_path / f'maps{rank}.pt'), single.maps, atol=1e-6, rtol=0)
+        torch.testing.assert_close(torch.load(tmp_path / f'maps{rank}.pt'), single.maps, atol=tol, rtol=0)
     assert not torch.equal(single.maps, torch.ones_like(single.maps))
 
 def test_persistent_workers_see_a_refresh():

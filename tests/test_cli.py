@@ -31,14 +31,14 @@ def test_help():
 
 def test_tiny_run_then_resume_through_the_cli(tmp_path):
     out = tmp_path / 'run'
-    args = ['pretrain', '--n-synthetic', '32', '--batch-size', '8', '--epochs', '2', '--no-progress', '--out', str(out)]
+    args = ['pretrain', '--n-synthetic', '32', '--batch-size', '8', '--epochs', '2', '--device', 'cpu', '--no-progress', '--out', str(out)]
     r = run_cli(*args, '--epochs', '1')
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'done: epoch 1/1' in r.stdout and (out / 'model.pth').exists()
     assert len([x for x in read_metrics(out) if x['kind'] == 'step']) == 4
     # the recipe comes from the checkpoint; changing it is refused, changing the workers is not
     rc, _, err = call('pretrain', '--out', str(out), '--resume', '--blr', '0.1')
-    assert rc == 2 and 'blr: 0.004 in the checkpoint, 0.1 now' in err
+    assert rc == 2 and '--blr: 0.004 in the checkpoint, 0.1 now' in err
     rc, outp, err = call('pretrain', '--out', str(out), '--resume', '--workers', '0', '--no-progress')
     assert rc == 0 and 'nothing to do' in outp     # the run had finished
     assert read_checkpoint(out)['global_step'] == 4
@@ -48,16 +48,17 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     cases = [(['--strategy', 'blocks'], "invalid choice: 'blocks'"),
              (['--data', 'imagenet'], "invalid choice: 'imagenet'"),
              (['--data', 'cifar10', '--data-path', str(tmp_path / 'nowhere')], 'does not exist'),
-             (['--data', 'folder'], 'needs data_path'),
-             (['--batch-size', '48', '--eff-batch-size', '100'], 'eff_batch_size=100 is not a whole number'),
-             (['--accum-iter', '3', '--eff-batch-size', '128'], 'accum_iter=3 contradicts eff_batch_size=128'),
-             (['--mask-ratio', '1.2'], 'mask_ratio must be in (0.0, 1.0)'),
+             (['--data', 'folder'], 'needs --data-path'),
+             (['--batch-size', '48', '--eff-batch-size', '100'], '--eff-batch-size=100 is not a whole number'),
+             (['--accum-iter', '3', '--eff-batch-size', '128'], '--accum-iter=3 contradicts --eff-batch-size=128'),
+             (['--mask-ratio', '1.2'], '--mask-ratio must be in (0.0, 1.0)'),
              (['--strategy-kw', 'throw=0.4'], '--strategy-kw must be a JSON object'),
              (['--epochs', 'many'], "invalid int value: 'many'"),
              (['--resume'], 'no checkpoint at')]
     for args, msg in cases:
         rc, _, err = call('pretrain', '--out', out, *args)
         assert rc == 2 and msg in err, (args, err)
+        assert not any(f in err for f in ('data_path', 'eff_batch_size', 'accum_iter', 'mask_ratio')), err   # flags, not Python names
         assert not os.path.exists(out), args
     rc, _, err = call('train')
     assert rc == 2 and "unknown command 'train'" in err
@@ -75,7 +76,32 @@ def test_nonfinite_loss_exits_3(tmp_path, monkeypatch):
     monkeypatch.setattr(train, 'build_data', lambda cfg: (OneNaN(), None, None))
     n = torch.get_num_threads(); torch.set_num_threads(1)
     try: rc, _, err = call('pretrain', '--n-synthetic', '32', '--batch-size', '8', '--epochs', '1', '--ckpt-every-steps', '1',
-                           '--no-progress', '--out', str(tmp_path / 'nan'))
+                           '--device', 'cpu', '--no-progress', '--out', str(tmp_path / 'nan'))
     finally: torch.set_num_threads(n)
     assert rc == 3 and 'stopped: the loss became nan at epoch 0, step 2' in err
     assert read_checkpoint(tmp_path / 'nan')['global_step'] == 2
+
+def test_choices_from_literal_annotations_and_the_table():
+    "A command declares its fixed sets of values with `Literal[...]` (or the CLI's CHOICES table); --help lists them, typos are refused."
+    from typing import Literal
+    def cmd(throw:Literal['low', 'middle']=None,   # which patches to throw
+            k:Literal[1, 2, 4]=None,               # a number from a set
+            name:str=None):                        # free text
+        "A command."
+    p = cli.command_parser(cmd, 'semmae-edu cmd', choices=dict(name=['a', 'b']))
+    help_text = p.format_help()
+    assert '--throw {low,middle}' in help_text and '--k {1,2,4}' in help_text and '--name {a,b}' in help_text
+    assert p.parse_args(['--throw', 'middle', '--k', '4']).k == 4
+    for bad in (['--throw', 'high'], ['--k', '3'], ['--name', 'c']):
+        with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()): p.parse_args(bad)
+
+def test_every_pretrain_setting_is_named_by_its_flag():
+    "Each PretrainConfig setting the CLI exposes is translated to its option in error messages."
+    options = {o for a in cli.command_parser(cli.pretrain)._actions for o in a.option_strings}
+    for name, flag in cli.PRETRAIN_FLAGS.items():
+        assert flag in options, flag
+        msg = cli.flag_words(f"{name} must be positive; {name}=3 is not", cli.PRETRAIN_FLAGS)
+        assert msg == f"{flag} must be positive; {flag}=3 is not", msg
+    assert cli.PRETRAIN_FLAGS['num_workers'] == '--workers' and cli.PRETRAIN_FLAGS['data_path'] == '--data-path'
+    prose = "unknown data set 'x'; the model and the epochs stay; semmae_edu.train.data_path"
+    assert cli.flag_words(prose, cli.PRETRAIN_FLAGS) == prose      # plain words and dotted names are left alone

@@ -8,7 +8,8 @@ from semmae_edu.train import (PretrainConfig, pretrain, read_checkpoint, read_me
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny run: 48 images, micro-batches of 8, 2 accumulated -> 16 images per step, 3 steps per epoch.
-TINY = dict(n_synthetic=48, batch_size=8, accum_iter=2, epochs=3, warmup_epochs=1, progress=False, seed=3)
+# device='cpu': bitwise resume checks need the CPU's deterministic kernels, also on a machine with a GPU.
+TINY = dict(n_synthetic=48, batch_size=8, accum_iter=2, epochs=3, warmup_epochs=1, progress=False, seed=3, device='cpu')
 
 THREADS = 1   # bitwise comparisons need the same kernels in every run: one intra-op thread (tests/conftest.py)
 
@@ -61,7 +62,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
 
 @pytest.mark.parametrize('strategy', list(STRATEGIES))
 def test_short_pretraining_loss_falls(tmp_path, strategy):
-    cfg = PretrainConfig(strategy=strategy, n_synthetic=64, batch_size=16, epochs=4, warmup_epochs=1, progress=False,
+    cfg = PretrainConfig(strategy=strategy, n_synthetic=64, batch_size=16, epochs=4, warmup_epochs=1, progress=False, device='cpu',
                          out=str(tmp_path / strategy), strategy_kw=STRATEGY_KW.get(strategy, {}))
     res = pretrain(cfg)
     ep = [r['loss'] for r in read_metrics(res.out) if r['kind'] == 'epoch']
