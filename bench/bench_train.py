@@ -92,12 +92,12 @@ def cpu(batch, steps, rounds):
     per, wall = {n: [] for n in names}, {n: [] for n in names}
     for _ in range(rounds):
         for name in names:
-            kw = dict(amt=dict(amt_start_epoch=1, refresh_every=1)).get(name, {})
+            kw = dict(amt=dict(amt_start_epoch=1), attmask=dict(amt_start_epoch=1)).get(name, {})   # attention from epoch 1 of 2
             p, w = loop_steps(PretrainConfig(**{**base.__dict__, 'epochs': 2, 'strategy': name, 'strategy_kw': kw}))
             per[name] += p; wall[name].append(w)
     for name in names:
         print(f"  {name:7s}: {batch / min(per[name]):6.1f} images/s best step, {batch / statistics.median(per[name]):6.1f} median step, "
-              f"{2 * len(train) / min(wall[name]):6.1f} images/s wall (best run, incl. setup{' and the bank refresh' if name == 'amt' else ''})")
+              f"{2 * len(train) / min(wall[name]):6.1f} images/s wall (best run, incl. setup{' and the bank refresh' if name in ('amt', 'attmask') else ''})")
 
 def gpu(model, batch, steps):
     assert torch.cuda.is_available(), "--gpu needs a CUDA GPU"
