@@ -1,7 +1,9 @@
 """Refactor check (issue 15): the numbers a refactor must not change.
 
-Runs `pretrain` (random, amt with amt_start_epoch=1/refresh_every=1 also with 2 workers, semmae) for 2 epochs on a
+Runs `pretrain` (random, amt with amt_start_epoch=1/refresh_every=1 also with 2 workers, semmae) for 3 epochs on a
 small SyntheticParts set with a fixed seed, and a tiny `run_demo`, and writes every loss and metric (timings left out).
+The baseline is re-recorded whenever results are meant to change (last: the per-batch tensor data path and AMT's
+budget-scaled schedule of issue 12); a refactor must then reproduce it exactly.
 Usage: python bench/refactor_equal.py OUT.json          # record
        python bench/refactor_equal.py OUT.json --compare bench/refactor_baseline.json   # exact equality
 """
@@ -22,7 +24,7 @@ def drop_timings(x):
 
 def pretrain_losses(strategy, tmp, num_workers=0, **kw):
     ds = SyntheticParts(n=96, size=32, seed=0)
-    cfg = train.preset('cpu', model='micro', epochs=2, batch_size=16, warmup_epochs=0.5, strategy=strategy, seed=3,
+    cfg = train.preset('cpu', model='micro', epochs=3, batch_size=16, warmup_epochs=0.5, strategy=strategy, seed=3,
                        out=str(Path(tmp) / f'{strategy}{num_workers}'), progress=False, num_workers=num_workers, **kw)
     res = train.pretrain(cfg, train_set=ds)
     return [r['loss'] for r in res.history], sum(float(p.double().sum()) for p in res.model.state_dict().values())
@@ -36,8 +38,8 @@ def main(out, compare=None):
         rec['pretrain_amt'] = pretrain_losses('amt', tmp, **amt)
         rec['pretrain_amt_workers2'] = pretrain_losses('amt', tmp, num_workers=2, **amt)
         rec['pretrain_semmae'] = pretrain_losses('semmae', tmp)
-        m = run_demo(Path(tmp) / 'demo', n_train=128, n_test=64, epochs=2, batch_size=32, amt_start_epoch=1, refresh_every=1,
-                     part_steps=4, probe_epochs=3, n_pictures=2, progress=False)
+        m = run_demo(Path(tmp) / 'demo', n_train=128, n_test=64, epochs=3, batch_size=32, amt_start_epoch=1, refresh_every=1,
+                     part_steps=4, probe_epochs=3, finetune_epochs=1, n_pictures=2, progress=False)
         rec['demo'] = drop_timings(json.loads((Path(tmp) / 'demo' / 'metrics.json').read_text()))
     Path(out).write_text(json.dumps(rec, indent=1))
     if compare:

@@ -196,8 +196,12 @@ def run_cell(method:str,      # one of SWEEP_METHODS
         parts = None
         if method == 'semmae':                                    # stage 1 reads the random-masking encoder of this budget and seed
             run_cell('random', epochs, seed, out, point, device, progress, strategy_kw)
+            weights = out / 'runs' / f"e{epochs}" / f"s{seed}" / 'random' / 'model.pth'
+            if not weights.exists():                              # random's row came from elsewhere (e.g. committed cells), its weights did not:
+                pretrain_method('random', train, weights.parent, epochs, point['batch_size'], seed, device, progress,
+                                point['norm_pix_loss'], strategy_kw=(strategy_kw or {}).get('random'))   # the same run again, same seed
             mae = untrained_mae(seed)
-            mae.load_state_dict(torch.load(out / 'runs' / f"e{epochs}" / f"s{seed}" / 'random' / 'model.pth', weights_only=True)['model'])
+            mae.load_state_dict(torch.load(weights, weights_only=True)['model'])
             lp = learn_parts(mae, train, test, point['n_parts'], point['part_steps'], seed, progress)
             parts = lp['parts']
             torch.save(lp['learner'].state_dict(), run.parent / 'stage1.pth')   # the demo draws the learned parts from it

@@ -53,3 +53,15 @@ def test_interval_and_paired_gain():
     assert (round(m, 12), n) == (0.6, 2) and abs(h - 12.706 * (0.02 ** 0.5) / 2 ** 0.5) < 1e-9   # t(0.975, 1) * s / sqrt(2)
     rows = [dict(method=k, epochs=10, seed=s, probe_mean=v) for s, (a, b) in enumerate([(0.4, 0.5), (0.6, 0.8)]) for k, v in (('random', a), ('amt', b))]
     assert abs(paired_gain(rows, 'amt', epochs=10)[0] - 0.15) < 1e-12
+
+def test_semmae_cell_without_random_weights(tmp_path):
+    "A random cell committed without its weights (a new machine): SemMAE's stage 1 trains the same random run again."
+    import shutil
+    from semmae_edu.demo import run_cell
+    point = dict(n_train=64, n_test=40, probe_epochs=2, finetune_epochs=1, part_steps=2)
+    kept = run_cell('random', 1, 0, tmp_path / 'a', point)
+    shutil.rmtree(tmp_path / 'a' / 'runs')                             # only cells/ survives, as in the repository
+    row = run_cell('semmae', 1, 0, tmp_path / 'a', point)
+    ref = run_cell('semmae', 1, 0, tmp_path / 'b', point)               # the same cell with random's weights at hand
+    assert run_cell('random', 1, 0, tmp_path / 'a', point) == kept       # random's row is read, not recomputed
+    assert _strip([row]) == _strip([ref])
