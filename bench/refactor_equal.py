@@ -17,7 +17,7 @@ from semmae_edu.demo import run_demo
 TIMING = ('seconds', 'pretrain_seconds', 'images_per_s', 'total_seconds', 'time')
 
 def drop_timings(x):
-    if isinstance(x, dict): return {k: drop_timings(v) for k, v in x.items() if k not in TIMING}
+    if isinstance(x, dict): return {k: drop_timings(v) for k, v in x.items() if k not in TIMING and not k.endswith('_seconds')}
     if isinstance(x, list): return [drop_timings(v) for v in x]
     if isinstance(x, str): return re.sub(r'\b\d+(\.\d+)? s\b', '<seconds> s', x)   # timings inside the report's notes
     return x
