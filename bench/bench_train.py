@@ -107,7 +107,7 @@ def gpu(model, batch, steps):
     res = {}
     for name, kw in cases.items():
         cfg = PretrainConfig(model=model, img_size=img, n_synthetic=batch * steps, batch_size=batch, epochs=1, warmup_epochs=0.5,
-                             progress=False, log_every=10**6, num_workers=4, device='cuda', **kw)
+                             progress=False, log_every=10**6, device='cuda', **kw)   # synthetic: tensor-backed, no workers
         per, _ = loop_steps(cfg)
         res[name] = batch / statistics.median(per)
         print(f"{name:26s}: {res[name]:8.1f} images/s")

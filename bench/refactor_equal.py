@@ -1,6 +1,6 @@
 """Refactor check (issue 15): the numbers a refactor must not change.
 
-Runs `pretrain` (random, amt with amt_start_epoch=1/refresh_every=1 also with 2 workers, semmae) for 3 epochs on a
+Runs `pretrain` (random, amt with amt_start_epoch=1/refresh_every=1, semmae) for 3 epochs on a
 small SyntheticParts set with a fixed seed, and a tiny `run_demo`, and writes every loss and metric (timings left out).
 The baseline is re-recorded whenever results are meant to change (last: the per-batch tensor data path and AMT's
 budget-scaled schedule of issue 12); a refactor must then reproduce it exactly.
@@ -36,7 +36,6 @@ def main(out, compare=None):
         amt = dict(strategy_kw=dict(amt_start_epoch=1, refresh_every=1))
         rec['pretrain_random'] = pretrain_losses('random', tmp)
         rec['pretrain_amt'] = pretrain_losses('amt', tmp, **amt)
-        rec['pretrain_amt_workers2'] = pretrain_losses('amt', tmp, num_workers=2, **amt)
         rec['pretrain_semmae'] = pretrain_losses('semmae', tmp)
         m = run_demo(Path(tmp) / 'demo', n_train=128, n_test=64, epochs=3, batch_size=32, amt_start_epoch=1, refresh_every=1,
                      part_steps=4, probe_epochs=3, finetune_epochs=1, n_pictures=2, progress=False)

@@ -79,7 +79,7 @@ class PretrainConfig:
     amp:str = 'auto'                 # auto (bf16 if supported, else fp16, on GPU; none on CPU) | bf16 | fp16 | none
     fused_attn:bool = True           # scaled_dot_product_attention in every block
     compile:bool = False             # torch.compile the model
-    num_workers:int = 0              # DataLoader worker processes (item-by-item data only: a tensor-backed set such as SyntheticParts is gathered and cropped in the process)
+    num_workers:int = 0              # DataLoader worker processes (item-by-item data only; refused for a tensor-backed set such as SyntheticParts, which is gathered and cropped in the process)
     # records
     out:str = 'runs/pretrain'        # output folder: config.json, metrics.jsonl, checkpoint.pth, model.pth
     seed:int = 0
@@ -700,6 +700,9 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
         sampler = StepBatches(len(train_set), batching['batch_size'], batching['accum_iter'], info.world_size, info.rank, cfg.seed)
         items = SeededItems(strategy.wrap_dataset(train_set, transform), cfg.seed)
         fast = tensor_backed(train_set)   # stacked tensors: gathered and augmented per batch (TensorBatches), no per-item work
+        if fast and cfg.num_workers:     # nothing is loaded item by item, so workers would have nothing to do
+            raise ConfigError(f"num_workers={cfg.num_workers} cannot take effect: the training set is tensor-backed (gathered and "
+                              f"cropped per batch in this process, no DataLoader); use num_workers=0")
         if fast: plain_set = TensorItems(train_set.tensors())
         _preflight(strategy, items, sampler, mae.patch_size, cfg)
         out = _prepare_out(cfg, resuming=ckpt is not None)

@@ -155,9 +155,11 @@ def test_bad_settings_write_nothing(tmp_path):
     assert not out.exists()
 
 def test_dataloader_workers_change_nothing(tmp_path):
+    from semmae_edu.data import SyntheticParts, AugmentedItems
     cfg = dict(TINY, epochs=1)
-    a = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'w0')))
-    b = pretrain(PretrainConfig(**cfg, num_workers=2, out=str(tmp_path / 'w2')))
+    items = lambda: AugmentedItems(SyntheticParts(n=48, size=32))   # item by item: the DataLoader path, where workers exist
+    a = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'w0')), train_set=items())
+    b = pretrain(PretrainConfig(**cfg, num_workers=2, out=str(tmp_path / 'w2')), train_set=items())
     assert step_losses(tmp_path / 'w0') == step_losses(tmp_path / 'w2')
     assert_same_weights(a.model, b.model)
 
@@ -177,10 +179,14 @@ def test_workers_for_map_strategies(tmp_path, strategy, monkeypatch):
     assert_same_weights(a.model, b.model)
     # AMT refreshes its bank at epochs 1 and 2 (start 1, every 1): two rebuilds; SemMAE's maps never change: none
     assert len(built) - 1 == {'amt': 3, 'semmae': 1}[strategy]
-    # a tensor-backed set (SyntheticParts itself) needs no DataLoader: batches are gathered and cropped in the process
+    # a tensor-backed set (SyntheticParts itself) needs no DataLoader: batches are gathered and cropped in the process,
+    # so workers cannot take effect and are refused before anything is written
     built.clear()
-    pretrain(PretrainConfig(**cfg, num_workers=2, out=str(tmp_path / 't2')))
+    pretrain(PretrainConfig(**cfg, out=str(tmp_path / 't0')))
     assert built == []
+    with pytest.raises(ConfigError, match=r'num_workers=2 cannot take effect.*use num_workers=0'):
+        pretrain(PretrainConfig(**cfg, num_workers=2, out=str(tmp_path / 't2')))
+    assert not (tmp_path / 't2').exists()
 
 def _grad_norms(norms):
     "A hook on every optimizer's step that records the global gradient norm the step sees."
