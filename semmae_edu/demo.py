@@ -560,7 +560,7 @@ def write_sweep(out, budgets=BUDGETS, point:dict=None) -> Path:
     out = Path(out); rows = sweep_rows(out)
     _write_json(out / 'sweep.json', dict(point=POINT | (point or {}), finetune=FINETUNE, budgets=list(budgets), rows=rows))
     if rows:
-        fig = plot_sweep(rows); fig.savefig(out / 'sweep.png', dpi=80, bbox_inches='tight')
+        fig = plot_sweep(rows); fig.savefig(out / 'sweep.png', dpi=100, bbox_inches='tight')   # ~900 px: the docs' text column, unscaled
         import matplotlib.pyplot as plt; plt.close(fig)
     return out / 'sweep.json'
 
@@ -644,7 +644,7 @@ _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, 
 def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou')):
     "Each metric against the pre-training budget: mean and 95 % interval over seeds per method."
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, (len(keys) + 1) // 2, figsize=(4.2 * ((len(keys) + 1) // 2), 6.4), squeeze=False)
+    fig, axes = plt.subplots(2, (len(keys) + 1) // 2, figsize=(3.0 * ((len(keys) + 1) // 2), 5.2), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         series = {'learned parts': 'part_miou', 'k-means': 'kmeans_miou', 'fixed grid': 'grid_miou'} if key == 'part_miou' else None
         for i, (label, k) in enumerate((series or {None: key}).items()):
