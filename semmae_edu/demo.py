@@ -659,7 +659,7 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
             tab = sweep_table(rows, 'attention_chance')
             ch = [d[m][0] for d in tab.values() for m in d]
             if ch: ax.axhline(sum(ch) / len(ch), color='k', lw=0.8, ls=':', label='flat map')
-        ax.set_xscale('log'); ax.set_xticks(sorted({r['epochs'] for r in rows})); ax.get_xaxis().set_major_formatter(plt.ScalarFormatter())
+        ax.set_xscale('log'); ax.set_xticks(sorted({r['epochs'] for r in rows})); ax.xaxis.set_major_formatter(plt.ScalarFormatter()); ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_title(_TITLES.get(key, key), fontsize=9); ax.set_xlabel('pre-training epochs', fontsize=8); ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(keys):]: ax.axis('off')
     h, l = axes.flat[0].get_legend_handles_labels()

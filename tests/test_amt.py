@@ -1,5 +1,5 @@
 "Heavier tests of semmae_edu.amt (subprocesses, DataLoader workers); the chapter nbs/04_amt.ipynb links here."
-import os, subprocess, sys, textwrap
+import os, subprocess, sys, textwrap, time
 from pathlib import Path
 
 import torch
@@ -15,12 +15,14 @@ def _model(): return VisionTransformer(img_size=32, patch_size=4, embed_dim=48, 
 def _dataset(n=11): return [dict(image=torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)), index=i) for i in range(n)]
 
 SCRIPT = textwrap.dedent('''
-    import sys, torch, torch.distributed as dist
+    import datetime, sys, torch, torch.distributed as dist
     sys.path.insert(0, {tests!r})
     from test_amt import _model, _dataset
     from semmae_edu.amt import AttentionBank
     rank = int(sys.argv[1])
-    dist.init_process_group('gloo', init_method='file://' + {out!r} + '/rendezvous', rank=rank, world_size=2)
+    # a bounded wait: a rank whose partner died fails within a minute instead of hanging for gloo's 30
+    dist.init_process_group('gloo', init_method='file://' + {out!r} + '/rendezvous', rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=90))
     ds = _dataset()
     bank = AttentionBank(len(ds), (8, 8))
     bank.refresh(_model(), ds, batch_size=2, epoch=40)   # 11 items on 2 ranks: shards of 6, the last padded
@@ -33,10 +35,17 @@ def test_refresh_distributed_gathers_every_shard(tmp_path):
     script = tmp_path / 'refresh.py'
     script.write_text(SCRIPT.format(tests=str(ROOT / 'tests'), out=str(tmp_path)))
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    procs = [subprocess.Popen([sys.executable, str(script), str(rank)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
-    outs = [p.communicate(timeout=180) for p in procs]
-    for p, (_, err) in zip(procs, outs): assert p.returncode == 0, err[-3000:]
+    logs = [tmp_path / f'rank{rank}.log' for rank in (0, 1)]
+    procs = [subprocess.Popen([sys.executable, str(script), str(rank)], env=env, stdout=log.open('w'),
+                              stderr=subprocess.STDOUT) for rank, log in zip((0, 1), logs)]
+    deadline = time.monotonic() + 300   # both ranks share one deadline; neither can block the other's output
+    for p in procs:
+        try: p.wait(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired: pass
+    for p in procs:
+        if p.poll() is None: p.kill(); p.wait()
+    report = '\n'.join(f'--- rank {r} (exit {p.returncode}):\n' + log.read_text()[-3000:] for r, (p, log) in enumerate(zip(procs, logs)))
+    assert all(p.returncode == 0 for p in procs), report
     ds = _dataset()
     single = AttentionBank(len(ds), (8, 8)); single.refresh(_model(), ds, batch_size=4)
     # Batches of 2 and 4 round differently (GEMM blocking). A probability differs by <= p_err: 2 blocks whose longest
