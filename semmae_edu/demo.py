@@ -653,7 +653,7 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
             for j, m in enumerate(methods):
                 pts = [(E, *tab[E][m]) for E in tab if m in tab[E]]
                 x = [p[0] for p in pts]; y = [p[1] for p in pts]; e = [0 if p[3] < 2 else p[2] for p in pts]
-                ax.errorbar(x, y, yerr=e, marker='o', ms=3, lw=1, capsize=2, color=f'C{(j if series is None else i) % 10}',
+                ax.errorbar(x, y, yerr=e, marker='o', ms=3, lw=1, capsize=2, color=f'C{(SWEEP_METHODS.index(m) if series is None else i) % 10}',
                             label=(m if series is None else label), ls='--' if m in BASELINES else '-')
         if key == 'attention_mass':
             tab = sweep_table(rows, 'attention_chance')
@@ -662,7 +662,11 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
         ax.set_xscale('log'); ax.set_xticks(sorted({r['epochs'] for r in rows})); ax.xaxis.set_major_formatter(plt.ScalarFormatter()); ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_title(_TITLES.get(key, key), fontsize=9); ax.set_xlabel('pre-training epochs', fontsize=8); ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(keys):]: ax.axis('off')
-    h, l = axes.flat[0].get_legend_handles_labels()
+    seen = {}   # one legend for every panel: a method keeps its colour everywhere (scratch appears only under fine-tuning)
+    for ax in list(axes.flat)[:len(keys)]:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l in SWEEP_METHODS: seen.setdefault(l, h)
+    l = sorted(seen, key=SWEEP_METHODS.index); h = [seen[k] for k in l]
     fig.legend(h, l, loc='lower center', ncol=len(l), fontsize=7, frameon=False)
     hp, lp = axes.flat[len(keys) - 1].get_legend_handles_labels()
     if keys[-1] == 'part_miou': axes.flat[len(keys) - 1].legend(hp, lp, fontsize=7)
