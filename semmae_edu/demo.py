@@ -650,7 +650,7 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
         for i, (label, k) in enumerate((series or {None: key}).items()):
             tab = sweep_table(rows, k)
             methods = [m for m in SWEEP_METHODS if any(m in d for d in tab.values())]
-            for j, m in enumerate(methods):
+            for m in methods:
                 pts = [(E, *tab[E][m]) for E in tab if m in tab[E]]
                 x = [p[0] for p in pts]; y = [p[1] for p in pts]; e = [0 if p[3] < 2 else p[2] for p in pts]
                 ax.errorbar(x, y, yerr=e, marker='o', ms=3, lw=1, capsize=2, color=f'C{(SWEEP_METHODS.index(m) if series is None else i) % 10}',

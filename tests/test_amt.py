@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent('''
     from test_amt import _model, _dataset
     from semmae_edu.amt import AttentionBank
     rank = int(sys.argv[1])
-    # a bounded wait: a rank whose partner died fails within a minute instead of hanging for gloo's 30
+    # a bounded wait: a rank whose partner died fails after 90 s, not after gloo's default 30 minutes
     dist.init_process_group('gloo', init_method='file://' + {out!r} + '/rendezvous', rank=rank, world_size=2,
                             timeout=datetime.timedelta(seconds=90))
     ds = _dataset()
@@ -36,14 +36,16 @@ def test_refresh_distributed_gathers_every_shard(tmp_path):
     script.write_text(SCRIPT.format(tests=str(ROOT / 'tests'), out=str(tmp_path)))
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
     logs = [tmp_path / f'rank{rank}.log' for rank in (0, 1)]
-    procs = [subprocess.Popen([sys.executable, str(script), str(rank)], env=env, stdout=log.open('w'),
-                              stderr=subprocess.STDOUT) for rank, log in zip((0, 1), logs)]
+    files = [log.open('w') for log in logs]
+    procs = [subprocess.Popen([sys.executable, str(script), str(rank)], env=env, stdout=f, stderr=subprocess.STDOUT)
+             for rank, f in zip((0, 1), files)]
     deadline = time.monotonic() + 300   # both ranks share one deadline; neither can block the other's output
     for p in procs:
         try: p.wait(timeout=max(1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired: pass
     for p in procs:
         if p.poll() is None: p.kill(); p.wait()
+    for f in files: f.close()
     report = '\n'.join(f'--- rank {r} (exit {p.returncode}):\n' + log.read_text()[-3000:] for r, (p, log) in enumerate(zip(procs, logs)))
     assert all(p.returncode == 0 for p in procs), report
     ds = _dataset()
