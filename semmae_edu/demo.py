@@ -193,13 +193,14 @@ def run_cell(method:str,      # one of SWEEP_METHODS
         row |= res
     else:
         run = out / 'runs' / f"e{epochs}" / f"s{seed}" / method
+        def pre(m, folder, **kw):                                 # pre-train method m of this cell's budget and seed into folder
+            return pretrain_method(m, train, folder, epochs, point['batch_size'], seed, device, progress, point['norm_pix_loss'],
+                                   strategy_kw=(strategy_kw or {}).get(m), **kw)
         parts = None
         if method == 'semmae':                                    # stage 1 reads the random-masking encoder of this budget and seed
             run_cell('random', epochs, seed, out, point, device, progress, strategy_kw)
-            weights = out / 'runs' / f"e{epochs}" / f"s{seed}" / 'random' / 'model.pth'
-            if not weights.exists():                              # random's row came from elsewhere (e.g. committed cells), its weights did not:
-                pretrain_method('random', train, weights.parent, epochs, point['batch_size'], seed, device, progress,
-                                point['norm_pix_loss'], strategy_kw=(strategy_kw or {}).get('random'))   # the same run again, same seed
+            weights = run.parent / 'random' / 'model.pth'
+            if not weights.exists(): pre('random', weights.parent)   # random's row came without its weights (committed cells): the same run again
             mae = untrained_mae(seed)
             mae.load_state_dict(torch.load(weights, weights_only=True)['model'])
             lp = learn_parts(mae, train, test, point['n_parts'], point['part_steps'], seed, progress)
@@ -207,8 +208,7 @@ def run_cell(method:str,      # one of SWEEP_METHODS
             torch.save(lp['learner'].state_dict(), run.parent / 'stage1.pth')   # the demo draws the learned parts from it
             row |= dict(part_miou=lp['miou'], kmeans_miou=lp['kmeans_miou'], grid_miou=lp['grid_miou'],
                         part_nmi=lp['nmi'], kmeans_nmi=lp['kmeans_nmi'], grid_nmi=lp['grid_nmi'], part_seconds=lp['seconds'])
-        r = pretrain_method(method, train, run, epochs, point['batch_size'], seed, device, progress, point['norm_pix_loss'],
-                            parts=parts, n_parts=point['n_parts'] if parts is not None else None, strategy_kw=(strategy_kw or {}).get(method))
+        r = pre(method, run, parts=parts, n_parts=point['n_parts'] if parts is not None else None)
         row |= evaluate_model(r['model'], train, test, finetune_epochs=point['finetune_epochs'], **ev)
         row |= dict(final_loss=r['losses'][-1], pretrain_seconds=r['seconds'])
         (run / 'checkpoint.pth').unlink(missing_ok=True)          # model.pth stays (stage 1 of 'semmae' reads random's)
