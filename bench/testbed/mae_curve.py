@@ -11,7 +11,7 @@ import torch
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from synth import CANDIDATES, render_set
-from probe import linear_probe
+from probe import linear_probe, LAMS
 from semmae_edu.mae import MaskedAutoencoder
 from semmae_edu.data import rrc_boxes, crop_batch, normalize
 from semmae_edu.train import lr_at, make_optimizer, generator_for, seed_for
@@ -29,15 +29,24 @@ def build(model, size, patch, seed):
         torch.manual_seed(seed_for(seed, 'init'))
         return MaskedAutoencoder(img_size=size, patch_size=patch, norm_pix_loss=True, **MODELS[model])
 
+@torch.no_grad()
+def features(enc, images, mean, std, batch=512):
+    "(mean-pooled patch tokens, CLS token) [n, D] each, from one pass of the frozen encoder."
+    m, c = [], []
+    for i in range(0, len(images), batch):
+        t = enc.forward_features(normalize(images[i:i + batch], mean, std))
+        m.append(t[:, 1:].mean(1)); c.append(t[:, 0])
+    return torch.cat(m).double(), torch.cat(c).double()
+
 def probe_model(mae, tr, te, n_probe, mean, std):
     enc = mae.encoder().eval()
     out = {}
     t0 = time.process_time()
-    for pool in ('mean', 'cls'):
-        (Xa, ya), (Xb, yb) = [extract_features(enc, TensorItems(dict(image=d['image'][:n], label=d['label'][:n])), pool=pool,
-                                               mean=mean, std=std) for d, n in ((tr, n_probe), (te, len(te['label'])))]
-        p = linear_probe(Xa.double(), ya, Xb.double(), yb)
-        out[pool] = dict(acc=p['acc'], se=p['se'], lam=p['lam'], grad=p['grad'], train_acc=p['train_acc'])
+    fa, fb = features(enc, tr['image'][:n_probe], mean, std), features(enc, te['image'], mean, std)
+    out['feat_cpu_s'] = time.process_time() - t0
+    for k, pool in enumerate(('mean', 'cls')):
+        p = linear_probe(fa[k], tr['label'][:n_probe], fb[k], te['label'], lams=LAMS[:9])   # 1 .. 1e-4
+        out[pool] = dict(acc=p['acc'], se=p['se'], lam=p['lam'], grad=p['grad'], train_acc=p['train_acc'], converged=p['converged'])
     out['eval_cpu_s'] = time.process_time() - t0
     return out
 
@@ -69,7 +78,9 @@ def main():
     cpu0, wall0 = time.process_time(), time.perf_counter()
     train_cpu = 0.
     mae.train()
-    if 0 in evals: rec['curve'].append(dict(step=0, **probe_model(mae, tr, te, n_probe, mean, std))); mae.train()
+    if 0 in evals:
+        mae.eval(); pr = probe_model(mae, tr, te, n_probe, mean, std); mae.train()
+        rec['curve'].append(dict(step=0, **pr)); print(a.tag, 'step 0', pr['mean']['acc'], pr['cls']['acc'], pr['eval_cpu_s'], flush=True)
     for step in range(a.steps):
         c0 = time.process_time()
         if pos + a.batch > a.n_train:
