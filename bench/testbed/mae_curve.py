@@ -107,6 +107,7 @@ def main():
             print(a.tag, f"step {step + 1} loss {rec['curve'][-1]['loss']:.4f} probe mean {pr['mean']['acc']:.3f} cls {pr['cls']['acc']:.3f} "
                   f"train cpu {train_cpu:.0f}s ({(step + 1) * a.batch / train_cpu:.0f} img/cpu-s)", flush=True)
             out = HERE / 'curves' / f'{a.tag}.json'; out.parent.mkdir(exist_ok=True); out.write_text(json.dumps(rec, indent=1))
+            Path('/tmp/testbed_runs').mkdir(exist_ok=True); torch.save(mae.state_dict(), f'/tmp/testbed_runs/{a.tag}-s{step + 1}.pth')
     Path('/tmp/testbed_runs').mkdir(exist_ok=True)
     torch.save(mae.state_dict(), f'/tmp/testbed_runs/{a.tag}.pth')
 
