@@ -91,6 +91,7 @@ def linear_probe(Xtr:Tensor, ytr:Tensor, Xte:Tensor, yte:Tensor,
                  seed:int=0,          # the held-out split (the fits themselves are deterministic)
                  dtype=torch.float64,
                  tol:float=1e-5,
+                 extend:bool=True,    # a grid-edge winner extends the path by half-decades (up to 4 more)
                 ) -> dict:            # acc, train_acc, lam, held (lam -> held-out acc), grad, iters, seconds, se (sampling error of acc)
     "Converged logistic-regression probe: standardise, pick lam on a held-out split of the training rows, refit on all."
     t0 = time.perf_counter()
@@ -99,13 +100,22 @@ def linear_probe(Xtr:Tensor, ytr:Tensor, Xte:Tensor, yte:Tensor,
     fit, held = split_index(ytr, held_frac, seed)
     Xf, Xh = standardise(Xtr[fit].to(dtype), Xtr[held].to(dtype))
     scores, init, sols, path_ok = {}, None, {}, True
-    for lam in lams:
+    lams = list(lams)
+    def run(lam):
+        nonlocal init, path_ok
         r = fit_logreg(Xf, ytr[fit], K, lam, init, tol)
         init = (r['W'], r['b'])
         path_ok = path_ok and r['converged']
         scores[lam] = _acc(r['W'], r['b'], Xh, ytr[held])
         sols[lam] = (r['W'], r['b'], r['iters'])
-    best = max(lams, key=lambda l: (round(scores[l], 9), l))           # ties -> the stronger penalty
+    for lam in lams: run(lam)
+    best = max(scores, key=lambda l: (round(scores[l], 9), l))         # ties -> the stronger penalty
+    while extend and best == min(scores) and len(scores) < len(lams) + 4:   # the weakest was best: go on down the path
+        run(best / 10 ** 0.5)
+        best = max(scores, key=lambda l: (round(scores[l], 9), l))
+    while extend and best == max(scores) and len(scores) < len(lams) + 8:   # the strongest was best: go up
+        run(best * 10 ** 0.5)
+        best = max(scores, key=lambda l: (round(scores[l], 9), l))
     Xa, Xt = standardise(Xtr.to(dtype), Xte.to(dtype))
     r = fit_logreg(Xa, ytr, K, best, sols[best][:2], tol)
     acc = _acc(r['W'], r['b'], Xt, yte)

@@ -17,14 +17,16 @@ def pca(Xtr, Xte, k=128, seed=0):
     U, S, V = torch.svd_lowrank(Xtr - mu, q=k + 32, niter=6)
     return (Xtr - mu) @ V[:, :k], (Xte - mu) @ V[:, :k]
 
-def screen(name, n_train, n_test):
+def screen(name, n_train, n_test, pixels=True):
     spec = CANDIDATES[name]
     t0 = time.perf_counter()
-    tr, te = render_set(spec, n_train, 0), render_set(spec, n_test, 1)
+    tr, te = render_set(spec, n_train, 0, looks=True), render_set(spec, n_test, 1, looks=True)
     render_s = time.perf_counter() - t0
     ytr, yte = tr['label'], te['label']
-    feats = {'pixels': (tr['image'].flatten(1).double(), te['image'].flatten(1).double())}
-    feats['pca128'] = pca(*feats['pixels'])
+    px = (tr['image'].flatten(1).double(), te['image'].flatten(1).double())
+    feats = {'pixels': px} if pixels else {}
+    feats['pca128'] = pca(*px)
+    feats['look_hist'] = (part_features(tr['looks']).double(), part_features(te['looks']).double())   # bag of local looks, clutter included
     feats['part_hist'] = (part_features(tr['parts']).double(), part_features(te['parts']).double())
     feats['part_layout4'] = (part_features(tr['parts'], grid=4).double(), part_features(te['parts'], grid=4).double())
     res = dict(name=name, spec=asdict(spec), n_train=n_train, n_test=n_test, data_seeds=(0, 1), render_seconds=render_s)
@@ -32,6 +34,7 @@ def screen(name, n_train, n_test):
         p = linear_probe(a, ytr, b, yte, lams=LAMS_PIX if a.shape[1] > 1000 else LAMS)
         res[k] = {key: p[key] for key in ('acc', 'se', 'train_acc', 'lam', 'grad', 'converged', 'path_converged', 'iters', 'seconds')}
         print(name, k, f"acc {p['acc']:.3f} ± {p['se']:.3f}  lam {p['lam']:g}  grad {p['grad']:.1e}  {p['seconds']:.0f}s", flush=True)
+    if not pixels: res['pixels'] = None
     out = HERE / 'screens' / f'{name}-n{n_train}.json'
     out.parent.mkdir(exist_ok=True); out.write_text(json.dumps(res, indent=1))
 
@@ -43,13 +46,13 @@ def merge():
         chance=0.1, rows=rows), indent=1))
     for r in rows:
         print(f"{r['name']:18s} n_train {r['n_train']:5d} n_test {r['n_test']}  " +
-              '  '.join(f"{k} {r[k]['acc']:.3f}±{r[k]['se']:.3f}" for k in ('pixels', 'pca128', 'part_hist', 'part_layout4')))
+              '  '.join(f"{k} {r[k]['acc']:.3f}±{r[k]['se']:.3f}" for k in ('pixels', 'pca128', 'part_hist', 'part_layout4', 'look_hist') if r.get(k)))
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('names', nargs='*'); ap.add_argument('--n-train', type=int, default=5000); ap.add_argument('--n-test', type=int, default=2000)
-    ap.add_argument('--merge', action='store_true')
+    ap.add_argument('--merge', action='store_true'); ap.add_argument('--no-pixels', action='store_true')
     a = ap.parse_args()
     torch.set_num_threads(1)
-    for n in a.names: screen(n, a.n_train, a.n_test)
+    for n in a.names: screen(n, a.n_train, a.n_test, not a.no_pixels)
     if a.merge: merge()

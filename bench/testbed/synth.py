@@ -40,6 +40,7 @@ class Spec:
     clutter_scale:float = 1.0    # multiplies their size (today: half-axes 0.12-0.42 by 0.05-0.35)
     deform:float = 1.0           # per-part jitter multiplier
     bg_texture:bool = True       # the background's stripes
+    clutter_plain:bool = False   # clutter as plain discs (no part shape, no texture) instead of part look-alikes
 
 
 def _layer_tables(spec:Spec):
@@ -64,7 +65,7 @@ def canvas(spec:Spec):
     return _pixel_grid(spec.size), noise, _layer_tables(spec)
 
 
-def render(spec:Spec, cv, seed:int, index:int, label:int):
+def render(spec:Spec, cv, seed:int, index:int, label:int, looks:bool=False):
     "Image [3, S, S] float32 in [0, 1] and exact part map [S, S] int64, fixed by (spec, seed, index)."
     grid, noise, tables = cv
     base, span, ids = tables[label]
@@ -84,6 +85,8 @@ def render(spec:Spec, cv, seed:int, index:int, label:int):
         st[:, 2:8] = u[:L, 14:20]
     if spec.texture == 'shared':
         st[:, 8:12] = _STYLE[(u[:L, 16] * (len(PART_NAMES) - 1)).astype(np.int64) + 1, 8:12]
+    if spec.clutter_plain and D:
+        st[1:1 + D, 0:2] = (0.41, 0.0); st[1:1 + D, 8:12] = (0.0, 0.0, 0.0, 0.03); types[1:1 + D] = 0
     P = u[:L, :5] * span; P += base
     pu, pv, a, b, ang = P.T
     ca, sa = np.cos(ang), np.sin(ang)
@@ -126,17 +129,23 @@ def render(spec:Spec, cv, seed:int, index:int, label:int):
     img += noise[off:off + hw] * g[6]
     np.clip(img, 0, 1, out=img)
     S = spec.size
+    if looks: return img.reshape(3, S, S), ids[top].reshape(S, S), np.where(top > 0, types[top], 0).reshape(S, S)
     return img.reshape(3, S, S), ids[top].reshape(S, S)
 
 
-def render_set(spec:Spec, n:int, seed:int) -> dict:
-    "image [n, 3, S, S] float32, parts [n, S, S] uint8, fg bool, label [n] (index % 10), index [n]."
+def render_set(spec:Spec, n:int, seed:int, looks:bool=False) -> dict:
+    "image [n, 3, S, S] float32, parts [n, S, S] int64, fg bool, label [n] (index % 10), index [n]; looks [n, S, S] (clutter's look types too)."
     cv = canvas(spec)
     imgs = np.empty((n, 3, spec.size, spec.size), np.float32); parts = np.empty((n, spec.size, spec.size), np.uint8)
+    lk = np.empty((n, spec.size, spec.size), np.uint8) if looks else None
     for i in range(n):
-        imgs[i], parts[i] = render(spec, cv, seed, i, i % len(CLASS_NAMES))
+        r = render(spec, cv, seed, i, i % len(CLASS_NAMES), looks)
+        imgs[i], parts[i] = r[0], r[1]
+        if looks: lk[i] = r[2]
     parts = torch.from_numpy(parts).long()
-    return dict(image=torch.from_numpy(imgs), parts=parts, fg=parts > 0, label=torch.arange(n) % len(CLASS_NAMES), index=torch.arange(n))
+    out = dict(image=torch.from_numpy(imgs), parts=parts, fg=parts > 0, label=torch.arange(n) % len(CLASS_NAMES), index=torch.arange(n))
+    if looks: out['looks'] = torch.from_numpy(lk).long()
+    return out
 
 
 def part_features(parts:torch.Tensor, n_parts:int=len(PART_NAMES), grid:int=0) -> torch.Tensor:
@@ -156,6 +165,10 @@ CANDIDATES = {
     'type-wide':       Spec('type-wide', shift=0.3, scale=(0.6, 1.0), rot=180.0),
     'shared-wide-c10': Spec('shared-wide-c10', colour='shared', shift=0.3, scale=(0.6, 1.0), rot=180.0, clutter=10),
     'shared-c0':       Spec('shared-c0', colour='shared', clutter=0),
+    'shared-c2':       Spec('shared-c2', colour='shared', clutter=2),
+    'shared-plain':    Spec('shared-plain', colour='shared', clutter_plain=True),
+    'shared-big-c2':   Spec('shared-big-c2', colour='shared', scale=(0.85, 1.05), clutter=2),
+    'shared-tex-c0':   Spec('shared-tex-c0', colour='shared', texture='shared', clutter=0),
     'shared-64':       Spec('shared-64', size=64, colour='shared'),
     'shared-wide-64':  Spec('shared-wide-64', size=64, colour='shared', shift=0.3, scale=(0.6, 1.0), rot=180.0),
 }
