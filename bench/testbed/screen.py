@@ -34,8 +34,7 @@ def screen(name, n_train, n_test, pixels=True):
         p = linear_probe(a, ytr, b, yte, lams=LAMS_PIX if a.shape[1] > 1000 else LAMS)
         res[k] = {key: p[key] for key in ('acc', 'se', 'train_acc', 'lam', 'grad', 'converged', 'path_converged', 'iters', 'seconds')}
         print(name, k, f"acc {p['acc']:.3f} ± {p['se']:.3f}  lam {p['lam']:g}  grad {p['grad']:.1e}  {p['seconds']:.0f}s", flush=True)
-    if not pixels: res['pixels'] = None
-    out = HERE / 'screens' / f'{name}-n{n_train}.json'
+    out = HERE / 'screens' / f'{name}-n{n_train}{"" if pixels else "-nopix"}.json'   # a screen without pixels never replaces one with
     out.parent.mkdir(exist_ok=True); out.write_text(json.dumps(res, indent=1))
 
 def merge():
@@ -46,7 +45,7 @@ def merge():
         chance=0.1, rows=rows), indent=1))
     for r in rows:
         print(f"{r['name']:18s} n_train {r['n_train']:5d} n_test {r['n_test']}  " +
-              '  '.join(f"{k} {r[k]['acc']:.3f}±{r[k]['se']:.3f}" for k in ('pixels', 'pca128', 'part_hist', 'part_layout4', 'look_hist') if r.get(k)))
+              '  '.join(f"{k} {r[k]['acc']:.3f}±{r[k]['se']:.3f}" for k in ('pixels', 'pca128', 'part_hist', 'part_layout4', 'look_hist') if r.get(k)))  # noqa
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
