@@ -4,7 +4,7 @@
     python bench/update_reading.py                               # regenerate from the committed bench/sweep.json
 
 Writes bench/sweep.json, bench/sweep.png, nbs/images/sweep.png; the generated reading cells of nbs/index.ipynb
-(the README's) and nbs/09_experiments.ipynb (`demo.sweep_reading`, the cells that start with MARK); then README.md
+(the README's) and nbs/10_experiments.ipynb (`demo.sweep_reading`, the cells that start with MARK); then README.md
 (tools/make_readme.py). tests/test_reading.py fails when any of them disagrees with bench/sweep.json.
 """
 import argparse, json, shutil, subprocess, sys
@@ -15,7 +15,7 @@ from semmae_edu.demo import sweep_reading
 
 MARK = '<!-- generated from bench/sweep.json by bench/update_reading.py: edit the code, not this text -->'
 TARGETS = {'nbs/index.ipynb': dict(full=False, title='## What the sweep finds\n\n'),
-           'nbs/09_experiments.ipynb': dict(full=True, title='')}
+           'nbs/10_experiments.ipynb': dict(full=True, title='')}
 
 def reading_cell(sweep:dict, nb:str) -> str:
     t = TARGETS[nb]
