@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 from semmae_edu.data import SyntheticParts
 from semmae_edu import train
-from semmae_edu.demo import run_demo, run_sweep, sweep_reading, write_sweep
+from semmae_edu.demo import run_demo
+from semmae_edu.sweep import run_sweep, write_sweep
+from semmae_edu.report import sweep_reading
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ('seconds', 'pretrain_seconds', 'images_per_s', 'total_seconds', 'time')

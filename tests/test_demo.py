@@ -2,7 +2,9 @@
 import json, re, math, time
 import pytest
 import torch
-from semmae_edu.demo import run_demo, demo_command, METHODS, DEFAULT_METHODS, POINT
+from semmae_edu.experiments import METHODS, DEFAULT_METHODS, POINT
+from semmae_edu.demo import run_demo
+from semmae_edu.cli import demo_command
 
 THREADS = 1   # one intra-op thread (tests/conftest.py)
 
@@ -26,8 +28,8 @@ def test_demo_tiny_report(tmp_path):
     assert saved['methods']['raw pixels']['probe_cls'] is None          # pixels have no CLS token: no such row entry
     assert saved['methods']['untrained']['finetune'] is None and 0 <= saved['methods']['scratch']['finetune'] <= 1
     for name in DEFAULT_METHODS: assert len(saved['losses'][name]) == 2 * 3   # 2 epochs of 96 // 32 steps
-    cfg = json.loads((out / 'runs' / 'e2' / 's0' / 'random' / 'config.json').read_text())['config']
-    assert cfg['n_synthetic'] == 96 and cfg['epochs'] == 2                # the run records what was trained
+    assert sorted(p.name for p in out.iterdir()) == ['figures', 'metrics.json', 'report.html', 'report.md']   # the report only
+    assert saved['settings']['n_train'] == 96 and saved['settings']['epochs'] == 2   # the report records what was trained
     assert 'not comparable' in ' '.join(saved['notes'])                   # tiny settings: not the sweep's point, and it says so
     page = (out / 'report.html').read_text()
     assert page.count('src="data:image/png;base64,') == 5
@@ -55,9 +57,9 @@ def test_demo_bad_input_before_any_work(tmp_path, kw, words):
     assert time.perf_counter() - t < 10 and not (tmp_path / 'a').exists()   # refused at once; nothing written
 
 def test_failed_demo_leaves_folder_reusable(tmp_path, monkeypatch):
-    import semmae_edu.demo as demo
+    import semmae_edu.experiments as experiments
     def boom(*a, **k): raise RuntimeError('out of memory, say')
-    monkeypatch.setattr(demo, 'evaluate_model', boom)
+    monkeypatch.setattr(experiments, 'evaluate_model', boom)
     with pytest.raises(RuntimeError): run_demo(tmp_path / 'r', **{**TINY, 'methods': ('random',)})
     assert not (tmp_path / 'r').exists()                                  # nothing left behind: the same command works again
     (tmp_path / 'empty').mkdir()

@@ -2,7 +2,8 @@
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
-from semmae_edu.demo import run_sweep, sweep_cells, sweep_rows, interval, paired_gain
+from semmae_edu.sweep import run_sweep, run_cell, sweep_cells, sweep_rows
+from semmae_edu.stats import interval, paired_gain
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ['--budgets', '1,2', '--methods', 'random,pixels,scratch', '--seeds', '2', '--n-train', '64', '--n-test', '40',
@@ -57,7 +58,6 @@ def test_interval_and_paired_gain():
 def test_semmae_cell_without_random_weights(tmp_path):
     "A random cell committed without its weights (a new machine): SemMAE's stage 1 trains the same random run again."
     import shutil
-    from semmae_edu.demo import run_cell
     point = dict(n_train=64, n_test=40, probe_epochs=2, finetune_epochs=1, part_steps=2)
     kept = run_cell('random', 1, 0, tmp_path / 'a', point)
     shutil.rmtree(tmp_path / 'a' / 'runs')                             # only cells/ survives, as in the repository
