@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['T975', 'interval', 'fmt_interval', 'paired_gain', 'sweep_table']
+__all__ = ['t975', 'interval', 'fmt_interval', 'paired_gain', 'sweep_table']
 
-# %% ../nbs/10a_stats.ipynb #622bdb01
+# %% ../nbs/10a_stats.ipynb #73493a58
+from scipy.stats import t as student_t
 from .experiments import SWEEP_METHODS
 
-# %% ../nbs/10a_stats.ipynb #f6fd8b4e
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)   # Student t, 97.5 %, df = 1..10
+# %% ../nbs/10a_stats.ipynb #72a4b509
+def t975(df:int) -> float:
+    "Student's t, 97.5 % quantile with `df` degrees of freedom: the factor of a two-sided 95 % interval (from scipy)."
+    return float(student_t.ppf(0.975, df))
 
 def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); half-width nan for n < 2
     "Mean and 95 % Student-t interval half-width of a few values (seeds)."
@@ -22,15 +25,14 @@ def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); hal
     m = sum(v) / n
     if n < 2: return (m, float('nan'), 1)
     sd = (sum((x - m) ** 2 for x in v) / (n - 1)) ** 0.5
-    t = T975[n - 2] if n - 2 < len(T975) else 1.96
-    return (m, t * sd / n ** 0.5, n)
+    return (m, t975(n - 1) * sd / n ** 0.5, n)
 
 def fmt_interval(t:tuple, digits:int=3) -> str:
     "'0.512 ± 0.021 (n=5)'"
     m, h, n = t
     return f"{m:.{digits}f} ± {h:.{digits}f} (n={n})" if n > 1 else f"{m:.{digits}f} (n={n})"
 
-# %% ../nbs/10a_stats.ipynb #a1efc57f
+# %% ../nbs/10a_stats.ipynb #6133b382
 def paired_gain(rows:list, method:str, ref:str='random', key:str='probe_mean', epochs:int=None) -> tuple:
     "Gain of `method` over `ref` at budget `epochs`, paired by seed (same data, same seed): (mean, half-width, n)."
     by = {(r['method'], r['seed']): r.get(key) for r in rows if r['epochs'] == epochs}
