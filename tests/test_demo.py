@@ -1,15 +1,18 @@
-"The demo end to end at a tiny budget: every report file, every method's numbers, options refused before any work, folders left reusable."
+"""The demo end to end at a tiny budget: every report file, every method's numbers, the same numbers as the sweep's cells of
+its point, options refused before any work, folders left reusable."""
 import json, re, math, time
 import pytest
 import torch
 from semmae_edu.experiments import METHODS, DEFAULT_METHODS, POINT
 from semmae_edu.demo import run_demo
 from semmae_edu.cli import demo_command
+from semmae_edu.sweep import run_cell
 
 THREADS = 1   # one intra-op thread (tests/conftest.py)
 
 TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, part_steps=10, probe_epochs=10, finetune_epochs=1, n_pictures=3, progress=False)
 
+@pytest.mark.slow
 def test_demo_tiny_report(tmp_path):
     out = tmp_path / 'report'
     m = run_demo(out, **TINY)
@@ -41,6 +44,22 @@ def test_demo_tiny_report(tmp_path):
     assert demo_command(out=str(out), **{k: v for k, v in TINY.items() if k != 'n_pictures'}, methods='random', overwrite=True) == 0
     assert list(json.loads((out / 'metrics.json').read_text())['methods']) == ['random', 'untrained', 'scratch', 'raw pixels']
 
+def _numbers(row:dict) -> dict:
+    "A row's numbers: without which cell it is and without the timings."
+    return {k: v for k, v in row.items() if k not in ('method', 'epochs', 'seed') and not k.endswith('seconds')}
+
+@pytest.mark.parametrize('methods, epochs', [(('random',), 1), pytest.param(DEFAULT_METHODS, 2, marks=pytest.mark.slow)])
+def test_demo_rows_are_the_sweeps_cells(tmp_path, methods, epochs):
+    "A demo is one point of the sweep: at a tiny budget, every number of every row equals the sweep's cell of that point."
+    budget = dict(n_train=32, n_test=10, batch_size=32, part_steps=2, probe_epochs=2, finetune_epochs=1)
+    m = run_demo(tmp_path / 'demo', methods=methods, epochs=epochs, seed=0, n_pictures=2, progress=False, **budget)
+    shown = dict(zip(methods, methods)) | {'untrained': 'untrained', 'scratch': 'scratch', 'pixels': 'raw pixels'}
+    assert list(m['methods']) == list(shown.values())
+    for method, name in shown.items():                                   # the sweep's cells, in the sweep's order
+        cell = run_cell(method, epochs, 0, tmp_path / 'sweep', budget)
+        assert _numbers(m['methods'][name]) == _numbers(cell), method
+    assert all(m['methods'][k]['finetune'] is not None for k in methods)
+
 def test_default_demo_is_a_point_of_the_sweep():
     import inspect
     sig = inspect.signature(run_demo).parameters
@@ -66,6 +85,7 @@ def test_failed_demo_leaves_folder_reusable(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError): run_demo(tmp_path / 'empty', **{**TINY, 'methods': ('random',)})
     assert (tmp_path / 'empty').is_dir() and not any((tmp_path / 'empty').iterdir())
 
+@pytest.mark.slow
 def test_cli_demo(tmp_path):
     from semmae_edu import cli
     args = ['demo', '--out', str(tmp_path / 'r'), '--methods', 'random', '--n-train', '64', '--n-test', '20', '--epochs', '2',

@@ -20,6 +20,7 @@ def test_cells_budget_first():
     assert cells == [('random', 10, 0), ('semmae', 10, 0), ('pixels', 10, 0), ('random', 10, 1), ('pixels', 10, 1),
                      ('random', 30, 0), ('semmae', 30, 0), ('pixels', 30, 0), ('random', 30, 1), ('pixels', 30, 1)]
 
+@pytest.mark.slow
 def test_sweep_resumes_after_kill(tmp_path):
     out = tmp_path / 'sweep'
     p = _sweep(out)
@@ -65,6 +66,7 @@ def test_t_quantiles_equal_scipys():
         assert abs(interval(v)[1] - (hi - lo) / 2) < 1e-12, n
     assert (round(t975(1), 3), round(t975(11), 3)) == (12.706, 2.201)
 
+@pytest.mark.slow
 def test_semmae_cell_without_random_weights(tmp_path):
     "A random cell committed without its weights (a new machine): SemMAE's stage 1 trains the same random run again."
     import shutil
