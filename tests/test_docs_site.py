@@ -164,7 +164,7 @@ def test_docs_site_static(docs_site):
     assert 'index.html' in parsed
     for nb in sorted(NBS.glob('*.ipynb')):
         if nb.name.startswith(('_', '.')): continue
-        name = 'index.html' if nb.stem == 'index' else re.sub(r'^\d+_', '', nb.stem) + '.html'
+        name = 'index.html' if nb.stem == 'index' else re.sub(r'^\d+[a-zA-Z0-9]*_', '', nb.stem) + '.html'
         assert name in parsed, f'{nb.name} has no page in {docs_site}: rebuild with `python tools/build_docs.py`'
 
 KEY_CODE = {'masking.html': ['class MaskPlan', 'def random_masking', 'def plan_from_order'],
@@ -191,7 +191,7 @@ def _png_dpi(path):
     with Image.open(path) as im: return im.info.get('dpi', (None, None))[0]
 
 # pages whose figures come from files written elsewhere (the demo's report figures in 09)
-DPI_EXEMPT = ('experiments',)
+DPI_EXEMPT = ('demo',)
 
 def test_docs_figures_are_readable(docs_site):
     "Every matplotlib figure of the book is drawn at >= 110 dpi (the book's figure style)."
