@@ -8,11 +8,11 @@ from __future__ import annotations
 # %% auto #0
 __all__ = ['PRIMARY_METHODS', 'PRIMARY_METRICS', 'PRIMARY', 'ALPHA', 'GATE', 't975', 'interval', 'fmt_interval', 'Diff',
            'paired_diff', 'welch_diff', 'difference', 'fmt_diff', 'seed_values', 'gain', 'sweep_table', 'holm',
-           'longest', 'primary_family', 'budget_gain', 'testbed_gate']
+           'longest', 'primary_family', 'sampling_error', 'budget_gain', 'testbed_gate']
 
 # %% ../nbs/10a_stats.ipynb #73493a58
 from typing import NamedTuple
-from scipy.stats import t as student_t
+from scipy.stats import norm, t as student_t
 from .experiments import SWEEP_METHODS
 
 # %% ../nbs/10a_stats.ipynb #72a4b509
@@ -78,7 +78,8 @@ def difference(a:dict, b:dict) -> Diff:
     return welch_diff(list(a.values()), list(b.values()))
 
 def fmt_diff(d:Diff, scale:float=100, digits:int=1, unit:str=' points') -> str:
-    "'+1.2 ± 3.4 points (paired, n=5)', '-6.8 ± 4.0 points (Welch, n=3 vs 5)', '+1.2 points (one seed)'."
+    "'+1.2 ± 3.4 points (paired, n=5)', '-6.8 ± 4.0 points (Welch, n=3 vs 5)', or why there is no interval."
+    if min(d.n_a, d.n_b) == 0: return f"no values (n={d.n_a} vs {d.n_b})"
     if d.test == 'none': return f"{scale * d.mean:+.{digits}f}{unit} (fewer than two seeds: no interval)"
     n = f"n={d.n}" if d.test == 'paired' else f"n={d.n_a} vs {d.n_b}"
     return f"{scale * d.mean:+.{digits}f} ± {scale * d.half:.{digits}f}{unit} ({'paired' if d.test == 'paired' else 'Welch'}, {n})"
@@ -132,11 +133,17 @@ def primary_family(rows:list, primary:list=PRIMARY, alpha:float=ALPHA) -> list: 
             fam.append(dict(method=m, ref=ref, key=key, epochs=E, diff=gain(rows, m, ref, key, E)))
     for c, q in zip(fam, holm([c['diff'].p if c['diff'].p == c['diff'].p else 1. for c in fam])):
         c['p_holm'] = q
-        c['verdict'] = 'not separated' if q >= alpha else 'better' if c['diff'].mean > 0 else 'worse'
+        c['verdict'] = ('fewer than two seeds' if c['diff'].test == 'none' else 'not separated' if q >= alpha else
+                        'better' if c['diff'].mean > 0 else 'worse')
     return fam
 
 # %% ../nbs/10a_stats.ipynb #d1ff0009
 GATE = dict(pixels_probe=0.35, margin=0.10, seeds=5, n_test=2000)   # DESIGN.md, "The testbed"
+
+def sampling_error(p:float, n:int) -> tuple: # (standard error, half-width of the 95 % interval)
+    "The sampling error of an accuracy `p` measured on `n` test images: √(p(1−p)/n), and its 95 % normal interval."
+    se = (p * (1 - p) / n) ** 0.5
+    return se, float(norm.ppf(0.975)) * se
 
 def budget_gain(rows:list, method:str='random', key:str='probe_mean') -> tuple: # (from, to, Diff), or None
     "`method`'s gain on `key` from the second-longest budget to the longest, paired by seed."
