@@ -314,8 +314,8 @@ def gate_reading(rows:list, n_test:int=None, gate:dict=GATE) -> str:
     verdict = ("**it passes**: MAE demonstrably learns here, and the primary family below answers the question." if g['passed'] else
                "**it fails**, so this sweep cannot tell the masks apart: the primary family and everything after it are "
                "reported for the record, not as an answer.")
-    lines = [f"**The testbed's gate** at {g['epochs']} epochs, the longest budget (DESIGN.md: masks are compared only where "
-             f"MAE demonstrably learns): {verdict}",
+    lines = [f"**The testbed's gate** at {g['epochs']} epochs, the longest budget (masks are compared only where MAE "
+             f"demonstrably learns): {verdict}",
              f"- raw pixels' linear probe: {fmt_interval(px) if px[2] else 'no cells'}; required ≤ {gate['pixels_probe']:.2f}: {ok('pixels_probe')}.",
              f"- random − pixels on the linear probe: {fmt_diff(g['probe'])}; {req}: {ok('probe')}.",
              f"- random − scratch fine-tuned: {fmt_diff(g['finetune'])}; {req}: {ok('finetune')}.",
@@ -324,18 +324,18 @@ def gate_reading(rows:list, n_test:int=None, gate:dict=GATE) -> str:
     b = budget_gain(rows)
     if b and b[2].test != 'none':
         s = _sign(b[2])
-        state = ('still climbing (the interval lies above 0): pre-training has not flattened' if s > 0 else
+        state = ('still climbing, so pre-training has not flattened (the interval lies above 0)' if s > 0 else
                  'falling (the interval lies below 0)' if s < 0 else
-                 f'{_APART}: no evidence that it still climbs, though not a proof that it has flattened')
-        lines.append(f"- not a condition, the flattening: random's linear probe from {b[0]} to {b[1]} epochs "
-                     f"{fmt_diff(b[2])}, {state}.")
+                 f'{_APART}; no evidence that it still climbs, though no proof that it has flattened')
+        lines.append(f"- the flattening (reported, not a condition): random's linear probe gains {fmt_diff(b[2])} from "
+                     f"{b[0]} to {b[1]} epochs: {state}.")
     return '\n'.join(lines) + '\n'
 
 def primary_reading(rows:list, primary:list=PRIMARY, alpha:float=ALPHA) -> str:
     "The declared primary family as it stands in the rows: which comparisons, how many, Holm-adjusted p, verdicts."
     declared = list(dict.fromkeys(m for m, *_ in primary))
     fam = primary_family(rows, primary, alpha)
-    head = (f"**The primary family**, declared in code before the results were read (`stats.PRIMARY`): each of "
+    head = (f"**The primary family**, declared in code as a rule, not picked from results (`stats.PRIMARY`): each of "
             f"{', '.join(declared)} against random at the longest budget, on the linear probe (mean-pooled) and fine-tuned.")
     if not fam: return head + " None of its methods has cells in this sweep yet.\n"
     present = list(dict.fromkeys(c['method'] for c in fam)); missing = [m for m in declared if m not in present]
