@@ -77,8 +77,8 @@ def test_welch_difference_equals_scipys():
         df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
         lo, hi = scipy.stats.t.interval(0.95, df, loc=sum(a) / na - sum(b) / nb, scale=(va + vb) ** 0.5)
         assert abs(w.half - (hi - lo) / 2) < 1e-12 and abs(w.df - df) < 1e-9 and abs(w.p - r.pvalue) < 1e-12
-        if hasattr(r, 'confidence_interval'):                                        # scipy >= 1.11 gives the interval itself
-            lo, hi = r.confidence_interval(0.95); assert abs(w.half - (hi - lo) / 2) < 1e-12
+        lo, hi = r.confidence_interval(0.95)                                          # scipy's own (>= 1.11, the floor)
+        assert abs(w.half - (hi - lo) / 2) < 1e-12 and abs(w.df - r.df) < 1e-9
         other = {s + 10: v for s, v in enumerate(b)}                                  # different seeds: Welch, never pairs
         assert difference(dict(enumerate(a)), other) == w
 
