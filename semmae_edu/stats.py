@@ -138,7 +138,7 @@ def primary_family(rows:list, primary:list=PRIMARY, alpha:float=ALPHA) -> list: 
     return fam
 
 # %% ../nbs/10a_stats.ipynb #d1ff0009
-GATE = dict(pixels_probe=0.35, margin=0.10, seeds=5, n_test=2000)   # the testbed's rule (issue 18)
+GATE = dict(pixels_probe=0.35, margin=0.10, seeds=5, n_test=2000)   # the testbed's rule
 
 def sampling_error(p:float, n:int) -> tuple: # (standard error, half-width of the 95 % interval)
     "The sampling error of an accuracy `p` measured on `n` test images: √(p(1−p)/n), and its 95 % normal interval."
