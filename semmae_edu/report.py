@@ -294,11 +294,12 @@ def _reading_head(rows:list, cfg:dict, budgets:list) -> str:
             f"budget, evaluated on {_count(n_test) if n_test is not None else 'an unrecorded number of'} held-out images "
             f"(linear probe: {_setting(cfg['probe'])}); {len(rows)} cells, budgets {', '.join(map(str, budgets))} epochs "
             f"({complete}).")
-    E, acc = budgets[-1], seed_values(rows, 'random', 'probe_mean', budgets[-1])
+    E, who, acc = budgets[-1], "random masking's", list(seed_values(rows, 'random', 'probe_mean', budgets[-1]).values())
+    if not acc: who, acc = 'the mean', [r['probe_mean'] for r in rows if r['epochs'] == E and r.get('probe_mean') is not None]
     if n_test and acc:
-        p = sum(acc.values()) / len(acc); se, h = sampling_error(p, n_test)
+        p = sum(acc) / len(acc); se, h = sampling_error(p, n_test)
         said += (f" One accuracy on {_count(n_test)} test images carries a sampling error of √(p(1−p)/n) = {100 * se:.1f} points at "
-                 f"random masking's probe accuracy {p:.3f} ({E} epochs), ±{100 * h:.1f} points at 95 %; the intervals over "
+                 f"{who} probe accuracy {p:.3f} ({E} epochs), ±{100 * h:.1f} points at 95 %; the intervals over "
                  f"seeds leave it out, since every cell is scored on the same test images.")
     return said + (" Each number is a mean ± the half-width of its 95 % interval over n seeds. A comparison is the 95 % "
                    "interval of a difference, paired by seed when both sides ran the same seeds, else Welch's; a difference "
