@@ -16,7 +16,7 @@ from scipy.stats import norm, t as student_t
 from .experiments import SWEEP_METHODS
 
 # %% ../nbs/10a_stats.ipynb #72a4b509
-def t975(df:int) -> float:
+def t975(df:float) -> float:
     "Student's t, 97.5 % quantile with `df` degrees of freedom: the factor of a two-sided 95 % interval (from scipy)."
     return float(student_t.ppf(0.975, df))
 
