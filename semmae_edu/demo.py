@@ -88,7 +88,7 @@ def _notes(methods, epochs, seed, point, parts) -> list:
                      f"{parts['kmeans_miou']:.3f}, fixed grid {parts['grid_miou']:.3f}.")
     if 'semmae-true' in methods:
         notes.append("semmae-true masks by SyntheticParts' TRUE parts: an upper bound for learned parts, not SemMAE as published.")
-    notes.append("One seed: a difference smaller than the seed-to-seed spread (chapter 10's sweep) is no difference.")
+    notes.append("One seed: a difference smaller than the seed-to-seed spread (chapter 10d's sweep) is not separated from seed noise, which does not make the two equal.")
     return notes
 
 # %% ../nbs/10c_demo.ipynb #07b37a8e

@@ -10,7 +10,8 @@ import matplotlib.pyplot as plt
 import torch
 
 # %% auto #0
-__all__ = ['figures', 'results_table', 'write_report', 'plot_sweep', 'budget_findings', 'sweep_reading']
+__all__ = ['figures', 'results_table', 'write_report', 'plot_sweep', 'budget_findings', 'sweep_config', 'gate_reading',
+           'primary_reading', 'sweep_reading']
 
 # %% ../nbs/10b_report.ipynb #f64a5b2d
 from .data import SyntheticParts, patch_parts
@@ -19,7 +20,8 @@ from .mae import reconstruct
 from .semmae import parts_overlay
 from .evaluate import attention_maps
 from .experiments import METHODS, BASELINES, SWEEP_METHODS, FINETUNE, n_seeds, normalized, final_plans
-from .stats import interval, paired_gain, fmt_interval, sweep_table
+from .stats import (interval, fmt_interval, paired_diff, gain, fmt_diff, seed_values, sweep_table, sampling_error,
+                              PRIMARY, ALPHA, GATE, primary_family, testbed_gate, budget_gain)
 
 # %% ../nbs/10b_report.ipynb #7dffb6d7
 def _png(fig) -> bytes:
@@ -187,67 +189,50 @@ _NAMES = dict(probe_mean='probe (mean)', probe_cls='probe (CLS)', knn='k-NN', fi
               attention_mass='attention on object')
 _GAIN_WORDS = {1: 'better', -1: 'worse', 0: 'not separated'}
 _PART_WORDS = {1: 'beat', -1: 'lose to', 0: 'are not separated from'}
+_APART = 'not separated (the 95 % interval of the difference contains 0)'
 
 def _complete(rows, E) -> bool:
     "Has budget E every method of the sweep with its full number of seeds?"
     have = {(r['method'], r['seed']) for r in rows if r['epochs'] == E}
     return all((m, s) in have for m in SWEEP_METHODS for s in range(n_seeds(m)))
 
-def _cmp(a:tuple, b:tuple) -> int:
-    "+1 if interval a lies above interval b, -1 if below, 0 if they overlap (or either has fewer than 2 seeds)."
-    if a[2] < 2 or b[2] < 2: return 0
-    return 1 if a[0] - a[1] > b[0] + b[1] else -1 if a[0] + a[1] < b[0] - b[1] else 0
-
 def _sign(g:tuple) -> int:
-    "+1 / -1 if a paired gain's interval excludes 0 upwards / downwards, else 0."
-    return 0 if g[2] < 2 else 1 if g[0] - g[1] > 0 else -1 if g[0] + g[1] < 0 else 0
+    "+1 / -1 if a difference's 95 % interval excludes 0 upwards / downwards, else 0 (also with fewer than 2 seeds)."
+    return 0 if g[2] < 2 or g[1] != g[1] else 1 if g[0] - g[1] > 0 else -1 if g[0] + g[1] < 0 else 0
 
-def _pts(x, digits=1): return f"{100 * x:+.{digits}f}"
-
-def _pixels_vs_best(probe:dict, pre:list) -> str:
-    "Raw pixels against the best pre-trained encoder on the linear probe."
+def _pixels_vs_best(rows:list, E:int, probe:dict, pre:list) -> str:
+    "The best pre-trained encoder against raw pixels on the linear probe: the difference and its interval."
     if 'pixels' not in probe or not pre: return ''
     best = max(pre, key=lambda m: probe[m][0])
-    px, b = probe['pixels'], probe[best]
-    pixels, encoder = fmt_interval(px), fmt_interval(b)
-    if min(px[2], b[2]) < 2:
-        return f"Linear probe: raw pixels {pixels}, the best pre-trained encoder ({best}) {encoder}; fewer than two seeds, no verdict yet."
-    c = _cmp(px, b)
-    if c > 0: return f"**Raw pixels win** the linear probe: pixels {pixels} against the best pre-trained encoder ({best}) {encoder}."
-    if c < 0: return f"**Pre-training wins** the linear probe: {best} {encoder} against raw pixels {pixels}."
-    return f"Raw pixels ({pixels}) and the best pre-trained encoder ({best}, {encoder}) are not separated on the linear probe."
+    d = gain(rows, best, 'pixels', 'probe_mean', E)
+    said = (f"The best pre-trained encoder on the linear probe ({best}, {fmt_interval(probe[best])}) − raw pixels "
+            f"({fmt_interval(probe['pixels'])}): {fmt_diff(d)}")
+    if d.test == 'none': return said + '; fewer than two seeds, no verdict yet.'
+    return said + {1: ': **pre-training wins**.', -1: ': **raw pixels win**.', 0: f', {_APART}.'}[_sign(d)]
 
 def _probe_gains(rows:list, E:int, pre:list, ref:str, what:str) -> str:
-    "Each method's linear-probe gain over `ref`, paired by seed, grouped into better / worse / not separated."
-    gains = [(m, paired_gain(rows, m, ref, 'probe_mean', E)) for m in pre if m != ref]
+    "Each method's linear-probe difference from `ref`, grouped into better / worse / not separated."
+    gains = [(m, gain(rows, m, ref, 'probe_mean', E)) for m in pre if m != ref]
     gains = [(m, g) for m, g in gains if g[2] >= 1]
     if not gains: return ''
     if all(g[2] < 2 for _, g in gains): return f"Against {what}: fewer than two seeds so far, no interval yet."
-    up = [f"{m} {_pts(g[0])} ± {100 * g[1]:.1f} points (n={g[2]})" for m, g in gains if _sign(g) > 0]
-    down = [f"{m} {_pts(g[0])} ± {100 * g[1]:.1f} (n={g[2]})" for m, g in gains if _sign(g) < 0]
+    groups = [f"{word}: {', '.join(f'{m} {fmt_diff(g)}' for m, g in gains if _sign(g) == s)}"
+              for s, word in ((1, 'better'), (-1, 'worse')) if any(_sign(g) == s for _, g in gains)]
     same = [m for m, g in gains if _sign(g) == 0 and g[2] >= 2]
-    groups = []
-    if up: groups.append(f"better: {', '.join(up)}")
-    if down: groups.append(f"worse: {', '.join(down)}")
-    if same: groups.append(f"not separated: {', '.join(same)}")
-    return f"Against {what} on the linear probe (mean-pooled), paired by seed: " + '; '.join(groups) + '.'
-
-def _gain_words(m:str, g:tuple) -> str:
-    "'amt +1.2 ± 3.4 (not separated)', or 'amt +1.2 (one seed)'."
-    if g[2] < 2: return f"{m} {_pts(g[0])} (one seed)"
-    return f"{m} {_pts(g[0])} ± {100 * g[1]:.1f} ({_GAIN_WORDS[_sign(g)]})"
+    if same: groups.append(f"not separated (intervals contain 0): {', '.join(same)}")
+    return f"Against {what} on the linear probe (mean-pooled): " + '; '.join(groups) + '.'
 
 def _finetune_gains(rows:list, E:int, pre:list, finetuned:dict) -> str:
-    "Each method fine-tuned against the same ViT from scratch, paired by seed."
+    "Each method fine-tuned against the same ViT from scratch: the difference, its interval and its word."
     if 'scratch' not in finetuned: return ''
-    gains = [(m, paired_gain(rows, m, 'scratch', 'finetune', E)) for m in pre if m in finetuned]
-    if not gains: return ''
-    scratch = fmt_interval(finetuned['scratch'])
-    return (f"Fine-tuned under one recipe, against the same ViT from scratch ({scratch}), paired by seed: "
-            + ', '.join(_gain_words(m, g) for m, g in gains if g[2] >= 1) + ' points.')
+    gains = [(m, gain(rows, m, 'scratch', 'finetune', E)) for m in pre if m in finetuned]
+    said = [f"{m} {fmt_diff(g)}" + ('' if g[2] < 2 else f", {_GAIN_WORDS[_sign(g)]}") for m, g in gains if g[2] >= 1]
+    if not said: return ''
+    return (f"Fine-tuned under one recipe, against the same ViT from scratch ({fmt_interval(finetuned['scratch'])}): "
+            + '; '.join(said) + '.')
 
 def _attention(mass:dict, chance:dict, pre:list) -> str:
-    "Which encoders' CLS attention lies on the object more, or less, than a flat map's."
+    "Which encoders' CLS attention lies on the object more, or less, than a flat map's (the interval of mass − flat)."
     if not chance: return ''
     flat = sum(v[0] for v in chance.values()) / len(chance)
     if not any(v[2] >= 2 for v in mass.values()):
@@ -262,9 +247,9 @@ def _attention(mass:dict, chance:dict, pre:list) -> str:
 
 def _parts(rows:list, E:int) -> str:
     "SemMAE's learned parts against k-means on the same tokens (matched mIoU), paired by seed."
-    sem = [r for r in rows if r['method'] == 'semmae' and r['epochs'] == E]
-    if not any(r.get('part_miou') is not None for r in sem): return ''
-    g = interval([r['part_miou'] - r['kmeans_miou'] for r in sem])
+    sem = [r for r in rows if r['method'] == 'semmae' and r['epochs'] == E and r.get('part_miou') is not None]
+    if not sem: return ''
+    g = paired_diff([r['part_miou'] for r in sem], [r['kmeans_miou'] for r in sem])
     lm, km = interval([r['part_miou'] for r in sem]), interval([r['kmeans_miou'] for r in sem])
     scores = f"matched mIoU {fmt_interval(lm)} vs {fmt_interval(km)}"
     if g[2] < 2: return f"SemMAE's learned parts against k-means on the same tokens: {scores} (one seed: no interval yet)."
@@ -272,10 +257,10 @@ def _parts(rows:list, E:int) -> str:
     return f"SemMAE's learned parts {verdict} k-means on the same tokens: {scores} (paired difference {g[0]:+.3f} ± {g[1]:.3f})."
 
 def budget_findings(rows:list, E:int) -> list:
-    "Sentences about budget E, each computed from the rows: pixels vs pre-training, gains, fine-tuning, attention, parts."
+    "Sentences about budget E (exploratory: uncorrected intervals), each computed from the rows."
     tab = {k: sweep_table(rows, k).get(E, {}) for k in ('probe_mean', 'finetune', 'attention_mass', 'attention_chance')}
-    pre = [m for m in METHODS if m in tab['probe_mean']]
-    found = [_pixels_vs_best(tab['probe_mean'], pre),
+    pre = [m for m in tab['probe_mean'] if m not in BASELINES]
+    found = [_pixels_vs_best(rows, E, tab['probe_mean'], pre),
              _probe_gains(rows, E, pre, 'random', 'random masking'),
              _probe_gains(rows, E, pre, 'untrained', 'the untrained encoder'),
              _finetune_gains(rows, E, pre, tab['finetune']),
@@ -284,39 +269,116 @@ def budget_findings(rows:list, E:int) -> list:
     return [s for s in found if s]
 
 # %% ../nbs/10b_report.ipynb #ae57c61f
-def _reading_head(rows:list, point:dict, budgets:list) -> str:
-    "What the reading is read from: the data, the cells, the budgets (and which are complete), what an interval means."
+_METRIC = dict(probe_mean='linear probe (mean-pooled)', finetune='fine-tuned')
+
+def _p(p:float) -> str: return '–' if p != p else '< 0.001' if p < 0.001 else f"{p:.3f}"
+
+def _setting(v) -> str: return ', '.join(f"{k} {x}" for k, x in v.items()) if isinstance(v, dict) else str(v)
+
+def _count(n) -> str: return f"{n:,}" if isinstance(n, int) else str(n)
+
+def sweep_config(sweep:dict) -> dict:
+    "A sweep's settings: `config` (new sweeps) over `point` (older ones), with what an older file leaves out filled in."
+    c = dict(sweep.get('point') or {}) | dict(sweep.get('config') or {})
+    c.setdefault('data', 'SyntheticParts')
+    if 'probe' not in c:
+        c['probe'] = ("MAE's BatchNorm + linear head, SGD, " + f"{c['probe_epochs']} epochs" if 'probe_epochs' in c else 'linear')
+    return c
+
+def _reading_head(rows:list, cfg:dict, budgets:list) -> str:
+    "What the reading is read from (data, test set and its sampling error, probe, cells, budgets) and what an interval means."
     done = [E for E in budgets if _complete(rows, E)]
     complete = 'complete: ' + ', '.join(map(str, done)) if done else 'none complete yet'
-    return (f"From `bench/sweep.json`: the micro MAE pre-trained on {point['n_train']} SyntheticParts images for each "
-            f"budget, evaluated on {point['n_test']} held-out images; {len(rows)} cells, budgets "
-            f"{', '.join(map(str, budgets))} epochs ({complete}). Each number is a mean ± the half-width of its 95 % "
-            f"interval over n seeds; a difference whose interval contains 0 is reported as no difference.\n")
+    n_train, n_test = cfg.get('n_train', '?'), cfg.get('n_test')
+    said = (f"From `bench/sweep.json`: the micro MAE pre-trained on {_count(n_train)} {_setting(cfg['data'])} images for each "
+            f"budget, evaluated on {_count(n_test) if n_test is not None else 'an unrecorded number of'} held-out images "
+            f"(linear probe: {_setting(cfg['probe'])}); {len(rows)} cells, budgets {', '.join(map(str, budgets))} epochs "
+            f"({complete}).")
+    E, who, acc = budgets[-1], "random masking's", list(seed_values(rows, 'random', 'probe_mean', budgets[-1]).values())
+    if not acc: who, acc = 'the mean', [r['probe_mean'] for r in rows if r['epochs'] == E and r.get('probe_mean') is not None]
+    if n_test and acc:
+        p = sum(acc) / len(acc); se, h = sampling_error(p, n_test)
+        said += (f" One accuracy on {_count(n_test)} test images carries a sampling error of √(p(1−p)/n) = {100 * se:.1f} points at "
+                 f"{who} probe accuracy {p:.3f} ({E} epochs), ±{100 * h:.1f} points at 95 %; the intervals over "
+                 f"seeds leave it out, since every cell is scored on the same test images.")
+    return said + (" Each number is a mean ± the half-width of its 95 % interval over n seeds. A comparison is the 95 % "
+                   "interval of a difference, paired by seed when both sides ran the same seeds, else Welch's; a difference "
+                   "whose interval contains 0 is reported as *not separated*: these seeds do not tell the two apart, which "
+                   "does not make them equal.\n")
+
+def gate_reading(rows:list, n_test:int=None, gate:dict=GATE) -> str:
+    "The testbed's gate at the longest budget, condition by condition with each difference's interval; random's flattening."
+    g = testbed_gate(rows, n_test, gate); ok = lambda c: 'passes' if g['checks'][c] else '**fails**'
+    req = f"required ≥ {100 * gate['margin']:+.0f} points with the interval above 0"
+    px = g['pixels']
+    seeds = {m: len(seed_values(rows, m, k, g['epochs'])) for m, k in (('random', 'probe_mean'), ('pixels', 'probe_mean'), ('scratch', 'finetune'))}
+    verdict = ("**it passes**: MAE demonstrably learns here, and the primary family below answers the question." if g['passed'] else
+               "**it fails**, so this sweep cannot tell the masks apart: the primary family and everything after it are "
+               "reported for the record, not as an answer.")
+    lines = [f"**The testbed's gate** at {g['epochs']} epochs, the longest budget (masks are compared only where MAE "
+             f"demonstrably learns): {verdict}",
+             f"- raw pixels' linear probe: {fmt_interval(px) if px[2] else 'no cells'}; required ≤ {gate['pixels_probe']:.2f}: {ok('pixels_probe')}.",
+             f"- random − pixels on the linear probe: {fmt_diff(g['probe'])}; {req}: {ok('probe')}.",
+             f"- random − scratch fine-tuned: {fmt_diff(g['finetune'])}; {req}: {ok('finetune')}.",
+             f"- seeds: {', '.join(f'{m} {n}' for m, n in seeds.items())}; required ≥ {gate['seeds']} on every side: {ok('seeds')}.",
+             f"- test images: {_count(n_test) if n_test is not None else 'not recorded'}; required ≥ {gate['n_test']:,}: {ok('n_test')}."]
+    b = budget_gain(rows)
+    if b and b[2].test != 'none':
+        s = _sign(b[2])
+        state = ('still climbing, so pre-training has not flattened (the interval lies above 0)' if s > 0 else
+                 'falling (the interval lies below 0)' if s < 0 else
+                 f'{_APART}; no evidence that it still climbs, though no proof that it has flattened')
+        lines.append(f"- the flattening (reported, not a condition): random's linear probe gains {fmt_diff(b[2])} from "
+                     f"{b[0]} to {b[1]} epochs: {state}.")
+    return '\n'.join(lines) + '\n'
+
+def primary_reading(rows:list, primary:list=PRIMARY, alpha:float=ALPHA) -> str:
+    "The declared primary family as it stands in the rows: which comparisons, how many, Holm-adjusted p, verdicts."
+    declared = list(dict.fromkeys(m for m, *_ in primary))
+    fam = primary_family(rows, primary, alpha)
+    head = (f"**The primary family**, declared in code as a rule, not picked from results (`stats.PRIMARY`): each of "
+            f"{', '.join(declared)} against random at the longest budget, on the linear probe (mean-pooled) and fine-tuned.")
+    if not fam: return head + " None of its methods has cells in this sweep yet.\n"
+    present = list(dict.fromkeys(c['method'] for c in fam)); missing = [m for m in declared if m not in present]
+    won = [c for c in fam if c['verdict'] in ('better', 'worse')]
+    said = (f" In this sweep: the {len(fam)} comparisons of {', '.join(present)} at {fam[0]['epochs']} epochs"
+            + (f" ({', '.join(missing)}: no cells yet)" if missing else '') + f", Holm-corrected together at α = {alpha}: "
+            + (f"{len(won)} of {len(fam)} separated ({'; '.join(c['method'] + ' ' + c['verdict'] + ', ' + _METRIC.get(c['key'], c['key']) for c in won)})"
+               if won else f"none of the {len(fam)} is separated") + ". The interval shown is the uncorrected 95 % one; "
+            "the verdict is Holm's.\n")
+    t = _md_table(f"primary comparison, {fam[0]['epochs']} epochs", ['difference, 95 % interval', 'p', 'Holm-adjusted p', 'verdict'],
+                  {f"{c['method']} − {c['ref']}, {_METRIC.get(c['key'], c['key'])}":
+                   [fmt_diff(c['diff']), _p(c['diff'].p), _p(c['p_holm']), c['verdict']] for c in fam})
+    return head + said + '\n' + t
+
+_EXPLORATORY = ("**Exploratory**: everything below, uncorrected 95 % intervals over many comparisons, leads to follow "
+                "rather than findings.\n")
 
 def _interval_cells(tab:dict, m:str, keys) -> list:
     "One table line: the interval of method m under each key, '–' where it has none."
     return [fmt_interval(tab[k][m]) if m in tab[k] else '–' for k in keys]
 
+def _methods(tabs) -> list:
+    "The methods of some sweep tables, in the experiment's order (methods it does not know yet last)."
+    return sorted({m for t in tabs for m in t}, key=lambda m: (SWEEP_METHODS.index(m) if m in SWEEP_METHODS else len(SWEEP_METHODS), m))
+
 def sweep_reading(sweep:dict,          # the content of a sweep.json
                   full:bool=False,     # every metric per budget (chapter 10d) instead of the probe summary (README)
                  ) -> str:             # markdown
-    "The reading of a sweep, every number computed from it: per budget, mean ± 95 % interval over seeds, what it supports."
-    rows = sweep['rows']
+    "The reading of a sweep, every number computed from it: the gate, the primary family, then per budget (exploratory)."
+    rows, cfg = sweep['rows'], sweep_config(sweep)
     budgets = sorted({r['epochs'] for r in rows})
-    head = _reading_head(rows, sweep['point'], budgets)
+    parts = [_reading_head(rows, cfg, budgets), gate_reading(rows, cfg.get('n_test')), primary_reading(rows), _EXPLORATORY]
     if not full:
         tab = sweep_table(rows, 'probe_mean')
         tab = {E: tab.get(E, {}) for E in budgets}
-        ms = [m for m in SWEEP_METHODS if any(m in tab[E] for E in budgets)]
         t = _md_table('linear probe (mean-pooled)', [f"{E} epochs" for E in budgets],
-                      {m: _interval_cells(tab, m, budgets) for m in ms})
+                      {m: _interval_cells(tab, m, budgets) for m in _methods(tab.values())})
         findings = ''.join(f"- {E} epochs: " + ' '.join(budget_findings(rows, E)) + '\n' for E in budgets)
-        return head + '\n' + t + '\n' + findings
-    parts = [head]
+        return '\n'.join(parts) + '\n' + t + '\n' + findings
     for E in budgets:
         tabs = {k: sweep_table(rows, k).get(E, {}) for k in _NAMES}
-        ms = [m for m in SWEEP_METHODS if any(m in t for t in tabs.values())]
-        t = _md_table('method', list(_NAMES.values()), {m: _interval_cells(tabs, m, _NAMES) for m in ms})
-        state = '' if _complete(rows, E) else ' (incomplete: the sweep is still running)'
-        parts.append(f"### {E} epochs{state}\n\n{t}\n" + ''.join(f"- {s}\n" for s in budget_findings(rows, E)))
+        t = _md_table('method', list(_NAMES.values()), {m: _interval_cells(tabs, m, _NAMES) for m in _methods(tabs.values())})
+        state = '' if _complete(rows, E) else ', incomplete: the sweep is still running'
+        parts.append(f"### {E} epochs (exploratory{state})\n\n{t}\n" + ''.join(f"- {s}\n" for s in budget_findings(rows, E)))
     return '\n'.join(parts)
