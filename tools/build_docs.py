@@ -451,13 +451,15 @@ def _markdown_class():
             while hid in self.ids: hid, i = f'{base}-{i}', i+1
             self.ids.add(hid)
             if level in (2, 3): self.toc.append((level, hid, text))
+            if len(text) > 20 and not re.search(r'\s|<', text): text = re.sub(r'([._])(?=\w)', r'\1<wbr>', text)  # a long API name breaks at . and _
             return f'<h{level} id="{hid}"><a class="anchor" href="#{hid}" aria-hidden="true">#</a>{text}</h{level}>\n'
         def block_code(self, code, info=None):
             sig = ' signature' if (info or '').strip() == SIG_INFO else ''
             return f'<div class="code-block{sig}">{highlight(code, info or "text")}</div>\n'
         def codespan(self, text):
             t = html.escape(text, quote=False)
-            if len(text) > 18: t = re.sub(r'([_./,(])(?=[^\s])', r'\1<wbr>', t)   # long names break after _ . / , ( only
+            if len(text) > 18 and re.search(r'[A-Za-z_]{3}', text):   # a long name breaks after _ . / , ( only (numbers never)
+                t = re.sub(r'([_./,(])(?=[^\s\d])', r'\1<wbr>', t)
             return f'<code>{t}</code>'
     return mistune, Renderer
 
@@ -492,7 +494,8 @@ def tex_to_html(tex:str, display:bool):
     if left: raise MathError(f'left as text: {", ".join(sorted(set(left)))}')
     out = re.sub(r'^(<math\b[^>]*>)(.*)</math>$', lambda m: f'{m.group(1)}<semantics>{m.group(2)}<annotation encoding="application/x-tex">'
                  f'{html.escape(tex.strip())}</annotation></semantics></math>', out, flags=re.S)
-    return f'<span class="math-block">{out}</span>' if display else out
+    if display: return f'<span class="math-block">{out}</span>'
+    return f'<span class="math-inline">{out}</span>' if len(tex.strip()) > 30 else out   # a long formula scrolls, not the page
 
 def _link_with_attrs(m):
     text, url, attrs = m.groups()
@@ -928,7 +931,8 @@ class _SectionText(HTMLParser):
         else: self.sections[-1][2].append(d)
     def handle_data(self, d):
         if self._skip: return
-        if self.lasttag == 'annotation': d = d.replace('\\', ' ')   # TeX names: \lambda is found as "lambda"
+        if self.lasttag == 'annotation':   # TeX names (\lambda is found as "lambda"), in the text, never in a heading
+            self.sections[-1][2].append(d.replace('\\', ' ')); return
         self._add(d)
 
 def search_index(pages):
