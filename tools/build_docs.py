@@ -1,38 +1,41 @@
 """Build the docs site offline: nbs/*.ipynb -> _proc/ -> _docs/ (static HTML; no Quarto, no network).
 
     python tools/build_docs.py                          # re-run fast cells, process, render (nbs/ -> _proc/ -> _docs/)
-    python tools/build_docs.py --no-execute             # the notebooks' stored outputs only (seconds, not minutes)
-    python tools/build_docs.py --no-execute --strict    # ... and fail if a page lacks a stored output it needs
+    python tools/build_docs.py --no-execute             # the notebooks' stored outputs only (about a minute)
+    python tools/build_docs.py --no-execute --strict    # ... and fail if a page lacks an output its notebook does not store
+    python tools/build_docs.py --store nbs/04_amt.ipynb [--slow]   # refresh a notebook's stored outputs (figures measured)
     python tools/build_docs.py --nbs tests/fixtures --out /tmp/site --proc /tmp/site_proc
 
-Every notebook goes to a worker process of its own (a pool of `--workers`, default one per CPU, the
-longest notebooks of the last build first), with one BLAS/OpenMP thread per process. A worker
-(1) re-executes the notebook's fast cells, as `nbdev_test` does (`#| slow`, `#| gpu` and
-`#| eval: false` cells are skipped and keep their stored outputs), so the figures and explorers on the
-site come from the current code, and notes which outputs the committed notebook does not store
-(`--no-execute` skips this step and renders the stored outputs); (2) processes it as
-`nbdev_proc_nbs` does, with nbdev's own worker (`nbdev.serve_drv.main` with `FilterDefaults`:
-frontmatter, `#| hide` cells dropped, `show_doc` cells added and run, doc links). It runs the
-notebooks' export and import cells, so `semmae_edu` must be importable (`export PYTHONPATH=$PWD`
-in a worktree). We do not call the `nbdev_proc_nbs` command: without Quarto it runs nbdev's Quarto
-installer (a download, then `pip install -e ".[dev]"`) and rewrites nbs/nbdev.yml and sidebar.yml.
-While a worker executes, every PNG that matplotlib writes carries the figure's smallest text size
-and its legends (`semmae:figure`, a PNG text chunk) so the browser test can check them.
-
-This process then renders each page: markdown (tables, code, TeX maths as MathML) with mistune,
-code with Pygments, stored outputs (text, figures, HTML such as the mask explorers with their inline
-JS, `show_doc` cards). An exported function is shown once: its card (name, docstring, a parameter
-table whose meanings come from the docments, and its source). Pages get a sidebar in the order of
+Step 0 (not with --no-execute) re-executes each notebook's fast cells, as `nbdev_test` does (`#| slow`,
+`#| gpu` and `#| eval: false` cells are skipped and keep their stored outputs), so the figures and
+explorers on the site come from the current code. Each notebook runs in a worker process of its own,
+`--workers` at a time (default: one per CPU; the longest of the last build first), with one
+BLAS/OpenMP thread per process. A worker notes which outputs its committed notebook does not store
+(what a --no-execute build would lack), and every PNG that matplotlib writes carries the figure's
+smallest text size and its legends (`semmae:figure`, a PNG text chunk) for the browser test.
+Step 1 processes every notebook in this process as `nbdev_proc_nbs` does, with nbdev's own worker
+(`nbdev.serve_drv.main` with `FilterDefaults`: frontmatter, `#| hide` cells dropped, `show_doc` cells
+added and run, doc links). It runs the notebooks' export and import cells, so `semmae_edu` must be
+importable (`export PYTHONPATH=$PWD` in a worktree). We do not call the `nbdev_proc_nbs` command:
+without Quarto it runs nbdev's Quarto installer (a download, then `pip install -e ".[dev]"`) and
+rewrites nbs/nbdev.yml and nbs/sidebar.yml.
+Step 2 renders each page: markdown (tables, code, TeX maths as MathML) with mistune, code with
+Pygments, stored outputs (text without progress bars, figures, HTML such as the mask explorers with
+their inline JS, `show_doc` cards). An exported function is shown once: its card (name, docstring, a
+parameter table whose meanings come from the docments, its source). Tables and block maths scroll
+inside their own box; numbers in a table cell never break. Pages get a sidebar in the order of
 nbs/sidebar.yml, prev/next links, an "on this page" list (beside the text when wide, above it when
-narrow) and a search box. The build fails if any `$...$` or `$$...$$` does not become MathML (it
-names the page and the TeX; known gaps are listed in tools/docs_site/expect.yml), if a page would
-load anything from another host, or if the site grows past 30 MB. It writes `_proc/report.json`
-(explorers shown and stored, outputs not stored, maths errors, cell times), read by the tests.
+narrow), a link to their notebook (copied into the site) and a search box over text, headings and
+maths (λ is found as λ and as "lambda").
+The build fails if a `$...$` or `$$...$$` does not become MathML, naming the page and the TeX (known
+gaps: tools/docs_site/expect.yml), if a page would load anything from another host, or if the site
+grows past 30 MB. It writes `_proc/report.json` (explorers shown and stored, outputs not stored, maths
+errors, the slowest cells), which tests/test_docs_site.py reads.
 
 Links: the site names the GitHub repository the clone came from (`git remote get-url origin`, or
 SEMMAE_DOCS_REPO=https://github.com/owner/repo; SEMMAE_DOCS_REPO=none for none): "Source on GitHub",
 source links, Colab badges and the Colab install line point there. Without one, every link is
-relative: each page links its own notebook (copied into the site), and no Colab badge is drawn.
+relative: each page links its own notebook, no Colab badge is drawn and no GitHub link is made.
 Once the sweep has written `nbs/images/sweep.png`, the index page shows it as the main result.
 """
 import argparse, ast, base64, html, json, os, re, shutil, subprocess, sys, time, warnings
@@ -87,6 +90,9 @@ def notebook_order(nbs:Path):
 
 _re_directive = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
 _re_skip_flag = re.compile(r'^\s*#\|\s*(slow|gpu)\s*$|^\s*#\|\s*eval\s*:\s*false\s*$', re.M | re.I)
+_re_skip_gpu = re.compile(r'^\s*#\|\s*gpu\s*$|^\s*#\|\s*eval\s*:\s*false\s*$', re.M | re.I)   # --store --slow: slow cells run too
+_re_show_doc = re.compile(r'^\s*show_doc\([^\n]*\)\s*$')
+INSTALL_CELL = "'google.colab' in sys.modules"
 
 def _src(x): return ''.join(x) if isinstance(x, list) else (x or '')
 
@@ -197,8 +203,13 @@ def install_figure_hook():
 
 _MIXED = 'Found cells containing imports and other code'
 
-def execute_one(src:Path, dst:Path):
-    "Run the fast cells of `src`, write the notebook to `dst`. Returns facts: seconds, slowest cells, outputs not stored."
+def needs_storing(source:str):
+    "Whether a cell's stored output is what a --no-execute page shows (not the Colab setup line, not a show_doc card: nbdev re-runs those)."
+    _, code = split_directives(source)
+    return shown_outputs(source) and INSTALL_CELL not in code and not _re_show_doc.match(code)
+
+def execute_one(src:Path, dst:Path, slow:bool=False):
+    "Run the fast cells of `src` (and the slow ones with `slow`), write the notebook to `dst`. Returns facts: seconds, slowest cells, outputs not stored."
     import copy
     from execnb.nbio import read_nb, write_nb
     from execnb.shell import CaptureShell
@@ -208,7 +219,7 @@ def execute_one(src:Path, dst:Path):
     def skip(cell):
         if cell.cell_type != 'code': return True
         s = cell.source
-        if _re_skip_flag.search(s) or 'nbdev_export()' in s or 'nbdev.nbdev_export' in s: return True
+        if (_re_skip_gpu if slow else _re_skip_flag).search(s) or 'nbdev_export()' in s or 'nbdev.nbdev_export' in s: return True
         clock[0] = time.perf_counter(); return False
     times, clock = [], [0.0]
     def done(cell): times.append((time.perf_counter() - clock[0], cell.idx_, cell.source))
@@ -222,7 +233,7 @@ def execute_one(src:Path, dst:Path):
     write_nb(nb, dst)
     missing = []
     for i, c in enumerate(nb.cells):
-        if c.cell_type != 'code' or not shown_outputs(c.source): continue
+        if c.cell_type != 'code' or not needs_storing(c.source): continue
         lack = output_kinds(c.get('outputs')) - output_kinds(stored[i])
         if lack: missing.append(dict(cell=i, kinds=sorted(lack), source=_first_line(c.source)))
     slow = [dict(cell=i, seconds=round(t, 1), source=_first_line(s)) for t, i, s in sorted(times, reverse=True)[:3]]
@@ -371,6 +382,22 @@ def _mixed_notes(src, caught):
         if line not in seen: seen.append(line)
     return seen
 
+def store(src:Path, slow:bool=False):
+    "Run a notebook's cells in this process (one thread; `slow`: `#| slow` cells too, never `#| gpu`) and write their outputs back into it."
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        facts = execute_one(src, Path(tmp)/src.name, slow=slow)
+        ran = json.loads((Path(tmp)/src.name).read_text(encoding='utf-8'))
+    nb = json.loads(src.read_text(encoding='utf-8'))
+    assert len(ran['cells']) == len(nb['cells']), 'the notebook changed while it ran'
+    for c, r in zip(nb['cells'], ran['cells']):
+        if c.get('cell_type') != 'code': continue
+        c['outputs'] = [dict(o, execution_count=None) if 'execution_count' in o else o for o in r.get('outputs', [])]
+        c['execution_count'] = None
+    src.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n', encoding='utf-8')
+    print(f'stored the outputs of {src} ({facts["execute_seconds"]:.0f} s{", slow cells included" if slow else ""}); '
+          + ('; '.join(f'{c["seconds"]:.0f} s "{c["source"][:40]}"' for c in facts['slowest'])))
+
 def work(src:Path, dst:Path):
     "One worker process: run the fast cells of `src` into `dst`, leave `<dst>.facts.json` for the parent."
     os.environ.update(ONE_THREAD)
@@ -458,9 +485,9 @@ def _markdown_class():
             return f'<div class="code-block{sig}">{highlight(code, info or "text")}</div>\n'
         def codespan(self, text):
             t = html.escape(text, quote=False)
-            if len(text) > 18 and re.search(r'[A-Za-z_]{3}', text):   # a long name breaks after _ . / , ( only (numbers never)
-                t = re.sub(r'([_./,(])(?=[^\s\d])', r'\1<wbr>', t)
-            return f'<code>{t}</code>'
+            if len(text) <= 20: return f'<code>{t}</code>'   # short code stays on one line (site.css)
+            if re.search(r'[A-Za-z_]{3}', text): t = re.sub(r'([_./,(])(?=[^\s\d])', r'\1<wbr>', t)   # a long name breaks after _ . / , ( (numbers never)
+            return f'<code class="long">{t}</code>'
     return mistune, Renderer
 
 # TeX maths becomes MathML at build time (browsers draw MathML natively: no MathJax, no network).
@@ -740,8 +767,6 @@ def _attachments(source:str, cell:dict):
 
 # ---------------------------------------------------------------------------------------------
 # Cells → HTML; an exported function's source goes into its card
-
-INSTALL_CELL = "'google.colab' in sys.modules"
 
 def split_defs(code:str):
     "[(name or None, source)] of a cell: each top-level def/class (with its decorators and the comments just above) apart."
@@ -1085,6 +1110,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['--execute-one']:  # a worker of `execute`
         work(Path(argv[1]), Path(argv[2]))
+        return
+    if argv[:1] == ['--store']:   # refresh a notebook's stored outputs (what --no-execute shows), figures measured
+        os.environ.update(ONE_THREAD)
+        rest = [a for a in argv[1:] if a != '--slow']
+        if not rest: raise SystemExit('usage: build_docs.py --store NOTEBOOK... [--slow]')
+        for nb in rest: store(Path(nb).resolve(), slow='--slow' in argv)
         return
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--nbs', default=str(ROOT/'nbs'), help='folder of notebooks (default: nbs/)')

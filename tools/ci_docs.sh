@@ -31,7 +31,7 @@ python -c "import playwright, latex2mathml" 2>/dev/null \
 t0=$(date +%s.%N)
 if [ "${DOCS_NO_EXECUTE:-0}" = "1" ]; then python tools/build_docs.py --no-execute; else python tools/build_docs.py; fi
 t1=$(date +%s.%N)
-python -m pytest -q -rs tests/test_docs_site.py
+python -m pytest -q -s -rs tests/test_docs_site.py   # -s: the per-page counts (blank meanings, figures, layout, colours) show in the log
 t2=$(date +%s.%N)
 python - "$t0" "$t1" "$t2" <<'PY'
 import sys, os
