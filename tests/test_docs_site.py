@@ -254,6 +254,20 @@ def test_repository_comes_from_the_clone():
     assert repo_home({'SEMMAE_DOCS_REPO': 'none'}) is None
     assert repo_home({'SEMMAE_DOCS_REPO': 'https://gitlab.com/a/b'}) is None
 
+def test_links_follow_the_repository(tmp_path):
+    "With a repository, badges, source links and the install line name it; without one, only relative links remain."
+    from build_docs import Site
+    body = ('<a href="https://colab.research.google.com/github/semmae-edu/semmae_edu/blob/main/nbs/05_parts.ipynb"><img src="images/colab-badge.svg" alt="Open In Colab"></a>'
+            '<a href="https://github.com/semmae-edu/semmae_edu/blob/main/semmae_edu/parts.py#L9" class="source-link">source</a>'
+            "<span class=\"s1\">'semmae-edu[notebooks] @ git+https://github.com/semmae-edu/semmae_edu'</span>")
+    mk = lambda repo: Site(tmp_path, {}, 't', 'https://semmae-edu.github.io/semmae_edu', 'https://github.com/semmae-edu/semmae_edu', repo, 'main')
+    out = mk('https://github.com/someone/semmae').fix_repo(body, '05_parts.ipynb')
+    assert 'colab.research.google.com/github/someone/semmae/blob/main/nbs/05_parts.ipynb' in out
+    assert 'https://github.com/someone/semmae/blob/main/semmae_edu/parts.py#L9' in out and 'git+https://github.com/someone/semmae\'' in out
+    assert 'semmae-edu/semmae_edu' not in out
+    out = mk(None).fix_repo(body, '05_parts.ipynb')
+    assert 'href="https://' not in out and 'href="nbs/05_parts.ipynb" download' in out and 'source</a>' not in out
+
 def test_docs_site_static(docs_site):
     parsed = check_static(docs_site)
     assert 'index.html' in parsed
@@ -786,8 +800,8 @@ def page_legends(page, site, name):
 def check_page(browser, base, name, shot):
     ctx, page, problems = open_page(browser, base + name)
     try:
-        SHOTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(shot), full_page=True)
+        SHOTS.mkdir(exist_ok=True)   # the top of the page; SEMMAE_DOCS_SHOTS=full for the whole page (slow on long pages)
+        page.screenshot(path=str(shot), full_page=os.environ.get('SEMMAE_DOCS_SHOTS') == 'full')
         shrunk = page.evaluate('''() => Array.from(document.querySelectorAll('img.output-image'))
             .map(i => [i, Number(i.getAttribute('width')) || i.naturalWidth])   // a retina PNG carries its display width
             .filter(([i, w]) => w > 0 && i.clientWidth < 0.97 * w)
