@@ -61,7 +61,7 @@ MIN_DELTA_E = 12        # CIEDE2000 between two colours that must read as differ
 
 sys.path.insert(0, str(ROOT/'tools'))
 from build_docs import (external_refs, add_result_figure, SWEEP_FIGURE, load_expect, clean_stream, tex_to_html,  # noqa: E402
-                        MathError, protect_math, split_defs, repo_home, FIGURE_KEY)
+                        MathError, protect_math, split_defs, repo_home, FIGURE_KEY, lighter)
 
 EXPECT = load_expect()
 ALLOW = EXPECT['allow']
@@ -141,7 +141,7 @@ class _Refs(HTMLParser):
         if roles: (self.prose if roles[-1] == 'prose' else self.outputs).append(d)
 
 def _parse(path):
-    p = _Refs(); p.feed(path.read_text(encoding='utf-8')); p.close()
+    p = _Refs(); p.feed(lighter(path.read_text(encoding='utf-8'))); p.close()
     return p
 
 def check_static(site):
@@ -149,7 +149,7 @@ def check_static(site):
     parsed = {name: _parse(site/name) for name in _site_pages(site)}
     problems = []
     for name, p in parsed.items():
-        problems += [f'{name}: {b}' for b in external_refs((site/name).read_text(encoding='utf-8'))]
+        problems += [f'{name}: {b}' for b in external_refs((site/name).read_text(encoding='utf-8'))]   # (data URIs cut inside)
         for link in p.links:
             path, _, frag = link.partition('#')
             target = name if not path else unquote(path)
@@ -369,7 +369,7 @@ class _Cards(HTMLParser):
         if self._in and self._cell is not None: self._cell.append(d)
 
 def _cards(path):
-    p = _Cards(); p.feed(path.read_text(encoding='utf-8')); p.close()
+    p = _Cards(); p.feed(lighter(path.read_text(encoding='utf-8'))); p.close()
     return p.cards
 
 def test_api_cards(docs_site):

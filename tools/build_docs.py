@@ -619,8 +619,14 @@ class OfflineCheck(HTMLParser):
         for u in re.findall(r'''(?:url\(\s*|@import\s+)['"]?([^'")\s]+)''', css):
             if self.external(u): self.bad.append(f'css {u[:120]}')
 
+_re_data_uri = re.compile(r'data:[\w/+.-]+;base64,[A-Za-z0-9+/=]{200,}')
+
+def lighter(h:str):
+    "The HTML with long base64 data URIs cut short (the explorers' frames): parsing it is then quick."
+    return _re_data_uri.sub('data:,', h)
+
 def external_refs(page_html:str):
-    p = OfflineCheck(); p.feed(page_html); p.close()
+    p = OfflineCheck(); p.feed(lighter(page_html)); p.close()
     return p.bad
 
 # matplotlib's to_jshtml() player links Font Awesome from a CDN for its button icons; the site's
@@ -964,7 +970,7 @@ def search_index(pages):
     "One entry per section of every page: url, page title, heading, text (maths as symbols and as TeX names)."
     entries = []
     for p in pages:
-        sp = _SectionText(p['title']); sp.feed(p['body']); sp.close()
+        sp = _SectionText(p['title']); sp.feed(lighter(p['body'])); sp.close()
         sp.sections[0][2].insert(0, p['description'])
         for hid, head, text in sp.sections:
             text = re.sub(r'\s+', ' ', ' '.join(text)).strip()
