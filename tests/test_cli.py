@@ -29,6 +29,7 @@ def test_help():
         assert opt in out, opt
     assert call()[0] == 2 and call('--version')[0] == 0
 
+@pytest.mark.slow
 def test_tiny_run_then_resume_through_the_cli(tmp_path):
     out = tmp_path / 'run'
     args = ['pretrain', '--n-synthetic', '32', '--batch-size', '8', '--epochs', '2', '--device', 'cpu', '--no-progress', '--out', str(out)]

@@ -78,6 +78,10 @@ def _unavailable(reason):
 
 def _site_pages(site): return sorted(p.name for p in site.glob('*.html'))
 
+def page_name(nb:Path):
+    "A chapter's page, by nbdev's rule: the number and its letters go (10a_stats.ipynb -> stats.html)."
+    return re.sub(r'^\d+[a-zA-Z0-9]*_', '', nb.stem) + '.html'
+
 def _within(counts:dict, allowed:dict, what:str):
     "Every page's count is within its allowance; say where an allowance can come down."
     over = {p: (n, allowed.get(p, 0)) for p, n in counts.items() if n > allowed.get(p, 0)}
@@ -213,7 +217,7 @@ def test_index_shows_the_sweep_figure_once_committed(docs_site):
     page = (docs_site/'index.html').read_text(encoding='utf-8')
     assert ('images/' + SWEEP_FIGURE in page) == (NBS/'images'/SWEEP_FIGURE).exists()
     for nb in sorted(NBS.glob('[0-9]*.ipynb')):                  # the index links every chapter
-        assert f'href="{re.sub(r"^[0-9]+_", "", nb.stem)}.html"' in page.split('<main', 1)[1], nb.name
+        assert f'href="{page_name(nb)}"' in page.split('<main', 1)[1], nb.name
 
 def test_offline_check_flags_remote_resources():
     bad = ['<script src="https://cdn.example.org/x.js"></script>', '<link rel="stylesheet" href="//cdn.example.org/a.css">',
@@ -273,7 +277,7 @@ def test_docs_site_static(docs_site):
     assert 'index.html' in parsed
     for nb in sorted(NBS.glob('*.ipynb')):
         if nb.name.startswith(('_', '.')): continue
-        name = 'index.html' if nb.stem == 'index' else re.sub(r'^\d+_', '', nb.stem) + '.html'
+        name = 'index.html' if nb.stem == 'index' else page_name(nb)
         assert name in parsed, f'{nb.name} has no page in {docs_site}: rebuild with `python tools/build_docs.py`'
 
 KEY_CODE = {'masking.html': ['class MaskPlan', 'def random_masking', 'def plan_from_order'],

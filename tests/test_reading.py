@@ -1,4 +1,4 @@
-"README, chapter 09 and the sweep agree: the generated reading cells are exactly what `sweep_reading` says of bench/sweep.json."
+"README, chapter 10 and the sweep agree: the generated reading cells are exactly what `sweep_reading` says of bench/sweep.json."
 import json, sys
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]

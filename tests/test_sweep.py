@@ -1,8 +1,9 @@
 "The sweep: cells in budget-first order, one JSON per finished cell, and a sweep killed in the middle continues where it stopped."
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
-import pytest
-from semmae_edu.demo import run_sweep, sweep_cells, sweep_rows, interval, paired_gain
+import pytest, scipy.stats
+from semmae_edu.sweep import run_sweep, run_cell, sweep_cells, sweep_rows
+from semmae_edu.stats import interval, paired_gain, t975
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ['--budgets', '1,2', '--methods', 'random,pixels,scratch', '--seeds', '2', '--n-train', '64', '--n-test', '40',
@@ -19,6 +20,7 @@ def test_cells_budget_first():
     assert cells == [('random', 10, 0), ('semmae', 10, 0), ('pixels', 10, 0), ('random', 10, 1), ('pixels', 10, 1),
                      ('random', 30, 0), ('semmae', 30, 0), ('pixels', 30, 0), ('random', 30, 1), ('pixels', 30, 1)]
 
+@pytest.mark.slow
 def test_sweep_resumes_after_kill(tmp_path):
     out = tmp_path / 'sweep'
     p = _sweep(out)
@@ -50,14 +52,24 @@ def test_sweep_bad_input(tmp_path):
 
 def test_interval_and_paired_gain():
     m, h, n = interval([0.5, 0.7])
-    assert (round(m, 12), n) == (0.6, 2) and abs(h - 12.706 * (0.02 ** 0.5) / 2 ** 0.5) < 1e-9   # t(0.975, 1) * s / sqrt(2)
+    lo, hi = scipy.stats.t.interval(0.95, 1, loc=0.6, scale=scipy.stats.sem([0.5, 0.7]))
+    assert (round(m, 12), n) == (0.6, 2) and abs(h - (hi - lo) / 2) < 1e-12          # t(0.975, 1) * s / sqrt(2)
     rows = [dict(method=k, epochs=10, seed=s, probe_mean=v) for s, (a, b) in enumerate([(0.4, 0.5), (0.6, 0.8)]) for k, v in (('random', a), ('amt', b))]
     assert abs(paired_gain(rows, 'amt', epochs=10)[0] - 0.15) < 1e-12
 
+def test_t_quantiles_equal_scipys():
+    "The interval's factor is scipy's Student t for every number of seeds (the typed table it replaces fell back to 1.96 at n >= 12)."
+    for n in range(2, 41):
+        assert t975(n - 1) == scipy.stats.t.ppf(0.975, n - 1)
+        v = [0.4 + 0.03 * ((5 * k) % 7) for k in range(n)]
+        lo, hi = scipy.stats.t.interval(0.95, n - 1, loc=sum(v) / n, scale=scipy.stats.sem(v))
+        assert abs(interval(v)[1] - (hi - lo) / 2) < 1e-12, n
+    assert (round(t975(1), 3), round(t975(11), 3)) == (12.706, 2.201)
+
+@pytest.mark.slow
 def test_semmae_cell_without_random_weights(tmp_path):
     "A random cell committed without its weights (a new machine): SemMAE's stage 1 trains the same random run again."
     import shutil
-    from semmae_edu.demo import run_cell
     point = dict(n_train=64, n_test=40, probe_epochs=2, finetune_epochs=1, part_steps=2)
     kept = run_cell('random', 1, 0, tmp_path / 'a', point)
     shutil.rmtree(tmp_path / 'a' / 'runs')                             # only cells/ survives, as in the repository

@@ -887,7 +887,7 @@ def frontmatter(nb:dict):
 # Page template
 
 def _num(src_name:str):
-    m = re.match(r'^(\d+)_', src_name)
+    m = re.match(r'^(\d+[a-zA-Z0-9]*)_', src_name)
     return m.group(1) if m else ''
 
 def page_html(site:Site, pages:list, i:int):
