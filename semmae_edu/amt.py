@@ -17,18 +17,16 @@ __all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'attmask
            'AMTStrategy', 'AttMaskStrategy', 'map_picture', 'amt_render']
 
 # %% ../nbs/04_amt.ipynb #83327965
-from .masking import MaskPlan, plan_from_order, random_masking, check_ratio, plan_overlay
-from .data import pool_map, AugmentedItems, check_int
+from .masking import MaskPlan, plan_from_order, random_masking, plan_overlay
+from .data import pool_map, AugmentedItems
+from .checks import check_int, check_pair, check_float, check_ratio, check_real, image_of
 from .vit import cls_attention_maps
 
 # %% ../nbs/04_amt.ipynb #ab0f04c5
 THROW_MODES = ('low', 'middle')
 
 def _check_ratios(mask_ratio, throw_ratio):
-    check_ratio('mask_ratio', mask_ratio)
-    if isinstance(throw_ratio, bool) or not isinstance(throw_ratio, (int, float)):
-        raise TypeError(f"throw_ratio must be a number in [0, 1), got {throw_ratio!r}")
-    if not 0 <= throw_ratio < 1: raise ValueError(f"throw_ratio must be in [0, 1), got {throw_ratio}")
+    check_ratio('mask_ratio', mask_ratio); check_float('throw_ratio', throw_ratio, 0, 1, closed='low')
     if mask_ratio + throw_ratio >= 1:
         raise ValueError(f"mask_ratio + throw_ratio must be < 1 (something must stay visible), got {mask_ratio} + {throw_ratio}")
 
@@ -48,18 +46,8 @@ def check_weights(weights:Tensor,    # [N, L] non-negative per-patch weights
                   floor:float=1e-6,  # added to every weight, relative to the row's largest weight
                  ) -> Tensor:        # [N, L] float32, every entry > 0
     "Validate per-patch weights and add the relative floor, so that a full order can be drawn."
-    if not isinstance(weights, Tensor): raise TypeError(f"weights must be a torch.Tensor [N, L], got {type(weights).__name__}")
-    if weights.ndim != 2: raise ValueError(f"weights must be 2-D [N, L] (one weight per patch), got shape {tuple(weights.shape)}")
-    if weights.dtype == torch.bool or weights.is_complex(): raise TypeError(f"weights must be real numbers, got {weights.dtype}")
-    if isinstance(floor, bool) or not isinstance(floor, (int, float)): raise TypeError(f"floor must be a number in [0, 1), got {floor!r}")
-    if not 0 <= floor < 1: raise ValueError(f"floor must be in [0, 1), got {floor}")
-    w = weights.float()
-    if not torch.isfinite(w).all():
-        rows = (~torch.isfinite(w)).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"weights must be finite; rows {rows[:5]} hold NaN or inf")
-    if (w < 0).any():
-        rows = (w < 0).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"weights must be non-negative; rows {rows[:5]} hold negative values (min {w.min().item():.3g})")
+    w = check_real('weights', weights, 2, '[N, L] (one weight per patch)', nonneg=True)
+    check_float('floor', floor, 0, 1, closed='low')
     top = w.amax(1, keepdim=True)
     if (top <= 0).any():
         rows = (top[:, 0] <= 0).nonzero().flatten().tolist()
@@ -106,14 +94,7 @@ def attmask_masking(weights:Tensor,        # [N, L] per-patch weights (e.g. pool
     return plan_from_order(torch.cat([order[:, L - n_vis:], order[:, :L - n_vis]], 1), n_vis, L - n_vis)
 
 # %% ../nbs/04_amt.ipynb #78dd1b97
-def _image_of(item) -> Tensor:
-    "The image of a data item: item['image'] for dict items, item[0] for (image, label) tuples."
-    img = item['image'] if isinstance(item, dict) else item[0]
-    if not isinstance(img, Tensor) or img.ndim != 3:
-        raise TypeError(f"data items must hold an image tensor [C, H, W], got {getattr(img, 'shape', type(img).__name__)}")
-    return img
-
-def _stack_images(items): return torch.stack([_image_of(it) for it in items])
+def _stack_images(items): return torch.stack([image_of(it) for it in items])
 
 def _dist_info():
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
@@ -129,8 +110,7 @@ class AttentionBank:
                  refresh_every:int=40,     # epochs between refreshes
                 ):
         check_int('n', n, 1); check_int('amt_start_epoch', amt_start_epoch, 0); check_int('refresh_every', refresh_every, 1)
-        h, w = (grid, grid) if isinstance(grid, int) else tuple(grid)
-        check_int('grid height', h, 1); check_int('grid width', w, 1)
+        h, w = check_pair('grid', grid)
         self.grid, self.amt_start_epoch, self.refresh_every = (h, w), amt_start_epoch, refresh_every
         self.maps = torch.ones(n, h, w).share_memory_()  # [n, h, w]
         self.refreshed_at = None                          # epoch of the last refresh (None: never)
@@ -195,7 +175,7 @@ def pixel_map(self:AttentionBank,
 @patch
 def item_map(self:AttentionBank, index:int, item) -> Tensor:  # [H, W] the map of item `index` at its image's size
     "The map source `AugmentedItems` reads: `pixel_map` at the size of the item's image."
-    H, W = _image_of(item).shape[-2:]
+    H, W = image_of(item).shape[-2:]
     return self.pixel_map(index, H, W)
 
 @patch

@@ -8,10 +8,10 @@ import math, operator, pickle
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PART_NAMES', 'CLASS_NAMES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'check_int', 'check_pair', 'patchify',
-           'unpatchify', 'patchify_map', 'pool_map', 'unpool_map', 'patch_parts', 'SyntheticParts', 'ImageItems',
-           'get_dataset', 'rrc_params', 'crop_item', 'normalize', 'MAETransform', 'mae_transform', 'AugmentedItems',
-           'rendered', 'TensorItems', 'rrc_boxes', 'crop_batch']
+__all__ = ['PART_NAMES', 'CLASS_NAMES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'patchify', 'unpatchify', 'patchify_map',
+           'pool_map', 'unpool_map', 'patch_parts', 'SyntheticParts', 'ImageItems', 'get_dataset', 'rrc_params',
+           'crop_item', 'normalize', 'MAETransform', 'mae_transform', 'AugmentedItems', 'rendered', 'TensorItems',
+           'rrc_boxes', 'crop_batch']
 
 # %% ../nbs/00_data.ipynb #ac3b2eb3
 import numpy as np
@@ -21,42 +21,11 @@ import torchvision
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
-
-# %% ../nbs/00_data.ipynb #0fc2e971
-def check_int(name:str, # the argument's name, for the message
-              value, # the value given
-              low:int|None=1, # smallest allowed value (None: any)
-              what:str='', # more on what is allowed, appended to the message
-             )->int:
-    "`value` as an int; a TypeError unless it is an int (bools refused), a ValueError if it is below `low`."
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int{what}, got {type(value).__name__} {value!r}")
-    if low is not None and value < low:
-        raise ValueError(f"`{name}` must be >= {low}{what}, got {value}")
-    return int(value)
-
-def check_pair(name:str, # the argument's name, for the message
-               value, # an int (used for both sides) or a (height, width) pair of ints
-               low:int=1, # smallest allowed side
-              )->tuple: # (height, width)
-    "`value` as a `(height, width)` pair of ints; a TypeError for another type, a ValueError for a side below `low`."
-    t = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
-    if not (isinstance(t, (tuple, list)) and len(t) == 2
-            and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in t)):
-        raise TypeError(f"`{name}` must be an int or a (height, width) pair of ints, got {value!r}")
-    if min(t) < low: raise ValueError(f"`{name}` must be >= {low} (height and width), got {value!r}")
-    return int(t[0]), int(t[1])
+from .checks import check_int, check_pair, check_tensor, check_labels, image_of
 
 # %% ../nbs/00_data.ipynb #c360f071
-def _check_tensor(x, name, ndim, what):
-    if not isinstance(x, Tensor):
-        raise TypeError(f"`{name}` must be a torch.Tensor {what}, got {type(x).__name__}")
-    if x.ndim != ndim:
-        raise ValueError(f"`{name}` must be {ndim}-D {what}, got shape {list(x.shape)}")
-
 def _check_patch_size(patch_size, H, W):
-    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)) or patch_size < 1:
-        raise ValueError(f"`patch_size` must be a positive int, got {patch_size!r}")
+    check_int('patch_size', patch_size)
     if H % patch_size or W % patch_size:
         raise ValueError(f"image size {H}x{W} is not divisible by `patch_size`={patch_size}: "
                          f"H and W must be multiples of it")
@@ -67,7 +36,7 @@ def patchify(imgs:Tensor, # [N, C, H, W] images
              patch_size:int, # p: patches are p×p pixels; H and W must be multiples of p
             )->Tensor: # [N, L, p*p*C], L = (H/p)*(W/p) patches row-major, each flattened in (row, col, channel) order
     "Cut images into patch vectors, in the official MAE layout ('nchpwq->nhwpqc')."
-    _check_tensor(imgs, 'imgs', 4, '[N, C, H, W]')
+    check_tensor('imgs', imgs, 4, '[N, C, H, W]')
     N, C, H, W = imgs.shape
     p = patch_size
     h, w = _check_patch_size(p, H, W)
@@ -78,15 +47,14 @@ def patchify(imgs:Tensor, # [N, C, H, W] images
 def unpatchify(x:Tensor, # [N, L, p*p*C] patch vectors, as made by `patchify`
                patch_size:int, # p
                channels:int=3, # C
-               grid:tuple|None=None, # (h, w) patches per column and row; None: a square grid, h = w = sqrt(L)
+               grid:tuple|None=None, # (h, w) patches per column and row (an int: square); None: the square grid, h = w = sqrt(L)
               )->Tensor: # [N, C, h*p, w*p] images
     "Put patch vectors back into images: the exact inverse of `patchify`."
-    _check_tensor(x, 'x', 3, '[N, L, p*p*C]')
+    check_tensor('x', x, 3, '[N, L, p*p*C]')
     N, L, D = x.shape
     p = patch_size
     _check_patch_size(p, p, p)
-    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
-        raise ValueError(f"`channels` must be a positive int, got {channels!r}")
+    check_int('channels', channels)
     if D != p * p * channels:
         raise ValueError(f"`x` has {D} values per patch but patch_size={p} and channels={channels} "
                          f"need p*p*channels = {p * p * channels}")
@@ -101,19 +69,16 @@ def _grid(L, grid):
         if h * h != L:
             raise ValueError(f"L={L} patches do not form a square grid: pass `grid`=(h, w) with h*w = L")
         return h, h
-    if (not isinstance(grid, (tuple, list)) or len(grid) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in grid)):
-        raise ValueError(f"`grid` must be a pair of positive ints (h, w), got {grid!r}")
-    if grid[0] * grid[1] != L:
-        raise ValueError(f"`grid`={tuple(grid)} has {grid[0] * grid[1]} patches but there are L={L}")
-    return int(grid[0]), int(grid[1])
+    h, w = check_pair('grid', grid)
+    if h * w != L: raise ValueError(f"`grid`={(h, w)} has {h * w} patches but there are L={L}")
+    return h, w
 
 # %% ../nbs/00_data.ipynb #fd7604a0
 def patchify_map(maps:Tensor, # [N, H, W] one value per pixel (any dtype)
                  patch_size:int, # p
                 )->Tensor: # [N, L, p*p] each patch's pixels, row-major
     "`patchify` for single-channel maps."
-    _check_tensor(maps, 'maps', 3, '[N, H, W]')
+    check_tensor('maps', maps, 3, '[N, H, W]')
     return patchify(maps[:, None], patch_size)
 
 def pool_map(maps:Tensor, # [N, H, W] per-pixel values (bool or numbers)
@@ -128,7 +93,7 @@ def unpool_map(x:Tensor, # [N, L] one value per patch
                grid:tuple|None=None, # (h, w); None: square
               )->Tensor: # [N, h*p, w*p] each patch's value on all its p×p pixels
     "Spread per-patch values over their pixels (`pool_map(unpool_map(x, p), p)` gives `x` back)."
-    _check_tensor(x, 'x', 2, '[N, L]')
+    check_tensor('x', x, 2, '[N, L]')
     _check_patch_size(patch_size, patch_size, patch_size)
     h, w = _grid(x.shape[1], grid)
     return x.reshape(-1, h, w).repeat_interleave(patch_size, 1).repeat_interleave(patch_size, 2)
@@ -139,14 +104,8 @@ def patch_parts(parts:Tensor, # [N, H, W] int labels in [0, n_labels)
                 n_labels:int, # number of labels (e.g. `SyntheticParts.n_parts`)
                )->Tensor: # [N, L] int64: each patch's majority label; ties -> the smallest label
     "The majority label of each patch."
-    _check_tensor(parts, 'parts', 3, '[N, H, W]')
-    if parts.is_floating_point() or parts.dtype == torch.bool:
-        raise TypeError(f"`parts` must hold integer labels, got dtype {parts.dtype}")
-    if isinstance(n_labels, bool) or not isinstance(n_labels, (int, np.integer)) or n_labels < 1:
-        raise ValueError(f"`n_labels` must be a positive int, got {n_labels!r}")
-    if parts.numel() and (parts.min() < 0 or parts.max() >= n_labels):
-        raise ValueError(f"`parts` labels must lie in [0, n_labels={n_labels}), "
-                         f"got {int(parts.min())}..{int(parts.max())}")
+    check_tensor('parts', parts, 3, '[N, H, W]')
+    check_labels('parts', parts, check_int('n_labels', n_labels), 'n_labels')
     x = patchify_map(parts, patch_size).long()                               # [N, L, p*p]
     counts = torch.zeros(*x.shape[:2], n_labels, dtype=torch.int32, device=x.device)
     counts.scatter_add_(2, x, torch.ones_like(x, dtype=torch.int32))
@@ -543,18 +502,7 @@ def rrc_params(height:int, # image height H
     return (height - h) // 2, (width - w) // 2, h, w
 
 # %% ../nbs/00_data.ipynb #74695378
-def _size2(size, name='size'):
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size > 0: return [int(size), int(size)]
-    if (isinstance(size, (tuple, list)) and len(size) == 2
-            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
-        return [int(size[0]), int(size[1])]
-    raise ValueError(f"`{name}` must be a positive int or a pair (h, w) of them, got {size!r}")
-
-def _image_of(item):
-    if not isinstance(item, dict) or 'image' not in item:
-        raise TypeError(f"`item` must be a dict with an 'image' tensor [C, H, W], got {type(item).__name__}")
-    _check_tensor(item['image'], "item['image']", 3, '[C, H, W]')
-    return item['image']
+def _size2(size, name='size'): return list(check_pair(name, size))
 
 def _per_pixel_keys(item):
     "The keys of `item` (besides 'image') that hold per-pixel maps [H, W] or [K, H, W]; a mismatched 2-D/3-D tensor is an error."
@@ -592,7 +540,7 @@ def crop_item(item:dict, # dict with 'image' [C, H, W] float in [0, 1] and any p
               std:tuple|None=None,
              )->dict: # a new dict: image [C, *size] (bicubic), maps [..., *size] (nearest, dtype kept), other keys as they were
     "Crop `box` out of the image and every per-pixel map, resize to `size`, optionally flip and normalise."
-    image = _image_of(item)
+    image = image_of(item, pairs=False)
     out_size = _size2(size)
     top, left, h, w = (int(v) for v in box)
     maps = _per_pixel_keys(item)
@@ -663,7 +611,7 @@ class MAETransform:
         return ((height - h) // 2, (width - w) // 2, h, w), False
 
     def __call__(self, item:dict)->dict:
-        H, W = _image_of(item).shape[-2:]
+        H, W = image_of(item, pairs=False).shape[-2:]
         box, flip = self.params(H, W)
         return crop_item(item, box, self.size, flip, self.mean, self.std)
 

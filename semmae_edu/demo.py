@@ -18,7 +18,8 @@ __all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'RECIPES'
            'sweep_reading']
 
 # %% ../nbs/09_experiments.ipynb #6aeac496
-from .data import SyntheticParts, TensorItems, patch_parts, normalize, check_int
+from .data import SyntheticParts, TensorItems, patch_parts, normalize
+from .checks import check_int
 from .masking import plan_overlay
 from .mae import reconstruct
 from .semmae import parts_overlay

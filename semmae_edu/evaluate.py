@@ -20,6 +20,7 @@ __all__ = ['as_encoder', 'check_fits', 'pool_features', 'extract_features', 'Lin
 from .vit import VisionTransformer, cls_attention_maps
 from .mae import MaskedAutoencoder
 from .data import pool_map, normalize
+from .checks import check_int, check_tensor, check_real, check_images
 from .train import lr_at, set_lr
 
 # %% ../nbs/08_evaluate.ipynb #0d4735db
@@ -30,15 +31,10 @@ def as_encoder(model) -> VisionTransformer:
     raise TypeError(f"encoder must be a VisionTransformer or a MaskedAutoencoder, got {type(model).__name__}")
 
 def check_fits(encoder:VisionTransformer, imgs:Tensor):
-    "Raise a ValueError naming both sizes when `imgs` [N, C, H, W] do not fit the encoder."
-    if not isinstance(imgs, Tensor) or imgs.ndim != 4:
-        raise ValueError(f"images must be a [N, C, H, W] tensor, got {getattr(imgs, 'shape', type(imgs).__name__)}")
+    "Raise a clear error naming both sizes when `imgs` [N, C, H, W] do not fit the encoder."
     pe = encoder.patch_embed
-    want, got = tuple(pe.img_size), tuple(imgs.shape[-2:])
-    if got != want or imgs.shape[1] != pe.proj.in_channels:
-        raise ValueError(f"the encoder expects {pe.proj.in_channels}×{want[0]}×{want[1]} images but the data has "
-                         f"{imgs.shape[1]}×{got[0]}×{got[1]}; resize the data (e.g. get_dataset(..., size=...)) "
-                         f"or build the encoder for that size")
+    check_images(imgs, 'images', pe.proj.in_channels, tuple(pe.img_size),
+                 "; resize the data (e.g. get_dataset(..., size=...)) or build the encoder for that size")
 
 # %% ../nbs/08_evaluate.ipynb #e12ca1fa
 def _split(batch):
@@ -165,8 +161,7 @@ def linear_probe(train_feats:Tensor,     # [n, D] cached features
     if train_feats.shape[1] != test_feats.shape[1]:
         raise ValueError(f"train_feats has {train_feats.shape[1]} dims but test_feats has {test_feats.shape[1]}")
     if optimizer not in ('sgd', 'lars', 'adamw'): raise ValueError(f"optimizer must be 'sgd', 'lars' or 'adamw', got {optimizer!r}")
-    if not isinstance(epochs, int) or epochs < 1: raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 2: raise ValueError(f"batch_size must be an int >= 2 (BatchNorm), got {batch_size!r}")
+    check_int('epochs', epochs); check_int('batch_size', batch_size, 2, ' (BatchNorm)')
     if lr is None: lr = {'sgd': 0.1, 'lars': 0.1 * 16384 / 256, 'adamw': 1e-3}[optimizer]
     device = torch.device(device or 'cpu')
     n_classes = int(max(train_labels.max(), test_labels.max())) + 1
@@ -274,7 +269,7 @@ def finetune(encoder,                  # VisionTransformer or MaskedAutoencoder:
 def _finetune(encoder, train, test, epochs, blr, layer_decay, batch_size, weight_decay, warmup_epochs, drop_path,
               smoothing, n_classes, hflip, mean, std, seed, device, progress):
     enc = as_encoder(encoder)
-    if not isinstance(epochs, int) or epochs < 1: raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    check_int('epochs', epochs)
     device = torch.device(device) if device is not None else next(enc.parameters()).device
     g = torch.Generator().manual_seed(seed)
     tl, vl = _loader(train, batch_size, shuffle=True, generator=g), _loader(test, 256)
@@ -327,7 +322,7 @@ def fg_patches(fg:Tensor,            # [N, H, W] bool per-pixel foreground (Synt
                threshold:float=0.5,  # a patch is foreground when at least this share of its pixels is
               ) -> Tensor:           # [N, h, w] bool
     "Foreground per patch from foreground per pixel."
-    if not isinstance(fg, Tensor) or fg.ndim != 3: raise ValueError(f"fg must be a [N, H, W] tensor, got {getattr(fg, 'shape', type(fg).__name__)}")
+    check_tensor('fg', fg, 3, '[N, H, W]')
     h, w = fg.shape[1] // patch_size, fg.shape[2] // patch_size
     return (pool_map(fg, patch_size) >= threshold).reshape(len(fg), h, w)
 
@@ -345,13 +340,12 @@ def attention_on_object(attn_maps:Tensor,  # [N, h, w] (or [N, L]) non-negative 
                         fg:Tensor,         # [N, h, w] (or [N, L]) bool foreground per patch
                        ) -> dict:          # mass, iou, chance (floats: means over images), and per-image tensors
     "How much attention falls on the object: attention mass on foreground patches, and IoU of the top-k patches (k = #fg) with the foreground."
-    if not isinstance(attn_maps, Tensor) or not isinstance(fg, Tensor):
-        raise TypeError("attn_maps and fg must be tensors")
+    check_tensor('attn_maps', attn_maps); check_tensor('fg', fg)
     a, f = attn_maps.reshape(len(attn_maps), -1).float(), fg.reshape(len(fg), -1)
     if a.shape != f.shape:
         raise ValueError(f"attn_maps {tuple(attn_maps.shape)} and fg {tuple(fg.shape)} must have the same number of images and patches")
     if f.dtype != torch.bool: raise TypeError(f"fg must be bool, got {f.dtype} (use fg_patches(...) for per-pixel maps)")
-    if not torch.isfinite(a).all() or (a < 0).any(): raise ValueError("attn_maps must be finite and non-negative")
+    check_real('attn_maps', a, nonneg=True)
     k = f.sum(1)                                   # [N] foreground patches per image
     keep = (k > 0) & (a.sum(1) > 0)
     if not keep.any(): raise ValueError("no image has both foreground patches and non-zero attention")

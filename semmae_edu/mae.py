@@ -12,7 +12,7 @@ from .data import patchify, unpatchify
 from .masking import MaskPlan, random_masking
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .data import check_int
+from .checks import check_int, check_images
 
 # %% auto #0
 __all__ = ['MaskedAutoencoder', 'patch_targets', 'unshuffle', 'mae_vit_base_patch16', 'mae_vit_large_patch16',
@@ -46,20 +46,13 @@ class MaskedAutoencoder(VisionTransformer):
         "MAE's initialisation, the ViT's rule (`init_mae_weights`) with the mask token and the decoder's table too."
         init_mae_weights(self, tokens=(self.cls_token, self.mask_token), tables=(self.pos_embed, self.decoder_pos_embed))
 
-    def check_images(self, imgs):
-        "Clear errors for a batch the model cannot take."
-        if not isinstance(imgs, Tensor): raise TypeError(f"imgs must be a torch.Tensor [N, C, H, W], got {type(imgs).__name__}")
-        c, (h, w) = self.in_chans, self.patch_embed.img_size
-        if imgs.ndim != 4 or imgs.shape[1] != c or tuple(imgs.shape[2:]) != (h, w):
-            raise ValueError(f"imgs must be [N, {c}, {h}, {w}] for this model, got {tuple(imgs.shape)}")
-
     def forward(self,
                 imgs:Tensor,                # [N, C, H, W]
                 plan:MaskPlan=None,         # any strategy's plan; default: random masking
                 mask_ratio:float=0.75,      # used only when plan is None
                 generator:torch.Generator=None):
         "Returns (loss, pred [N, L, p*p*C] in image order, plan): `forward_encoder`, `forward_decoder`, `forward_loss` below."
-        self.check_images(imgs)
+        check_images(imgs, "imgs", self.in_chans, self.patch_embed.img_size)
         if plan is None: plan = random_masking(imgs.shape[0], self.num_patches, mask_ratio, generator=generator, device=imgs.device)
         _check_plan(plan, imgs, self.num_patches)
         pred = self.forward_decoder(self.forward_encoder(imgs, plan), plan)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from .data import AugmentedItems
+from .checks import check_int, check_pair, check_ratio
 
 # %% auto #0
 __all__ = ['VISIBLE', 'MASKED', 'THROWN', 'FIGURE_STYLE', 'PLAN_COLOURS', 'PLAN_LABELS', 'PART_PALETTE', 'MaskPlan',
-           'plan_from_order', 'check_ratio', 'random_masking', 'RandomStrategy', 'plan_overlay', 'use_figure_style',
-           'plan_legend', 'part_colours', 'part_cmap', 'part_legend', 'plan_counts', 'show_plans', 'plan_legend_html',
+           'plan_from_order', 'random_masking', 'RandomStrategy', 'plan_overlay', 'use_figure_style', 'plan_legend',
+           'part_colours', 'part_cmap', 'part_legend', 'plan_counts', 'show_plans', 'plan_legend_html',
            'part_legend_html', 'colorbar_html', 'StaticExplorer', 'html_escape', 'live_explorer', 'block_masking',
            'BlockStrategy']
 
@@ -100,12 +101,6 @@ def plan_from_order(order:Tensor,  # [N, L] a permutation of the patch ids of ea
     return MaskPlan(states, order)
 
 # %% ../nbs/02_masking.ipynb #c9155c53
-def check_ratio(name:str, value, low:float=0., high:float=1.):
-    "Raise a clear error unless `low < value < high`."
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number in ({low}, {high}), got {value!r}")
-    if not low < value < high: raise ValueError(f"{name} must be in ({low}, {high}) (exclusive), got {value}")
-
 def random_masking(n:int=None,            # batch size N (taken from `noise` when given)
                    L:int=None,            # patches per image (taken from `noise` when given)
                    mask_ratio:float=0.75, # fraction of patches to mask, in (0, 1)
@@ -394,9 +389,7 @@ def block_masking(n:int,                 # batch size N
                  ) -> MaskPlan:
     "BEiT/SimMIM block-wise masking: random rectangles until the budget is met, then random patches to make it exact."
     check_ratio('mask_ratio', mask_ratio)
-    h, w = (grid, grid) if isinstance(grid, int) else tuple(grid)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f"n must be an int >= 1, got {n!r}")
-    if not all(isinstance(v, int) and v > 1 for v in (h, w)): raise ValueError(f"grid must be (h, w) with ints > 1, got {grid!r}")
+    check_int('n', n); h, w = check_pair('grid', grid, low=2)
     L = h * w
     n_vis = int(L * (1 - mask_ratio))
     if n_vis < 1: raise ValueError(f"mask_ratio={mask_ratio} leaves no visible patch out of L={L}")
@@ -413,8 +406,7 @@ class BlockStrategy(RandomStrategy):
     name = 'block'
     def __init__(self, mask_ratio:float=0.75, min_block:int=4):
         super().__init__(mask_ratio)
-        if isinstance(min_block, bool) or not isinstance(min_block, int) or min_block < 1: raise ValueError(f"min_block must be an int >= 1, got {min_block!r}")
-        self.min_block = min_block
+        self.min_block = check_int('min_block', min_block)
     def __call__(self, batch:dict, patch_size:int, generator:torch.Generator=None) -> MaskPlan:
         n, _, H, W = batch['image'].shape
         return block_masking(n, (H // patch_size, W // patch_size), self.mask_ratio, self.min_block, generator=generator)

@@ -21,17 +21,14 @@ from torch import nn, Tensor
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .mae import MaskedAutoencoder
-from .data import check_int, check_pair, normalize
+from .data import normalize
+from .checks import check_int, check_pair, check_images, check_labels
 
 # %% ../nbs/05_parts.ipynb #9f2eb1a0
-def _check_images(imgs, img_size, in_chans=3, name='imgs'):
-    "Clear errors unless `imgs` is a float [N, in_chans, *img_size] tensor."
-    if not isinstance(imgs, Tensor): raise TypeError(f"{name} must be a torch.Tensor [N, C, H, W], got {type(imgs).__name__}")
-    if not imgs.is_floating_point(): raise TypeError(f"{name} must be a float tensor, got dtype {imgs.dtype}")
+def _check_images(imgs, img_size, in_chans=3):
+    "Clear errors unless `imgs` is a float [N, in_chans, *img_size] tensor (the frozen encoder's input)."
     H, W = img_size
-    if imgs.ndim != 4 or imgs.shape[1] != in_chans or tuple(imgs.shape[-2:]) != (H, W):
-        raise ValueError(f"{name} must be [N, {in_chans}, {H}, {W}] for this encoder, got {list(imgs.shape)}; "
-                         f"resize the images to {H}x{W}")
+    return check_images(imgs, 'imgs', in_chans, img_size, f"; resize the images to {H}x{W}")
 
 # %% ../nbs/05_parts.ipynb #836db183
 class Features:
@@ -451,12 +448,7 @@ def load_parts(path, encoder) -> PartLearner:
     return learner.eval()
 
 # %% ../nbs/05_parts.ipynb #a9f00737
-def _check_labels(x, n, name):
-    if not isinstance(x, Tensor): raise TypeError(f"{name} must be a torch.Tensor of int labels, got {type(x).__name__}")
-    if x.is_floating_point() or x.dtype == torch.bool: raise TypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
-    if n is not None:
-        check_int(f'n_{name}', n)
-        if x.numel() and (x.min() < 0 or x.max() >= n): raise ValueError(f"{name} labels must lie in [0, {n}), got {int(x.min())}..{int(x.max())}")
+def _check_labels(x, n, name): check_labels(name, x, None if n is None else check_int(f'n_{name}', n), f'n_{name}')
 
 def confusion_matrix(pred:Tensor, true:Tensor,   # same shape (e.g. [N, L]), int labels
                      n_pred:int, n_true:int) -> Tensor:  # [n_pred, n_true] counts

@@ -30,8 +30,9 @@ from tqdm.auto import tqdm
 
 # %% ../nbs/07_train.ipynb #8b046536
 from .data import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, AugmentedItems, ImageItems, MAETransform,
-                             check_int, get_dataset, normalize, TensorItems, rrc_boxes, crop_batch)
-from .masking import MaskPlan, RandomStrategy, BlockStrategy, check_ratio
+                             get_dataset, normalize, TensorItems, rrc_boxes, crop_batch)
+from .checks import check_int, check_ratio
+from .masking import MaskPlan, RandomStrategy, BlockStrategy
 from .mae import (mae_vit_micro_patch4, mae_vit_tiny_patch4, mae_vit_base_patch16, mae_vit_large_patch16,
                             mae_vit_huge_patch14)
 from .amt import AMTStrategy, AttMaskStrategy, AttentionBank, amt_schedule
@@ -111,7 +112,7 @@ def _need(cond, msg):
     if not cond: raise ConfigError(msg)
 
 def _as_config_error(check, *args):
-    "Run one of the shared argument checks (`data.check_int`, `masking.check_ratio`); its error becomes a `ConfigError`."
+    "Run one of the shared argument checks (`checks.check_int`, `checks.check_ratio`); its error becomes a `ConfigError`."
     try: check(*args)
     except (TypeError, ValueError) as e: raise ConfigError(str(e)) from None
 

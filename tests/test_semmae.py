@@ -178,7 +178,7 @@ def test_devices_and_dtypes():
     (dict(parts=torch.zeros(2, 4, dtype=torch.long), mask_ratio=0.), ValueError, 'mask_ratio'),
     (dict(parts=torch.zeros(2, 4, dtype=torch.long), mask_ratio=1.2), ValueError, 'mask_ratio'),
     (dict(parts=torch.zeros(2, 4, dtype=torch.long), mask_ratio=0.8), ValueError, 'no visible patch'),
-    (dict(parts=torch.zeros(2, 4, dtype=torch.long), n_parts=2.5), ValueError, 'n_parts'),
+    (dict(parts=torch.zeros(2, 4, dtype=torch.long), n_parts=2.5), TypeError, 'n_parts'),
 ])
 def test_bad_input(bad, err, msg):
     with pytest.raises(err, match=None) as e: semantic_masking(**bad)
