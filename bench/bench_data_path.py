@@ -4,7 +4,7 @@
 
 Three measurements per round, interleaved (a shared machine drifts; the minimum over rounds is the least
 noisy estimate, the median is shown too):
-  tensors  `pretrain()` on SyntheticParts: rendered once (`data.rendered`), each batch gathered by index and
+  tensors  `pretrain()` on SyntheticParts: rendered once (`synthetic.rendered`), each batch gathered by index and
            cropped + flipped at once (`TensorBatches`, `data.crop_batch`)
   items    `pretrain()` on the same images through the per-item path (render + `MAETransform` per item,
            DataLoader collate): what every epoch cost before
@@ -17,7 +17,8 @@ Goal: tensors / bare within 1.05 on a CPU.
 """
 import argparse, statistics, tempfile, time
 import torch
-from semmae_edu.data import SyntheticParts, AugmentedItems, MAETransform
+from semmae_edu.data import AugmentedItems, MAETransform
+from semmae_edu.synthetic import SyntheticParts
 from semmae_edu.train import (preset, pretrain, read_metrics, make_optimizer, generator_for, StepBatches, TensorBatches,
                               _build_model, RandomStrategy)
 

@@ -10,7 +10,7 @@ Usage: python bench/refactor_equal.py OUT.json          # record
 import json, re, sys, tempfile, math
 from pathlib import Path
 import torch
-from semmae_edu.data import SyntheticParts
+from semmae_edu.synthetic import SyntheticParts
 from semmae_edu import train
 from semmae_edu.demo import run_demo
 

@@ -18,7 +18,8 @@ __all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'RECIPES'
            'sweep_reading']
 
 # %% ../nbs/09_experiments.ipynb #6aeac496
-from .data import SyntheticParts, TensorItems, patch_parts, normalize
+from .data import TensorItems, patch_parts, normalize
+from .synthetic import SyntheticParts
 from .checks import check_int
 from .masking import plan_overlay
 from .mae import reconstruct

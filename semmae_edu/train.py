@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from tqdm.auto import tqdm
 
 # %% ../nbs/07_train.ipynb #8b046536
-from .data import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, AugmentedItems, ImageItems, MAETransform,
-                             get_dataset, normalize, TensorItems, rrc_boxes, crop_batch)
+from .data import (IMAGENET_MEAN, IMAGENET_STD, AugmentedItems, MAETransform, normalize, TensorItems, rrc_boxes, crop_batch)
+from .datasets import DATASETS, ImageItems, get_dataset
 from .checks import check_int, check_ratio
 from .masking import MaskPlan, RandomStrategy, BlockStrategy
 from .mae import (mae_vit_micro_patch4, mae_vit_tiny_patch4, mae_vit_base_patch16, mae_vit_large_patch16,

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from semmae_edu.evaluate import (extract_features, linear_probe, knn_classify, accuracy, param_groups_lrd, layer_id,
                                  finetune, attention_on_object, attention_maps, fg_patches, check_fits, LinearProbe, LARS)
 from semmae_edu.vit import VisionTransformer, cls_attention, cls_attention_maps
-from semmae_edu.data import SyntheticParts
+from semmae_edu.synthetic import SyntheticParts
 from semmae_edu.mae import mae_vit_micro_patch4
 from tolerance import EPS32, EPS_TF32, layers, reduction
 

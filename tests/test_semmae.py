@@ -246,7 +246,8 @@ def test_strategy_with_dataloader_oracle_and_bank():
 
 def test_strategy_on_synthetic_parts_with_mae_transform():
     "The oracle (true parts) and a bank (the same parts on the patch grid) give the same plans after the same crops."
-    from semmae_edu.data import SyntheticParts, mae_transform, patch_parts as data_patch_parts
+    from semmae_edu.data import mae_transform, patch_parts as data_patch_parts
+    from semmae_edu.synthetic import SyntheticParts
     base = SyntheticParts(n=12, size=32)
     K, P = SyntheticParts.n_parts, 4
     # bank: the true parts pooled to the 8x8 patch grid
