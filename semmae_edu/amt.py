@@ -14,10 +14,10 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'attmask_masking', 'AttentionBank', 'amt_schedule',
-           'AMTStrategy', 'AttMaskStrategy', 'map_picture', 'amt_render']
+           'AMTStrategy', 'AttMaskStrategy']
 
 # %% ../nbs/04_amt.ipynb #83327965
-from .masking import MaskPlan, plan_from_order, random_masking, plan_overlay
+from .masking import MaskPlan, plan_from_order, random_masking
 from .data import pool_map, AugmentedItems
 from .checks import check_int, check_pair, check_float, check_ratio, check_real, image_of
 from .vit import cls_attention_maps
@@ -297,34 +297,3 @@ class AttMaskStrategy(AMTStrategy):
         gen_device = generator.device if generator is not None else batch['image'].device
         return attmask_masking(self.patch_weights(batch, patch_size, gen_device), self.mask_ratio).to(batch['image'].device)
     def __repr__(self): return f"AttMaskStrategy(mask_ratio={self.mask_ratio}, epoch={self.epoch}, active={self.active}, bank={self.bank})"
-
-# %% ../nbs/04_amt.ipynb #ff032a01
-def map_picture(weights:Tensor,   # [L] or [h, w] per-patch weights
-                shape:tuple,      # (H, W) image size in pixels
-                patch_size:int,   # pixels per patch side
-                scale:int=8,      # pixel scale of the picture
-                cmap:str='magma', # matplotlib colormap; 0 and the row's largest weight are its two ends
-               ):                 # -> uint8 [H*scale, W*scale, 3]
-    "A per-patch map drawn over the patch grid, coloured from 0 to its largest value."
-    import matplotlib
-    H, W = shape
-    m = torch.as_tensor(weights).float().reshape(H // patch_size, W // patch_size)
-    m = m / m.max().clamp_min(torch.finfo(m.dtype).tiny)
-    rgb = torch.tensor(matplotlib.colormaps[cmap](m.numpy())[..., :3], dtype=torch.float32)   # [h, w, 3]
-    rgb = rgb.repeat_interleave(patch_size, 0).repeat_interleave(patch_size, 1).permute(2, 0, 1)
-    return plan_overlay(rgb, torch.zeros(m.numel()), patch_size, scale=scale)
-
-def amt_render(img:Tensor,        # [3, H, W] one image in [0, 1]
-               weights:Tensor,    # [L] its per-patch weights (e.g. a bank map, flattened)
-               patch_size:int,    # pixels per patch side
-               seed:int=0,        # the plan's generator seed
-               scale:int=8,       # pixel scale of each panel
-              ):                  # -> render(mask_ratio, throw_ratio, throw) -> (uint8 [H*scale, 2*W*scale+8, 3], counts)
-    "A `render` function for the mask explorers: the map AMT samples from, beside the AMT plan of one image."
-    import numpy as np
-    left = map_picture(weights, tuple(img.shape[-2:]), patch_size, scale)
-    gap = np.full((left.shape[0], 8, 3), 255, np.uint8)
-    def render(mask_ratio=0.45, throw_ratio=0.40, throw='low'):
-        plan = amt_masking(weights.reshape(1, -1), mask_ratio, throw_ratio, throw, torch.Generator().manual_seed(seed))
-        return np.concatenate([left, gap, plan_overlay(img, plan.states[0], patch_size, scale=scale)], 1), plan.counts
-    return render

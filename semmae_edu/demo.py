@@ -21,9 +21,9 @@ __all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'RECIPES'
 from .data import TensorItems, patch_parts, normalize
 from .synthetic import SyntheticParts
 from .checks import check_int
-from .masking import plan_overlay
+from .viz import plan_overlay
 from .mae import reconstruct
-from .semmae import parts_overlay
+from .viz import parts_overlay
 from .evaluate import (extract_features, linear_probe, knn_classify, accuracy, attention_maps,
                                  attention_on_object, fg_patches, finetune)
 

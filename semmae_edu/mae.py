@@ -17,7 +17,7 @@ from .checks import check_int, check_images
 # %% auto #0
 __all__ = ['MaskedAutoencoder', 'patch_targets', 'unshuffle', 'mae_vit_base_patch16', 'mae_vit_large_patch16',
            'mae_vit_huge_patch14', 'mae_vit_tiny_patch4', 'mae_vit_micro_patch4', 'load_checkpoint', 'reconstruct',
-           'show_reconstructions', 'pretrain_mae']
+           'pretrain_mae']
 
 # %% ../nbs/03_mae.ipynb #8aa86b36
 class MaskedAutoencoder(VisionTransformer):
@@ -202,19 +202,6 @@ def reconstruct(model:MaskedAutoencoder,
     out = dict(original=target, masked=target * keep + grey * (1 - keep),
                prediction=pred * (1 - thrown), pasted=target * keep + pred * (1 - keep) * (1 - thrown))
     return {k: _denorm_img(unpatchify(v, p, model.in_chans, model.grid_size), mean, std) for k, v in out.items()}
-
-# %% ../nbs/03_mae.ipynb #3ccd9590
-def show_reconstructions(recs:dict, n:int=4, size:float=1.6):
-    "A grid: one row per image, one column per picture of `reconstruct`."
-    import matplotlib.pyplot as plt
-    names = list(recs); n = min(n, len(recs[names[0]]))
-    fig, axes = plt.subplots(n, len(names), figsize=(size * len(names), size * n), squeeze=False)
-    for i in range(n):
-        for j, k in enumerate(names):
-            axes[i, j].imshow(recs[k][i].permute(1, 2, 0).cpu().numpy()); axes[i, j].axis('off')
-            if i == 0: axes[i, j].set_title(k)
-    plt.tight_layout()
-    return fig
 
 # %% ../nbs/03_mae.ipynb #aaac1400
 def pretrain_mae(mae:MaskedAutoencoder,

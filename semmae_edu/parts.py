@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 __all__ = ['Features', 'timm_features', 'PartTokens', 'gaussian_kernel1d', 'blur_maps', 'part_attention', 'AdaIN', 'PartDecoder',
            'diversity_loss', 'as_features', 'PartLearner', 'kmeans', 'train_parts', 'part_bank', 'save_parts',
            'load_parts', 'confusion_matrix', 'match_parts', 'matched_miou', 'nmi', 'grid_parts', 'kmeans_parts',
-           'show_parts', 'rename_parts']
+           'rename_parts']
 
 # %% ../nbs/05_parts.ipynb #ebfa4eeb
 import numpy as np
@@ -513,30 +513,6 @@ def kmeans_parts(features, imgs:Tensor,     # a Features or PartLearner (its nor
     return kmeans(x.reshape(-1, x.shape[-1]), k, generator=torch.Generator().manual_seed(seed))[0].view(x.shape[:2])
 
 # %% ../nbs/05_parts.ipynb #e460bbcb
-def show_parts(imgs:Tensor,         # [N, 3, H, W] in [0, 1]
-               labelings:dict,      # title -> [N, L] part ids (ids above n_colors - 1 are drawn grey)
-               patch_size:int,
-               n:int=6,             # images (rows)
-               n_colors:int=11,     # distinct colours (the book's PART_PALETTE; part 0 dark)
-               size:float=1.3):
-    "A grid: each row an image and its part maps, one column per labelling."
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from semmae_edu.masking import part_colours
-    cmap = ListedColormap(part_colours(n_colors).tolist() + [(0.75, 0.75, 0.75)])
-    n = min(n, len(imgs)); cols = 1 + len(labelings)
-    h, w = imgs.shape[-2] // patch_size, imgs.shape[-1] // patch_size
-    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n), squeeze=False)
-    for i in range(n):
-        axes[i, 0].imshow(imgs[i].permute(1, 2, 0).cpu().numpy())
-        for j, (title, lab) in enumerate(labelings.items(), 1):
-            axes[i, j].imshow(lab[i].reshape(h, w).clamp(max=n_colors).cpu().numpy(), cmap=cmap, vmin=0, vmax=n_colors, interpolation='nearest')
-            if i == 0: axes[i, j].set_title(title)
-        if i == 0: axes[i, 0].set_title('image')
-    for a in axes.flat: a.axis('off')
-    plt.tight_layout()
-    return fig
-
 def rename_parts(pred:Tensor, match:Tensor, n_true:int) -> Tensor:
     "Give each predicted label its matched true label (from `match_parts`); unmatched labels become n_true."
     m = torch.where(match >= 0, match, torch.full_like(match, n_true))

@@ -11,7 +11,7 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['LAM_SCHEDULES', 'part_sizes', 'intra_part_counts', 'inter_part_counts', 'mix_counts', 'fix_counts', 'mask_in_parts',
-           'semantic_masking', 'lam_at', 'lam_schedule', 'PartBank', 'SemMAEStrategy', 'parts_tint', 'parts_overlay']
+           'semantic_masking', 'lam_at', 'lam_schedule', 'PartBank', 'SemMAEStrategy']
 
 # %% ../nbs/06_semmae.ipynb #7cc2c9d7
 from .masking import MaskPlan, plan_from_order
@@ -265,26 +265,3 @@ class SemMAEStrategy:
         self.lam, self.epoch = float(d['lam']), d['epoch']
         if d.get('bank') is not None and self.bank is not None: self.bank.load_state_dict(d['bank'])
     def __repr__(self): return f"SemMAEStrategy(mask_ratio={self.mask_ratio}, schedule={self.schedule!r}, lam={self.lam:.3f}, bank={self.bank})"
-
-# %% ../nbs/06_semmae.ipynb #9302ea69
-def parts_tint(img,                # [3, H, W] values in [0, 1]
-               parts:Tensor,       # [H, W] per pixel, or [L] / [h, w] per patch, part ids
-               patch_size:int,     # pixels per patch side
-               n_parts:int=None,   # K, for the colours (default parts.max()+1)
-               alpha:float=0.6,    # weight of the part colour
-              ) -> Tensor:         # [3, H, W] float in [0, 1]
-    "The image tinted with the colour of each pixel's (or patch's) part (the book's `PART_PALETTE`)."
-    from semmae_edu.masking import part_colours   # the book's one part palette
-    img = torch.as_tensor(img).float()
-    H, W = img.shape[-2:]
-    parts = torch.as_tensor(parts).long()
-    if parts.numel() == (H // patch_size) * (W // patch_size) and tuple(parts.shape) != (H, W):   # per patch -> per pixel
-        parts = parts.reshape(H // patch_size, W // patch_size).repeat_interleave(patch_size, 0).repeat_interleave(patch_size, 1)
-    if tuple(parts.shape) != (H, W): raise ValueError(f"parts must be [H, W] = [{H}, {W}] or one id per patch, got shape {tuple(parts.shape)}")
-    return (1 - alpha) * img + alpha * part_colours(n_parts or int(parts.max()) + 1)[parts].permute(2, 0, 1)
-
-def parts_overlay(img, parts:Tensor, patch_size:int, n_parts:int=None, scale:int=4, alpha:float=0.6):  # -> uint8 [H*scale, W*scale, 3]
-    "`parts_tint` drawn over the patch grid, like `plan_overlay` with every patch visible."
-    from semmae_edu.masking import plan_overlay
-    H, W = torch.as_tensor(img).shape[-2:]
-    return plan_overlay(parts_tint(img, parts, patch_size, n_parts, alpha), torch.zeros((H // patch_size) * (W // patch_size)), patch_size, scale)
