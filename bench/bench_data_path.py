@@ -19,8 +19,9 @@ import argparse, statistics, tempfile, time
 import torch
 from semmae_edu.data import AugmentedItems, MAETransform
 from semmae_edu.synthetic import SyntheticParts
-from semmae_edu.train import (preset, pretrain, read_metrics, make_optimizer, generator_for, StepBatches, TensorBatches,
-                              _build_model, RandomStrategy)
+from semmae_edu.train import (preset, pretrain, read_metrics, generator_for, StepBatches, TensorBatches, _build_model,
+                              RandomStrategy)
+from semmae_edu.optim import make_optimizer
 
 def epoch_seconds(cfg, train_set=None):
     last = {}

@@ -17,8 +17,9 @@ amp='bf16' + fused attention.
 """
 import argparse, statistics, tempfile, time
 import torch
-from semmae_edu.train import (PretrainConfig, pretrain, build_data, make_optimizer, generator_for, STRATEGIES,
-                              SeededItems, data_stats, _build_model)
+from semmae_edu.train import (PretrainConfig, pretrain, build_data, generator_for, STRATEGIES, SeededItems,
+                              data_stats, _build_model)
+from semmae_edu.optim import make_optimizer
 from semmae_edu.masking import random_masking
 from semmae_edu.data import AugmentedItems
 

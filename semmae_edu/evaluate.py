@@ -12,16 +12,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 # %% auto #0
-__all__ = ['as_encoder', 'check_fits', 'pool_features', 'extract_features', 'LinearProbe', 'LARS', 'accuracy', 'linear_probe',
-           'knn_classify', 'layer_id', 'param_groups_lrd', 'finetune', 'fg_patches', 'attention_maps',
-           'attention_on_object']
+__all__ = ['as_encoder', 'check_fits', 'pool_features', 'extract_features', 'LinearProbe', 'accuracy', 'linear_probe',
+           'knn_classify', 'finetune', 'fg_patches', 'attention_maps', 'attention_on_object']
 
 # %% ../nbs/08_evaluate.ipynb #0b4ac108
 from .vit import VisionTransformer, cls_attention_maps
 from .mae import MaskedAutoencoder
 from .data import pool_map, normalize
 from .checks import check_int, check_tensor, check_real, check_images
-from .train import lr_at, set_lr
+from .optim import lr_at, set_lr, LARS, param_groups_lrd
 
 # %% ../nbs/08_evaluate.ipynb #0d4735db
 def as_encoder(model) -> VisionTransformer:
@@ -102,28 +101,6 @@ class LinearProbe(nn.Module):
         nn.init.trunc_normal_(self.fc.weight, std=0.01); nn.init.zeros_(self.fc.bias)
     def forward(self, x:Tensor) -> Tensor: return self.fc(self.bn(x))  # [N, D] -> [N, n_classes] logits
 
-# %% ../nbs/08_evaluate.ipynb #98ac593e
-class LARS(torch.optim.Optimizer):
-    "LARS as MAE uses it: SGD with momentum whose update of each matrix is rescaled by `trust·‖w‖/‖update‖`; 1-D params (biases, norms) are plain SGD without weight decay."
-    def __init__(self, params, lr:float=0., weight_decay:float=0., momentum:float=0.9, trust_coefficient:float=0.001):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, trust_coefficient=trust_coefficient))
-
-    @torch.no_grad()
-    def step(self):
-        for g in self.param_groups:
-            for p in g['params']:
-                if p.grad is None: continue
-                d = p.grad
-                if p.ndim > 1:
-                    d = d.add(p, alpha=g['weight_decay'])
-                    pn, un = torch.norm(p), torch.norm(d)
-                    q = torch.where((pn > 0) & (un > 0), g['trust_coefficient'] * pn / un.clamp_min(1e-12), torch.ones_like(pn))
-                    d = d.mul(q)
-                st = self.state[p]
-                if 'mu' not in st: st['mu'] = torch.zeros_like(p)
-                mu = st['mu'].mul_(g['momentum']).add_(d)
-                p.add_(mu, alpha=-g['lr'])
-
 # %% ../nbs/08_evaluate.ipynb #abfa4d7a
 def accuracy(pred:Tensor, labels:Tensor) -> float:
     "Fraction of `pred` [n] (class ids, or logits [n, C]) equal to `labels` [n]."
@@ -139,7 +116,7 @@ def _check_xy(X, y, what):
     if y.is_floating_point() or y.min() < 0: raise ValueError(f"{what}_labels must be class ids >= 0 (integers)")
 
 def _lr_factor(step:int, total:int, warmup:int) -> float:
-    "The one warm-up + half-cosine schedule (`train.lr_at`, peak 1) at optimizer step `step`; the warm-up counts the step being taken, so no step runs at lr 0."
+    "The one warm-up + half-cosine schedule (`optim.lr_at`, peak 1) at optimizer step `step`; the warm-up counts the step being taken, so no step runs at lr 0."
     return lr_at(step + 1 if step < warmup else step, 1., total, warmup)
 
 # %% ../nbs/08_evaluate.ipynb #3c7951e1
@@ -213,33 +190,6 @@ def knn_classify(train_feats:Tensor,    # [n, D]
         votes = torch.zeros(len(te), C, device=tr.device).scatter_add_(1, labels[idx], (sim / T).exp())
         preds.append(votes.argmax(1))
     return torch.cat(preds)
-
-# %% ../nbs/08_evaluate.ipynb #130a2493
-def layer_id(name:str, depth:int) -> int:
-    "MAE's layer id of a ViT parameter: 0 for cls/pos/patch_embed, i+1 for blocks.i, depth+1 for the rest."
-    if name in ('cls_token', 'pos_embed', 'mask_token') or name.startswith('patch_embed'): return 0
-    if name.startswith('blocks.'): return int(name.split('.')[1]) + 1
-    return depth + 1
-
-def param_groups_lrd(model:nn.Module,               # a VisionTransformer (anything with `blocks`)
-                     weight_decay:float=0.05,
-                     layer_decay:float=0.75,        # MAE: 0.75 (ViT-B default in code), 0.65 in the ViT-B recipe
-                     no_weight_decay=('cls_token', 'pos_embed'),
-                    ) -> list:                      # optimizer groups with `lr_scale`, `weight_decay`, `params`, `names`
-    "Parameter groups for layer-wise lr decay: scale `layer_decay ** (depth + 1 - layer_id)`; no decay on 1-D params and tokens."
-    if not 0 < layer_decay <= 1: raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
-    depth = len(model.blocks)
-    groups = {}
-    for n, p in model.named_parameters():
-        if not p.requires_grad: continue
-        no_wd = p.ndim == 1 or n in no_weight_decay
-        lid = layer_id(n, depth)
-        key = (lid, no_wd)
-        if key not in groups:
-            groups[key] = dict(lr_scale=layer_decay ** (depth + 1 - lid), weight_decay=0. if no_wd else weight_decay,
-                               params=[], names=[], layer_id=lid)
-        groups[key]['params'].append(p); groups[key]['names'].append(n)
-    return [groups[k] for k in sorted(groups)]
 
 # %% ../nbs/08_evaluate.ipynb #e69016a9
 def finetune(encoder,                  # VisionTransformer or MaskedAutoencoder: the starting weights (not modified)

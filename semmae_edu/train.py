@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 # %% auto #0
-__all__ = ['MODELS', 'AMP_MODES', 'PRESETS', 'NO_DECAY', 'STRATEGIES', 'FORMAT', 'RESUME_MAY_CHANGE', 'ConfigError',
-           'PretrainConfig', 'preset', 'batch_setup', 'check_config', 'split_decay', 'make_optimizer', 'lr_at',
-           'set_lr', 'make_strategy', 'seed_for', 'generator_for', 'epoch_permutation', 'StepBatches', 'SeededItems',
-           'build_data', 'data_stats', 'tensor_backed', 'TensorBatches', 'amp_setup', 'DistInfo', 'init_distributed',
-           'mean_over_ranks', 'pick_device', 'CheckpointError', 'atomic_save', 'rng_states', 'set_rng_states',
-           'read_checkpoint', 'check_resumable', 'MetricsLog', 'read_metrics', 'plot_curves', 'NonFiniteLossError',
-           'Run', 'train_step', 'train_one_epoch', 'save_checkpoint', 'PretrainResult', 'pretrain']
+__all__ = ['MODELS', 'AMP_MODES', 'PRESETS', 'STRATEGIES', 'FORMAT', 'RESUME_MAY_CHANGE', 'ConfigError', 'PretrainConfig',
+           'preset', 'batch_setup', 'check_config', 'make_strategy', 'seed_for', 'generator_for', 'epoch_permutation',
+           'StepBatches', 'SeededItems', 'build_data', 'data_stats', 'tensor_backed', 'TensorBatches', 'amp_setup',
+           'DistInfo', 'init_distributed', 'mean_over_ranks', 'pick_device', 'CheckpointError', 'atomic_save',
+           'rng_states', 'set_rng_states', 'read_checkpoint', 'check_resumable', 'MetricsLog', 'read_metrics',
+           'plot_curves', 'NonFiniteLossError', 'Run', 'train_step', 'train_one_epoch', 'save_checkpoint',
+           'PretrainResult', 'pretrain']
 
 # %% ../nbs/07_train.ipynb #200e13a3
 import numpy as np
@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from tqdm.auto import tqdm
 
 # %% ../nbs/07_train.ipynb #8b046536
-from .data import (IMAGENET_MEAN, IMAGENET_STD, AugmentedItems, MAETransform, normalize, TensorItems, rrc_boxes, crop_batch)
+from .data import (IMAGENET_MEAN, IMAGENET_STD, AugmentedItems, MAETransform, normalize, TensorItems,
+                             rrc_boxes, crop_batch)
 from .datasets import DATASETS, ImageItems, get_dataset
 from .checks import check_int, check_ratio
 from .masking import MaskPlan, RandomStrategy, BlockStrategy
@@ -37,6 +38,7 @@ from .mae import (mae_vit_micro_patch4, mae_vit_tiny_patch4, mae_vit_base_patch1
                             mae_vit_huge_patch14)
 from .amt import AMTStrategy, AttMaskStrategy, AttentionBank, amt_schedule
 from .semmae import SemMAEStrategy
+from .optim import lr_at, set_lr, make_optimizer
 
 # %% ../nbs/07_train.ipynb #5afb39fd
 MODELS = dict(micro=mae_vit_micro_patch4, tiny=mae_vit_tiny_patch4, base=mae_vit_base_patch16,   # size -> MAE factory (chapter 03)
@@ -156,40 +158,6 @@ def check_config(cfg:PretrainConfig, world_size:int=1) -> dict:
           f"crop_scale must be (low, high) with 0 < low <= high <= 1, got {cfg.crop_scale!r}")
     _need(isinstance(cfg.strategy_kw, dict), f"strategy_kw must be a dict, got {type(cfg.strategy_kw).__name__}")
     return batch_setup(cfg, world_size)
-
-# %% ../nbs/07_train.ipynb #89b48ad9
-NO_DECAY = ('pos_embed', 'decoder_pos_embed', 'cls_token', 'mask_token')
-
-def split_decay(model:nn.Module, no_decay:tuple=NO_DECAY) -> tuple:
-    "(decayed names, exempt names) of the trainable parameters: exempt = 1-D (norms, biases) or named in `no_decay`."
-    decay, skip = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad: continue
-        (skip if p.ndim <= 1 or name.endswith('.bias') or name.split('.')[-1] in no_decay else decay).append(name)
-    return decay, skip
-
-def make_optimizer(model:nn.Module, lr:float, weight_decay:float=0.05, betas=(0.9, 0.95)) -> torch.optim.AdamW:
-    "AdamW over two parameter groups: decayed weights and exempt ones (weight_decay 0)."
-    decay, skip = split_decay(model)
-    params = dict(model.named_parameters())
-    groups = [dict(params=[params[n] for n in skip], weight_decay=0.), dict(params=[params[n] for n in decay], weight_decay=weight_decay)]
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
-
-# %% ../nbs/07_train.ipynb #58e04e91
-def lr_at(t:float,               # fractional epoch: epoch + step / steps_per_epoch
-          lr:float,              # peak learning rate
-          epochs:int,
-          warmup_epochs:float,
-          min_lr:float=0.) -> float:
-    "The official MAE schedule: linear warm-up, then half-cosine to `min_lr`."
-    if t < warmup_epochs: return lr * t / warmup_epochs
-    if epochs <= warmup_epochs: return lr   # no cosine part: the warm-up ends at the peak
-    return min_lr + (lr - min_lr) * 0.5 * (1. + math.cos(math.pi * (t - warmup_epochs) / (epochs - warmup_epochs)))
-
-def set_lr(optimizer, lr:float) -> float:
-    "Put `lr` in every parameter group (scaled by a group's `lr_scale` if it has one, as in fine-tuning)."
-    for g in optimizer.param_groups: g['lr'] = lr * g.get('lr_scale', 1.)
-    return lr
 
 # %% ../nbs/07_train.ipynb #d8832265
 def _random(context, **kw): return RandomStrategy(**kw)

@@ -11,7 +11,8 @@ from PIL import Image
 
 from tolerance import reduction
 
-from semmae_edu.data import (IMAGENET_MEAN, IMAGENET_STD, MAETransform, crop_item, mae_transform, normalize, patch_parts, patchify, patchify_map, pool_map, rrc_params, unpatchify, unpool_map)
+from semmae_edu.data import (IMAGENET_MEAN, IMAGENET_STD, MAETransform, crop_item, mae_transform, normalize,
+                             patch_parts, patchify, patchify_map, pool_map, rrc_params, unpatchify, unpool_map)
 from semmae_edu.synthetic import CLASS_NAMES, PART_NAMES, SyntheticParts
 from semmae_edu.datasets import DATASETS, ImageItems, get_dataset
 
