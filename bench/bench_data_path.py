@@ -19,8 +19,11 @@ import argparse, statistics, tempfile, time
 import torch
 from semmae_edu.data import AugmentedItems, MAETransform
 from semmae_edu.synthetic import SyntheticParts
-from semmae_edu.train import (preset, pretrain, read_metrics, generator_for, StepBatches, TensorBatches, _build_model,
-                              RandomStrategy)
+from semmae_edu.train import pretrain, build_model
+from semmae_edu.config import preset
+from semmae_edu.checkpoint import read_metrics
+from semmae_edu.batches import generator_for, StepBatches, TensorBatches
+from semmae_edu.masking import RandomStrategy
 from semmae_edu.optim import make_optimizer
 
 def epoch_seconds(cfg, train_set=None):
@@ -37,7 +40,7 @@ def bare_seconds(cfg, epochs):
     ds = SyntheticParts(n=cfg.n_synthetic, seed=0)
     sampler = StepBatches(len(ds), cfg.batch_size, seed=cfg.seed)
     tb = TensorBatches(ds.tensors(), sampler, seed=cfg.seed)
-    strategy, model = RandomStrategy(), _build_model(cfg).train()
+    strategy, model = RandomStrategy(), build_model(cfg).train()
     mean, std = torch.tensor(SyntheticParts.mean).view(1, 3, 1, 1), torch.tensor(SyntheticParts.std).view(1, 3, 1, 1)
     opt = make_optimizer(model, 1e-4, cfg.weight_decay, cfg.betas)
     out = []

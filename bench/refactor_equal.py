@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from semmae_edu.synthetic import SyntheticParts
 from semmae_edu import train
+from semmae_edu.config import preset
 from semmae_edu.demo import run_demo
 
 TIMING = ('seconds', 'pretrain_seconds', 'images_per_s', 'total_seconds', 'time')
@@ -24,7 +25,7 @@ def drop_timings(x):
 
 def pretrain_losses(strategy, tmp, num_workers=0, **kw):
     ds = SyntheticParts(n=96, size=32, seed=0)
-    cfg = train.preset('cpu', model='micro', epochs=3, batch_size=16, warmup_epochs=0.5, strategy=strategy, seed=3,
+    cfg = preset('cpu', model='micro', epochs=3, batch_size=16, warmup_epochs=0.5, strategy=strategy, seed=3,
                        out=str(Path(tmp) / f'{strategy}{num_workers}'), progress=False, num_workers=num_workers, **kw)
     res = train.pretrain(cfg, train_set=ds)
     return [r['loss'] for r in res.history], sum(float(p.double().sum()) for p in res.model.state_dict().values())

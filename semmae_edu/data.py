@@ -12,7 +12,6 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'patchify', 'unpatchify', 'patchify_
            'rrc_boxes', 'crop_batch']
 
 # %% ../nbs/00_data.ipynb #ac3b2eb3
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor

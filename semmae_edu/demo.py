@@ -69,7 +69,8 @@ def pretrain_method(method:str,        # one of METHODS
                     strategy_kw:dict=None,  # options for the strategy beyond its RECIPES entry (e.g. AMT's throw_ratio)
                    ) -> dict:          # model, losses, seconds, images_per_s, config (what was trained)
     "Pre-train the micro MAE with one method's masking; the strategy comes from the training loop's registry (chapter 07)."
-    from semmae_edu.train import preset, pretrain
+    from semmae_edu.train import pretrain
+    from semmae_edu.config import preset
     if method not in METHODS: raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if (method == 'semmae') != (parts is not None):
         raise ValueError("method 'semmae' needs the learned `parts` (and only it takes them; 'semmae-true' reads the true parts)")
@@ -83,7 +84,7 @@ def pretrain_method(method:str,        # one of METHODS
     t0 = time.perf_counter()
     res = pretrain(cfg, resume=True if resume else None, train_set=data)
     sec = time.perf_counter() - t0
-    from semmae_edu.train import read_metrics
+    from semmae_edu.checkpoint import read_metrics
     steps = [r for r in read_metrics(res.out) if r.get('kind') == 'step']   # the whole run, also when resumed
     return dict(model=res.model.cpu().eval(), losses=[r['loss'] for r in steps], seconds=sec,
                 images_per_s=(epochs * len(train_set) / sec) if not resume else None,
@@ -153,7 +154,8 @@ def pixel_baseline(train_set, test_set, probe_epochs:int=90, seed:int=0) -> dict
 
 def untrained_mae(seed:int=0):
     "The micro MAE at initialisation, as `pretrain` builds it for `seed` (the `untrained` and `scratch` baselines start here)."
-    from semmae_edu.train import preset, _build_model
+    from semmae_edu.train import build_model as _build_model
+    from semmae_edu.config import preset
     return _build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
 # %% ../nbs/09_experiments.ipynb #6ce6c080
@@ -361,7 +363,8 @@ def _amt_kw(amt_start_epoch, refresh_every, amt_throw, amt_throw_ratio) -> dict:
 
 def _check_args(methods, epochs, seed, device, point, strategy_kw):
     "Every option checked before any work: methods, numbers, the device, and each method's strategy built once for this budget."
-    from semmae_edu.train import make_strategy, pick_device, DistInfo, ConfigError
+    from semmae_edu.train import make_strategy, pick_device, DistInfo
+    from semmae_edu.config import ConfigError
     methods = DEFAULT_METHODS if methods is None else tuple(methods)
     if not methods or len(set(methods)) != len(methods) or any(m not in METHODS for m in methods):
         raise ValueError(f"methods must be a non-empty subset of {', '.join(METHODS)} without repeats, got {','.join(map(str, methods))!r}")
@@ -442,7 +445,7 @@ def _run_demo(out, methods, epochs, seed, point, skw, n_pictures, device, progre
         if progress: print(f"== {m}: {'pre-training and evaluating' if m in METHODS else 'baseline'}", flush=True)
         rows[m] = run_cell(m, epochs, seed, out, point, device, progress, skw)
     runs = out / 'runs' / f"e{epochs}" / f"s{seed}"
-    from semmae_edu.train import read_metrics
+    from semmae_edu.checkpoint import read_metrics
     models, losses = {}, {}
     for m in order:
         models[m] = untrained_mae(seed); models[m].load_state_dict(torch.load(runs / m / 'model.pth', weights_only=True)['model'])

@@ -4,7 +4,6 @@
 
 # %% ../nbs/03_mae.ipynb #1c124347
 from __future__ import annotations
-from functools import partial
 import torch
 from torch import nn, Tensor
 from .vit import Block, VisionTransformer, init_mae_weights

@@ -5,7 +5,7 @@
 # %% ../nbs/05_parts.ipynb #4ec89c5e
 from __future__ import annotations
 import math
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple
 
 # %% auto #0
 __all__ = ['Features', 'timm_features', 'PartTokens', 'gaussian_kernel1d', 'blur_maps', 'part_attention', 'AdaIN', 'PartDecoder',

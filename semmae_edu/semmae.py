@@ -15,7 +15,7 @@ __all__ = ['LAM_SCHEDULES', 'part_sizes', 'intra_part_counts', 'inter_part_count
 
 # %% ../nbs/06_semmae.ipynb #7cc2c9d7
 from .masking import MaskPlan, plan_from_order
-from .checks import check_int, check_pair, check_float, check_ratio, check_tensor, check_labels
+from .checks import check_int, check_pair, check_float, check_ratio, check_labels
 from .data import patch_parts, AugmentedItems
 
 # %% ../nbs/06_semmae.ipynb #b669cf63

@@ -8,7 +8,6 @@ __all__ = ['VIT_SIZES', 'PatchEmbed', 'get_1d_sincos_pos_embed', 'get_2d_sincos_
            'cls_attention_maps', 'vit_tiny', 'vit_small', 'vit_base', 'vit_large', 'vit_huge']
 
 # %% ../nbs/01_vit.ipynb #87e7839d
-import math
 from contextlib import nullcontext
 from typing import Optional, Tuple, Union
 

@@ -14,13 +14,15 @@ import matplotlib.pyplot as plt
 import matplotlib.patches as mpatches
 from matplotlib.colors import ListedColormap, to_rgb
 from matplotlib.transforms import blended_transform_factory
+from pathlib import Path
 from .masking import plan_counts
+from .checkpoint import read_metrics
 
 # %% auto #0
 __all__ = ['FIGURE_STYLE', 'PLAN_COLOURS', 'PLAN_LABELS', 'PART_PALETTE', 'plan_overlay', 'use_figure_style', 'plan_legend',
            'part_colours', 'part_cmap', 'part_legend', 'show_plans', 'plan_legend_html', 'part_legend_html',
            'colorbar_html', 'StaticExplorer', 'html_escape', 'live_explorer', 'map_picture', 'parts_tint',
-           'parts_overlay', 'show_parts', 'show_reconstructions']
+           'parts_overlay', 'show_parts', 'show_reconstructions', 'plot_curves']
 
 # %% ../nbs/02a_viz.ipynb #2823560e
 def _to_hwc(img) -> np.ndarray:
@@ -286,4 +288,18 @@ def show_reconstructions(recs:dict, n:int=4, size:float=1.6):
             axes[i, j].imshow(recs[k][i].permute(1, 2, 0).cpu().numpy()); axes[i, j].axis('off')
             if i == 0: axes[i, j].set_title(k)
     plt.tight_layout()
+    return fig
+
+# %% ../nbs/02a_viz.ipynb #7764d717
+def plot_curves(records, title:str='', figsize=(7, 2.6), dpi:int=None):
+    "Loss and learning rate against the optimizer step, from `read_metrics` records (or a run folder)."
+    if isinstance(records, (str, Path)): records = read_metrics(records)
+    steps = [r for r in records if r.get('kind') == 'step']
+    x = [r['global_step'] for r in steps]
+    fig, (a, b) = plt.subplots(1, 2, figsize=figsize, dpi=dpi)
+    a.plot(x, [r['loss'] for r in steps], lw=0.9); a.set_xlabel('optimizer step'); a.set_ylabel('loss')
+    b.plot(x, [r['lr'] for r in steps], lw=0.9, color='C1'); b.set_xlabel('optimizer step'); b.set_ylabel('learning rate')
+    b.ticklabel_format(axis='y', style='sci', scilimits=(-2, 2))
+    if title: fig.suptitle(title)
+    fig.tight_layout()
     return fig

@@ -3,8 +3,10 @@ non-finite loss, checkpoint refusals, DataLoader workers. CPU only, tiny models,
 import json, math, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
-from semmae_edu.train import (PretrainConfig, pretrain, read_checkpoint, read_metrics, epoch_permutation,
-                              CheckpointError, ConfigError, NonFiniteLossError, STRATEGIES)
+from semmae_edu.train import pretrain, NonFiniteLossError, STRATEGIES
+from semmae_edu.config import PretrainConfig, ConfigError
+from semmae_edu.checkpoint import read_checkpoint, read_metrics, CheckpointError
+from semmae_edu.batches import epoch_permutation
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny run: 48 images, micro-batches of 8, 2 accumulated -> 16 images per step, 3 steps per epoch.
@@ -27,7 +29,8 @@ def assert_same_weights(a, b):
 DRIVER = """
 import json, sys, time, torch
 torch.set_num_threads(1)
-from semmae_edu.train import PretrainConfig, pretrain
+from semmae_edu.train import pretrain
+from semmae_edu.config import PretrainConfig
 pretrain(PretrainConfig(**json.loads(sys.argv[1])), on_step=lambda rec: time.sleep(float(sys.argv[2])))
 """
 
