@@ -11,7 +11,8 @@ import argparse, json, time
 from pathlib import Path
 import torch
 from semmae_edu.demo import sweep_data, learn_parts, untrained_mae, pretrain_method, POINT
-from semmae_edu.parts import PartLearner, train_parts, matched_miou, kmeans_parts, grid_parts
+from semmae_edu.parts import PartLearner, train_parts
+from semmae_edu.part_metrics import matched_miou, kmeans_parts, grid_parts
 from semmae_edu.data import patch_parts
 from semmae_edu.synthetic import SyntheticParts
 

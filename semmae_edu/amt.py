@@ -7,10 +7,8 @@ from __future__ import annotations
 import math
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
-from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'attmask_masking', 'AttentionBank', 'amt_schedule',
@@ -18,7 +16,7 @@ __all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'attmask
 
 # %% ../nbs/04_amt.ipynb #83327965
 from .masking import MaskPlan, plan_from_order, random_masking
-from .data import pool_map, AugmentedItems
+from .data import pool_map, upsample_map, AugmentedItems
 from .checks import check_int, check_pair, check_float, check_ratio, check_real, image_of
 from .vit import cls_attention_maps
 
@@ -124,73 +122,66 @@ class AttentionBank:
         "True exactly at epochs amt_start_epoch + k * refresh_every, k = 0, 1, 2, ..."
         return epoch >= self.amt_start_epoch and (epoch - self.amt_start_epoch) % self.refresh_every == 0
 
-# %% ../nbs/04_amt.ipynb #5995496d
-@patch
-def refresh(self:AttentionBank,
-            model,                 # the encoder (VisionTransformer or MaskedAutoencoder)
-            dataset,               # the un-augmented training set: item i -> map i
-            batch_size:int=256,    # images per forward pass
-            device=None,           # where the model runs (default: the model's device)
-            epoch:int=None,        # recorded as `refreshed_at`
-            num_workers:int=0,     # DataLoader workers for reading the images
-            image_transform=None,  # optional callable on each batch [N, C, H, W] before the model
-           ) -> Tensor:            # the new maps [n, h, w]
-    "Recompute every map over `dataset` (each process its shard under torch.distributed, then all_gather)."
-    n = len(self)
-    if len(dataset) != n: raise ValueError(f"the bank holds {n} maps but the data set has {len(dataset)} items")
-    check_int('batch_size', batch_size, 1)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    rank, world = _dist_info()
-    per = math.ceil(n / world)                      # contiguous shards of equal size (the last is padded)
-    lo, hi = min(rank * per, n), min((rank + 1) * per, n)
-    shard = torch.zeros(per, *self.grid, device=device)
-    loader = DataLoader(Subset(dataset, range(lo, hi)), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=_stack_images)
-    k = 0
-    for imgs in loader:
-        imgs = imgs.to(device, non_blocking=True)
-        if image_transform is not None: imgs = image_transform(imgs)
-        maps = cls_attention_maps(model, imgs)
-        if tuple(maps.shape[-2:]) != self.grid:
-            raise ValueError(f"the model gives {tuple(maps.shape[-2:])} maps but the bank's grid is {self.grid}")
-        shard[k:k + len(maps)] = maps; k += len(maps)
-    if world > 1:
-        parts = [torch.empty_like(shard) for _ in range(world)]
-        dist.all_gather(parts, shard)
-        shard = torch.cat(parts)
-    self.maps.copy_(shard[:n].cpu())                # in place: shared with DataLoader workers
-    self.refreshed_at = epoch
-    return self.maps
+    def refresh(self,
+                model,                 # the encoder (VisionTransformer or MaskedAutoencoder)
+                dataset,               # the un-augmented training set: item i -> map i
+                batch_size:int=256,    # images per forward pass
+                device=None,           # where the model runs (default: the model's device)
+                epoch:int=None,        # recorded as `refreshed_at`
+                num_workers:int=0,     # DataLoader workers for reading the images
+                image_transform=None,  # optional callable on each batch [N, C, H, W] before the model
+               ) -> Tensor:            # the new maps [n, h, w]
+        "Recompute every map over `dataset` (each process its shard under torch.distributed, then all_gather)."
+        n = len(self)
+        if len(dataset) != n: raise ValueError(f"the bank holds {n} maps but the data set has {len(dataset)} items")
+        check_int('batch_size', batch_size, 1)
+        device = torch.device(device) if device is not None else next(model.parameters()).device
+        rank, world = _dist_info()
+        per = math.ceil(n / world)                      # contiguous shards of equal size (the last is padded)
+        lo, hi = min(rank * per, n), min((rank + 1) * per, n)
+        shard = torch.zeros(per, *self.grid, device=device)
+        loader = DataLoader(Subset(dataset, range(lo, hi)), batch_size=batch_size, shuffle=False,
+                            num_workers=num_workers, collate_fn=_stack_images)
+        k = 0
+        for imgs in loader:
+            imgs = imgs.to(device, non_blocking=True)
+            if image_transform is not None: imgs = image_transform(imgs)
+            maps = cls_attention_maps(model, imgs)
+            if tuple(maps.shape[-2:]) != self.grid:
+                raise ValueError(f"the model gives {tuple(maps.shape[-2:])} maps but the bank's grid is {self.grid}")
+            shard[k:k + len(maps)] = maps; k += len(maps)
+        if world > 1:
+            parts = [torch.empty_like(shard) for _ in range(world)]
+            dist.all_gather(parts, shard)
+            shard = torch.cat(parts)
+        self.maps.copy_(shard[:n].cpu())                # in place: shared with DataLoader workers
+        self.refreshed_at = epoch
+        return self.maps
 
-# %% ../nbs/04_amt.ipynb #843e9e20
-@patch
-def pixel_map(self:AttentionBank,
-              index:int,   # sample index
-              H:int,       # image height in pixels
-              W:int,       # image width in pixels
-             ) -> Tensor:  # [H, W] float32: map `index`, nearest-upsampled
-    "Map `index` at the image's pixel resolution (each patch cell becomes a constant block)."
-    return F.interpolate(self.maps[index][None, None], size=(H, W), mode='nearest')[0, 0]
+    def pixel_map(self,
+                  index:int,   # sample index
+                  H:int,       # image height in pixels
+                  W:int,       # image width in pixels
+                 ) -> Tensor:  # [H, W] float32: map `index`, nearest-upsampled
+        "Map `index` at the image's pixel resolution (each patch cell becomes a constant block)."
+        return upsample_map(self.maps[index], (H, W))
 
-@patch
-def item_map(self:AttentionBank, index:int, item) -> Tensor:  # [H, W] the map of item `index` at its image's size
-    "The map source `AugmentedItems` reads: `pixel_map` at the size of the item's image."
-    H, W = image_of(item).shape[-2:]
-    return self.pixel_map(index, H, W)
+    def item_map(self, index:int, item) -> Tensor:  # [H, W] the map of item `index` at its image's size
+        "The map source `AugmentedItems` reads: `pixel_map` at the size of the item's image."
+        H, W = image_of(item).shape[-2:]
+        return self.pixel_map(index, H, W)
 
-@patch
-def state_dict(self:AttentionBank) -> dict:
-    "Everything needed to resume: the maps, the schedule, and when they were last refreshed."
-    return dict(maps=self.maps.clone(), grid=self.grid, amt_start_epoch=self.amt_start_epoch,
-                refresh_every=self.refresh_every, refreshed_at=self.refreshed_at)
+    def state_dict(self) -> dict:
+        "Everything needed to resume: the maps, the schedule, and when they were last refreshed."
+        return dict(maps=self.maps.clone(), grid=self.grid, amt_start_epoch=self.amt_start_epoch,
+                    refresh_every=self.refresh_every, refreshed_at=self.refreshed_at)
 
-@patch
-def load_state_dict(self:AttentionBank, d:dict):
-    "Restore from `state_dict` (the maps must have this bank's shape)."
-    if tuple(d['maps'].shape) != tuple(self.maps.shape):
-        raise ValueError(f"checkpoint maps have shape {tuple(d['maps'].shape)} but this bank holds {tuple(self.maps.shape)}")
-    self.maps.copy_(d['maps'])
-    self.amt_start_epoch, self.refresh_every, self.refreshed_at = d['amt_start_epoch'], d['refresh_every'], d['refreshed_at']
+    def load_state_dict(self, d:dict):
+        "Restore from `state_dict` (the maps must have this bank's shape)."
+        if tuple(d['maps'].shape) != tuple(self.maps.shape):
+            raise ValueError(f"checkpoint maps have shape {tuple(d['maps'].shape)} but this bank holds {tuple(self.maps.shape)}")
+        self.maps.copy_(d['maps'])
+        self.amt_start_epoch, self.refresh_every, self.refreshed_at = d['amt_start_epoch'], d['refresh_every'], d['refreshed_at']
 
 # %% ../nbs/04_amt.ipynb #a99be48a
 def amt_schedule(epochs:int,               # the run's length

@@ -7,9 +7,9 @@ from __future__ import annotations
 import operator
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'patchify', 'unpatchify', 'patchify_map', 'pool_map', 'unpool_map', 'patch_parts',
-           'rrc_params', 'crop_item', 'normalize', 'MAETransform', 'mae_transform', 'AugmentedItems', 'TensorItems',
-           'rrc_boxes', 'crop_batch']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'patchify', 'unpatchify', 'patchify_map', 'pool_map', 'upsample_map', 'unpool_map',
+           'patch_parts', 'rrc_params', 'crop_item', 'normalize', 'MAETransform', 'mae_transform', 'AugmentedItems',
+           'TensorItems', 'rrc_boxes', 'crop_batch']
 
 # %% ../nbs/00_data.ipynb #ac3b2eb3
 import torch
@@ -85,6 +85,20 @@ def pool_map(maps:Tensor, # [N, H, W] per-pixel values (bool or numbers)
     x = patchify_map(maps, patch_size)
     return x.mean(-1) if x.is_floating_point() else x.float().mean(-1)
 
+def upsample_map(m:Tensor, # [..., h, w] one value per cell (e.g. per patch), any dtype
+                 size, # (H, W) in pixels (an int: square)
+                )->Tensor: # [..., H, W], same dtype: pixel (i, j) takes cell (floor(i·h/H), floor(j·w/W)); H = p·h gives p×p blocks
+    "Nearest upsampling of a map by indexing: values are copied, never blended, any dtype; torch's `'nearest'` rule."
+    check_tensor('m', m, what='[..., h, w]')
+    (h, w), (H, W) = m.shape[-2:], check_pair('size', size)
+    rows, cols = _nearest_index(h, H, m.device), _nearest_index(w, W, m.device)
+    return m[..., rows[:, None], cols[None, :]]
+
+def _nearest_index(n_in:int, n_out:int, device=None) -> Tensor: # [n_out] int64
+    "The source index of each of `n_out` outputs under `F.interpolate(mode='nearest')` (computed by it, so equal to it bit for bit)."
+    i = torch.arange(n_in, dtype=torch.float32, device=device).view(1, 1, n_in)
+    return F.interpolate(i, size=n_out, mode='nearest').view(n_out).long()
+
 def unpool_map(x:Tensor, # [N, L] one value per patch
                patch_size:int, # p
                grid:tuple|None=None, # (h, w); None: square
@@ -93,7 +107,7 @@ def unpool_map(x:Tensor, # [N, L] one value per patch
     check_tensor('x', x, 2, '[N, L]')
     _check_patch_size(patch_size, patch_size, patch_size)
     h, w = _grid(x.shape[1], grid)
-    return x.reshape(-1, h, w).repeat_interleave(patch_size, 1).repeat_interleave(patch_size, 2)
+    return upsample_map(x.reshape(-1, h, w), (h * patch_size, w * patch_size))
 
 # %% ../nbs/00_data.ipynb #c6b25248
 def patch_parts(parts:Tensor, # [N, H, W] int labels in [0, n_labels)

@@ -100,7 +100,8 @@ def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its enco
                 layers=None,         # which blocks' tokens the learner reads (default: all)
                ) -> dict:            # parts [n, H, W] per pixel of train_set, miou/nmi (learned, k-means, grid) on test_set, seconds, learner
     "SemMAE stage 1 in the demo: learn K parts on the frozen encoder (chapter 05), every training pixel's part, and part quality."
-    from semmae_edu.parts import PartLearner, train_parts, part_bank, matched_miou, nmi, kmeans_parts, grid_parts
+    from semmae_edu.parts import PartLearner, train_parts, part_bank
+    from semmae_edu.part_metrics import matched_miou, nmi, kmeans_parts, grid_parts
     t0 = time.perf_counter()
     X = train_set.tensors()['image']
     learner = PartLearner(mae.encoder(), n_parts=n_parts, layers=tuple(range(len(mae.blocks))) if layers is None else tuple(layers),

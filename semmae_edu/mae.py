@@ -9,7 +9,6 @@ from torch import nn, Tensor
 from .vit import Block, VisionTransformer, init_mae_weights
 from .data import patchify, unpatchify
 from .masking import MaskPlan, random_masking
-from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .checks import check_int, check_images
 
@@ -57,6 +56,55 @@ class MaskedAutoencoder(VisionTransformer):
         pred = self.forward_decoder(self.forward_encoder(imgs, plan), plan)
         return self.forward_loss(imgs, pred, plan), unshuffle(pred, plan, self.num_patches), plan
 
+    def forward_encoder(self,
+                        imgs:Tensor,     # [N, C, H, W]
+                        plan:MaskPlan,   # [N, L] plan; the encoder reads plan.ids_keep
+                       ) -> Tensor:      # [N, 1+n_visible, D] latent tokens, CLS first
+        "Embed all patches (the ViT's `embed_patches`), keep the visible ones, put the CLS token in front, run the ViT blocks."
+        x = _gather(self.embed_patches(imgs), plan.ids_keep.to(imgs.device))
+        x = self.prepend_cls(x)
+        for blk in self.blocks: x = blk(x)
+        return self.norm(x)
+
+    def forward_decoder(self,
+                        latent:Tensor,   # [N, 1+n_visible, D] from the encoder
+                        plan:MaskPlan,
+                       ) -> Tensor:      # [N, n_visible+n_masked, p*p*C] predictions, in plan order
+        "Add mask tokens for the masked patches, decode, predict pixels (thrown patches are absent)."
+        x = self.decoder_embed(latent)
+        n, v, m = x.shape[0], plan.n_visible, plan.n_masked
+        ids = plan.order[:, :v + m].to(x.device)
+        tokens = torch.cat([x[:, 1:, :], self.mask_token.expand(n, m, -1)], dim=1)
+        tokens = tokens + _gather(self.decoder_pos_embed[:, 1:, :].expand(n, -1, -1), ids)
+        x = torch.cat([x[:, :1, :] + self.decoder_pos_embed[:, :1, :], tokens], dim=1)
+        for blk in self.decoder_blocks: x = blk(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:, :]
+
+    def forward_loss(self,
+                     imgs:Tensor,      # [N, C, H, W]
+                     pred:Tensor,      # [N, n_visible+n_masked, p*p*C] in plan order
+                     plan:MaskPlan,
+                    ) -> Tensor:       # scalar
+        "Mean squared error over the masked patches (over all decoded patches if none is masked)."
+        target = _gather(patch_targets(imgs, self.patch_size, self.norm_pix_loss), plan.order[:, :pred.shape[1]].to(imgs.device))
+        if plan.n_masked: pred, target = pred[:, plan.n_visible:], target[:, plan.n_visible:]
+        return ((pred.float() - target.float()) ** 2).mean()
+
+    def encoder_state_dict(self) -> dict:
+        "The encoder's weights, named as in a ViT (`cls_token`, `pos_embed`, `patch_embed.*`, `blocks.*`, `norm.*`)."
+        keep = ('cls_token', 'pos_embed', 'patch_embed.', 'blocks.', 'norm.')
+        return {k: v for k, v in self.state_dict().items() if k.startswith(keep)}
+
+    def encoder(self, **kw) -> VisionTransformer:
+        "A `VisionTransformer` carrying the MAE's encoder weights (for probing, k-NN, fine-tuning)."
+        c = self.config
+        vit = VisionTransformer(img_size=c['img_size'], patch_size=c['patch_size'], in_chans=c['in_chans'], embed_dim=c['embed_dim'],
+                                depth=c['depth'], num_heads=c['num_heads'], mlp_ratio=c['mlp_ratio'], **kw)
+        missing, unexpected = vit.load_state_dict(self.encoder_state_dict(), strict=False)
+        if unexpected or any(not k.startswith(('head', 'fc_norm')) for k in missing):
+            raise ValueError(f"encoder weights do not fit the ViT: missing {missing}, unexpected {unexpected}")
+        return vit.to(next(self.parameters()).device)
+
 # %% ../nbs/03_mae.ipynb #10a4a3c8
 def _gather(x:Tensor, ids:Tensor) -> Tensor:
     "Rows `ids` [N, K] of the tokens x [N, L, D] -> [N, K, D]."
@@ -67,33 +115,6 @@ def _check_plan(plan, imgs, num_patches):
     if plan.shape != (imgs.shape[0], num_patches):
         raise ValueError(f"plan has shape {plan.shape} but the images need (batch, patches) = ({imgs.shape[0]}, {num_patches})")
 
-@patch
-def forward_encoder(self:MaskedAutoencoder,
-                    imgs:Tensor,     # [N, C, H, W]
-                    plan:MaskPlan,   # [N, L] plan; the encoder reads plan.ids_keep
-                   ) -> Tensor:      # [N, 1+n_visible, D] latent tokens, CLS first
-    "Embed all patches (the ViT's `embed_patches`), keep the visible ones, put the CLS token in front, run the ViT blocks."
-    x = _gather(self.embed_patches(imgs), plan.ids_keep.to(imgs.device))
-    x = self.prepend_cls(x)
-    for blk in self.blocks: x = blk(x)
-    return self.norm(x)
-
-# %% ../nbs/03_mae.ipynb #994daf2d
-@patch
-def forward_decoder(self:MaskedAutoencoder,
-                    latent:Tensor,   # [N, 1+n_visible, D] from the encoder
-                    plan:MaskPlan,
-                   ) -> Tensor:      # [N, n_visible+n_masked, p*p*C] predictions, in plan order
-    "Add mask tokens for the masked patches, decode, predict pixels (thrown patches are absent)."
-    x = self.decoder_embed(latent)
-    n, v, m = x.shape[0], plan.n_visible, plan.n_masked
-    ids = plan.order[:, :v + m].to(x.device)
-    tokens = torch.cat([x[:, 1:, :], self.mask_token.expand(n, m, -1)], dim=1)
-    tokens = tokens + _gather(self.decoder_pos_embed[:, 1:, :].expand(n, -1, -1), ids)
-    x = torch.cat([x[:, :1, :] + self.decoder_pos_embed[:, :1, :], tokens], dim=1)
-    for blk in self.decoder_blocks: x = blk(x)
-    return self.decoder_pred(self.decoder_norm(x))[:, 1:, :]
-
 # %% ../nbs/03_mae.ipynb #a0650d50
 def patch_targets(imgs:Tensor, patch_size:int, norm_pix:bool=False, eps:float=1e-6) -> Tensor:
     "Per-patch pixel targets [N, L, p*p*C], optionally normalised per patch (MAE's `norm_pix_loss`)."
@@ -102,17 +123,6 @@ def patch_targets(imgs:Tensor, patch_size:int, norm_pix:bool=False, eps:float=1e
         mean, var = t.mean(dim=-1, keepdim=True), t.var(dim=-1, keepdim=True)
         t = (t - mean) / (var + eps) ** .5
     return t
-
-@patch
-def forward_loss(self:MaskedAutoencoder,
-                 imgs:Tensor,      # [N, C, H, W]
-                 pred:Tensor,      # [N, n_visible+n_masked, p*p*C] in plan order
-                 plan:MaskPlan,
-                ) -> Tensor:       # scalar
-    "Mean squared error over the masked patches (over all decoded patches if none is masked)."
-    target = _gather(patch_targets(imgs, self.patch_size, self.norm_pix_loss), plan.order[:, :pred.shape[1]].to(imgs.device))
-    if plan.n_masked: pred, target = pred[:, plan.n_visible:], target[:, plan.n_visible:]
-    return ((pred.float() - target.float()) ** 2).mean()
 
 # %% ../nbs/03_mae.ipynb #a15a0ff5
 def unshuffle(pred:Tensor, plan:MaskPlan, L:int) -> Tensor:
@@ -142,23 +152,6 @@ def mae_vit_micro_patch4(**kw):
     return MaskedAutoencoder(**{**dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4), **kw})
 
 # %% ../nbs/03_mae.ipynb #89b0f901
-@patch
-def encoder_state_dict(model:MaskedAutoencoder) -> dict:
-    "The encoder's weights, named as in a ViT (`cls_token`, `pos_embed`, `patch_embed.*`, `blocks.*`, `norm.*`)."
-    keep = ('cls_token', 'pos_embed', 'patch_embed.', 'blocks.', 'norm.')
-    return {k: v for k, v in model.state_dict().items() if k.startswith(keep)}
-
-@patch
-def encoder(model:MaskedAutoencoder, **kw) -> VisionTransformer:
-    "A `VisionTransformer` carrying the MAE's encoder weights (for probing, k-NN, fine-tuning)."
-    c = model.config
-    vit = VisionTransformer(img_size=c['img_size'], patch_size=c['patch_size'], in_chans=c['in_chans'], embed_dim=c['embed_dim'],
-                            depth=c['depth'], num_heads=c['num_heads'], mlp_ratio=c['mlp_ratio'], **kw)
-    missing, unexpected = vit.load_state_dict(model.encoder_state_dict(), strict=False)
-    if unexpected or any(not k.startswith(('head', 'fc_norm')) for k in missing):
-        raise ValueError(f"encoder weights do not fit the ViT: missing {missing}, unexpected {unexpected}")
-    return vit.to(next(model.parameters()).device)
-
 def load_checkpoint(model:nn.Module, ckpt) -> nn.Module:
     "Load an official MAE checkpoint (a path, or a dict with or without the 'model' wrapper) with `strict=True`."
     sd = torch.load(ckpt, map_location='cpu', weights_only=True) if not isinstance(ckpt, dict) else ckpt

@@ -6,7 +6,6 @@
 from __future__ import annotations
 import math
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
@@ -16,7 +15,7 @@ __all__ = ['LAM_SCHEDULES', 'part_sizes', 'intra_part_counts', 'inter_part_count
 # %% ../nbs/06_semmae.ipynb #7cc2c9d7
 from .masking import MaskPlan, plan_from_order
 from .checks import check_int, check_pair, check_float, check_ratio, check_labels
-from .data import patch_parts, AugmentedItems
+from .data import patch_parts, upsample_map, AugmentedItems
 
 # %% ../nbs/06_semmae.ipynb #b669cf63
 def _check_parts(parts, n_parts=None):
@@ -206,7 +205,7 @@ class PartBank:
         "The map of one index, scaled (nearest) to an image of size hw = (H, W): [H, W] long."
         m = self[int(index)]
         if tuple(m.shape) == tuple(hw): return m
-        return F.interpolate(m[None, None].float(), size=tuple(hw), mode='nearest')[0, 0].long()
+        return upsample_map(m, tuple(hw))
 
     def item_map(self, index:int, item:dict) -> Tensor:
         "The map source `AugmentedItems` reads: the map of `item['index']` at its image's size, uint8 when K <= 256 (8x smaller than int64)."

@@ -194,7 +194,7 @@ def train_one_epoch(run:Run, epoch:int, start_step:int=0):
         t = time.perf_counter()
         lr = set_lr(run.optimizer, lr_at(epoch + step / steps, run.batch['lr'], cfg.epochs, cfg.warmup_epochs, cfg.min_lr))
         try: loss = train_step(run, batches, epoch, step)
-        except NonFiniteLossError as e:
+        except NonFiniteLossError:
             run.log.write(dict(kind='stop', reason='non-finite loss', epoch=epoch, step=step, global_step=run.global_step + 1))
             raise
         run.global_step += 1

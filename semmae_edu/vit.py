@@ -13,7 +13,6 @@ from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from fastcore.basics import patch
 from torch import Tensor, nn
 
 from .checks import check_int, check_pair, check_images
@@ -258,16 +257,15 @@ class VisionTransformer(nn.Module):
         "`forward_head(forward_features(x))`."
         return self.forward_head(self.forward_features(x))
 
-# %% ../nbs/01_vit.ipynb #03a58e20
-@patch
-def get_last_selfattention(self:VisionTransformer, x:Tensor # [N, C, H, W] images
-                          ) -> Tensor:                       # [N, heads, 1+L, 1+L] probabilities of the last block
-    "Attention probabilities of the last block (no gradient; call `model.eval()` first to switch off drop path)."
-    with torch.no_grad():
-        x = self.prepare_tokens(x)
-        for blk in self.blocks[:-1]: x = blk(x)
-        return self.blocks[-1](x, return_attn=True)[1]
+    def get_last_selfattention(self, x:Tensor # [N, C, H, W] images
+                              ) -> Tensor:                       # [N, heads, 1+L, 1+L] probabilities of the last block
+        "Attention probabilities of the last block (no gradient; call `model.eval()` first to switch off drop path)."
+        with torch.no_grad():
+            x = self.prepare_tokens(x)
+            for blk in self.blocks[:-1]: x = blk(x)
+            return self.blocks[-1](x, return_attn=True)[1]
 
+# %% ../nbs/01_vit.ipynb #03a58e20
 def cls_attention(attn:Tensor,                # [N, heads, 1+L, 1+L] attention probabilities
                   grid_size:Tuple[int, int]   # (h, w) patches, h*w = L
                  ) -> Tensor:                 # [N, heads, h, w] CLS -> patch attention

@@ -15,6 +15,7 @@ import matplotlib.patches as mpatches
 from matplotlib.colors import ListedColormap, to_rgb
 from matplotlib.transforms import blended_transform_factory
 from pathlib import Path
+from .data import upsample_map
 from .masking import plan_counts
 from .checkpoint import read_metrics
 
@@ -43,7 +44,7 @@ def plan_overlay(img,                 # [3, H, W] one image, values in [0, 1]
     h, w = H // patch_size, W // patch_size
     s = torch.as_tensor(states).reshape(-1)
     if s.numel() != h * w: raise ValueError(f"states has {s.numel()} entries but the image has {h}x{w}={h*w} patches of {patch_size} px")
-    s = s.reshape(h, w).numpy().repeat(patch_size, 0).repeat(patch_size, 1)[..., None]
+    s = upsample_map(s.reshape(h, w), (h * patch_size, w * patch_size)).numpy()[..., None]
     out = np.where(s == 1, 0.25 * a + 0.75 * 0.62, np.where(s == -1, 0.12 * a + 0.88 * 0.08, a))  # PLAN_COLOURS below
     out = out.repeat(scale, 0).repeat(scale, 1)
     if grid and scale > 1:
@@ -232,7 +233,7 @@ def map_picture(weights:Tensor,   # [L] or [h, w] per-patch weights
     m = torch.as_tensor(weights).float().reshape(H // patch_size, W // patch_size)
     m = m / m.max().clamp_min(torch.finfo(m.dtype).tiny)
     rgb = torch.tensor(mpl.colormaps[cmap](m.numpy())[..., :3], dtype=torch.float32)   # [h, w, 3]
-    rgb = rgb.repeat_interleave(patch_size, 0).repeat_interleave(patch_size, 1).permute(2, 0, 1)
+    rgb = upsample_map(rgb.permute(2, 0, 1), (m.shape[0] * patch_size, m.shape[1] * patch_size))
     return plan_overlay(rgb, torch.zeros(m.numel()), patch_size, scale=scale)
 
 # %% ../nbs/02a_viz.ipynb #9302ea69
@@ -247,7 +248,8 @@ def parts_tint(img,                # [3, H, W] values in [0, 1]
     H, W = img.shape[-2:]
     parts = torch.as_tensor(parts).long()
     if parts.numel() == (H // patch_size) * (W // patch_size) and tuple(parts.shape) != (H, W):   # per patch -> per pixel
-        parts = parts.reshape(H // patch_size, W // patch_size).repeat_interleave(patch_size, 0).repeat_interleave(patch_size, 1)
+        h, w = H // patch_size, W // patch_size
+        parts = upsample_map(parts.reshape(h, w), (h * patch_size, w * patch_size))
     if tuple(parts.shape) != (H, W): raise ValueError(f"parts must be [H, W] = [{H}, {W}] or one id per patch, got shape {tuple(parts.shape)}")
     return (1 - alpha) * img + alpha * part_colours(n_parts or int(parts.max()) + 1)[parts].permute(2, 0, 1)
 
