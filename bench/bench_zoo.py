@@ -12,7 +12,8 @@ of each in turn), so a machine shared with other work slows all of them alike; t
 """
 import argparse, json, platform, statistics, time
 import torch
-from semmae_edu.data import rendered, normalize, SyntheticParts
+from semmae_edu.synthetic import rendered, SyntheticParts
+from semmae_edu.data import normalize
 from semmae_edu.masking import RandomStrategy, random_masking
 from semmae_edu.mae import mae_vit_micro_patch4
 from semmae_edu.zoo import ColorMAEStrategy, HPMStrategy, hpm_masking, ema_for

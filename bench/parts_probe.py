@@ -11,8 +11,10 @@ import argparse, json, time
 from pathlib import Path
 import torch
 from semmae_edu.experiments import sweep_data, learn_parts, untrained_mae, pretrain_method, POINT
-from semmae_edu.parts import PartLearner, train_parts, matched_miou, kmeans_parts, grid_parts
-from semmae_edu.data import SyntheticParts, patch_parts
+from semmae_edu.parts import PartLearner, train_parts
+from semmae_edu.part_metrics import matched_miou, kmeans_parts, grid_parts
+from semmae_edu.data import patch_parts
+from semmae_edu.synthetic import SyntheticParts
 
 VARIANTS = {'sweep (all blocks, K=6, 300 steps, div 1)': {}, 'last block only': dict(layers=(3,)), 'first two blocks': dict(layers=(0, 1)),
             'K=11 (true label count)': dict(K=11), 'K=4': dict(K=4), '1000 steps': dict(steps=1000), '30 steps': dict(steps=30),

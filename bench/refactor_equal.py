@@ -14,8 +14,9 @@ Usage: python bench/refactor_equal.py OUT.json          # record
 import hashlib, json, re, shutil, sys, tempfile, math
 from pathlib import Path
 import torch
-from semmae_edu.data import SyntheticParts
+from semmae_edu.synthetic import SyntheticParts
 from semmae_edu import train
+from semmae_edu.config import preset
 from semmae_edu.demo import run_demo
 from semmae_edu.sweep import run_sweep, write_sweep
 from semmae_edu.report import sweep_reading
@@ -33,7 +34,7 @@ def sha(path): return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 def pretrain_losses(strategy, tmp, num_workers=0, **kw):
     ds = SyntheticParts(n=96, size=32, seed=0)
-    cfg = train.preset('cpu', model='micro', epochs=3, batch_size=16, warmup_epochs=0.5, strategy=strategy, seed=3,
+    cfg = preset('cpu', model='micro', epochs=3, batch_size=16, warmup_epochs=0.5, strategy=strategy, seed=3,
                        out=str(Path(tmp) / f'{strategy}{num_workers}'), progress=False, num_workers=num_workers, **kw)
     res = train.pretrain(cfg, train_set=ds)
     return [r['loss'] for r in res.history], sum(float(p.double().sum()) for p in res.model.state_dict().values())

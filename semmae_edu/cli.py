@@ -14,7 +14,7 @@ __all__ = ['PRETRAIN_FLAGS', 'CHOICES', 'FLAGS', 'SECTIONS', 'DEMO_FLAGS', 'SWEE
 
 # %% ../nbs/11_cli.ipynb #14cefb83
 from fastcore.docments import docments
-from . import train, __version__
+from . import train, config, checkpoint, datasets, __version__
 from .amt import THROW_MODES
 from .experiments import BUDGETS, SWEEP_METHODS
 from .demo import run_demo
@@ -58,7 +58,7 @@ def pretrain(preset:str='cpu',            # recipe the other options start from:
     try:
         cfg, ckpt_path = config_from_args(**opts)
         result = train.pretrain(cfg, resume=ckpt_path)
-    except (train.ConfigError, train.CheckpointError) as e:
+    except (config.ConfigError, checkpoint.CheckpointError) as e:
         print(f"semmae-edu pretrain: error: {flag_words(str(e), PRETRAIN_FLAGS)}", file=sys.stderr); return 2
     except train.NonFiniteLossError as e:
         print(f"semmae-edu pretrain: stopped: {flag_words(str(e), PRETRAIN_FLAGS)}", file=sys.stderr); return 3
@@ -78,12 +78,12 @@ def config_from_args(preset='cpu', resume=False, strategy_kw=None, **opts) -> tu
     given = {_RENAME.get(k, k): v for k, v in opts.items() if v is not None}
     if strategy_kw is not None:
         try: given['strategy_kw'] = json.loads(strategy_kw)
-        except json.JSONDecodeError as e: raise train.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r} ({e})") from None
-        if not isinstance(given['strategy_kw'], dict): raise train.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r}")
-    if not resume: return train.preset(preset, **given), None
-    out = given.get('out', train.preset(preset).out)
-    ckpt = train.read_checkpoint(out)
-    return train.PretrainConfig(**{**ckpt['config'], **given, 'out': out}), Path(out) / 'checkpoint.pth'
+        except json.JSONDecodeError as e: raise config.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r} ({e})") from None
+        if not isinstance(given['strategy_kw'], dict): raise config.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r}")
+    if not resume: return config.preset(preset, **given), None
+    out = given.get('out', config.preset(preset).out)
+    ckpt = checkpoint.read_checkpoint(out)
+    return config.PretrainConfig(**{**ckpt['config'], **given, 'out': out}), Path(out) / 'checkpoint.pth'
 
 def _flag(name:str) -> str: return '--' + name.replace('_', '-')
 
@@ -92,7 +92,7 @@ def command_flags(func, renames:dict=None) -> dict:
     return {name: _flag(name) for name in inspect.signature(func).parameters} | (renames or {})
 
 # every PretrainConfig setting that has an option, by the option's name (num_workers is --workers)
-PRETRAIN_FLAGS = {f.name: _flag({v: k for k, v in _RENAME.items()}.get(f.name, f.name)) for f in dataclasses.fields(train.PretrainConfig)
+PRETRAIN_FLAGS = {f.name: _flag({v: k for k, v in _RENAME.items()}.get(f.name, f.name)) for f in dataclasses.fields(config.PretrainConfig)
                   if f.name in _RENAME.values() or f.name in inspect.signature(pretrain).parameters}
 
 def flag_words(msg:str, # an error message that names Python settings (`data_path`, `epochs=3`, `mask_ratio must ...`)
@@ -107,8 +107,8 @@ def flag_words(msg:str, # an error message that names Python settings (`data_pat
 
 # %% ../nbs/11_cli.ipynb #509171ce
 # fixed sets of values per command (a command can also annotate a parameter `Literal['a', 'b']`)
-CHOICES = dict(pretrain=dict(preset=list(train.PRESETS), strategy=list(train.STRATEGIES), data=list(train.DATASETS), model=list(train.MODELS),
-                             amp=list(train.AMP_MODES)),
+CHOICES = dict(pretrain=dict(preset=list(config.PRESETS), strategy=list(train.STRATEGIES), data=list(datasets.DATASETS), model=list(config.MODELS),
+                             amp=list(config.AMP_MODES)),
                demo=dict(amt_throw=list(THROW_MODES)))
 FLAGS = ('resume',)   # plain on/off switches (no --no- form)
 SECTIONS = dict(preset='recipe', strategy='masking', data='data', model='model', epochs='optimisation',
@@ -123,7 +123,7 @@ def _type_and_choices(anno, choices=None) -> tuple:
 
 def _default_note(func, name):
     if func is not pretrain: return ''                    # other commands state their defaults in their docments
-    cfg = train.PretrainConfig()
+    cfg = config.PretrainConfig()
     key = _RENAME.get(name, name)
     return f" (cpu preset: {getattr(cfg, key)})" if hasattr(cfg, key) and getattr(cfg, key) is not None else ''
 

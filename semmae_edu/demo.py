@@ -12,7 +12,7 @@ import torch
 __all__ = ['BASELINE_NAMES', 'REPORT_FILES', 'amt_options', 'run_demo']
 
 # %% ../nbs/10c_demo.ipynb #e2db4aed
-from .data import check_int
+from .checks import check_int
 from .train import make_strategy, pick_device, DistInfo
 from .experiments import (METHODS, DEFAULT_METHODS, RECIPES, POINT, FINETUNE, BUDGETS, sweep_data, untrained_mae,
                                     compute_cell)

@@ -18,12 +18,16 @@ __all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'BUDGET_F
            'baseline_numbers', 'compute_cell', 'final_plans']
 
 # %% ../nbs/10_experiments.ipynb #9dc21813
-from .data import SyntheticParts, TensorItems, patch_parts, normalize
-from .parts import PartLearner, train_parts, part_bank, matched_miou, nmi, kmeans_parts, grid_parts
+from .synthetic import SyntheticParts
+from .data import TensorItems, patch_parts, normalize
+from .parts import PartLearner, train_parts, part_bank
+from .part_metrics import matched_miou, nmi, kmeans_parts, grid_parts
 from .evaluate import (extract_features, linear_probe, knn_classify, accuracy, attention_maps,
                                  attention_on_object, fg_patches, finetune)
-from .train import preset, pretrain, read_metrics, make_strategy
-from .train import _build_model   # public as `build_model` on the refactor branch: renamed at the merge
+from .config import preset
+from .train import pretrain, make_strategy
+from .checkpoint import read_metrics
+from .train import build_model
 
 # %% ../nbs/10_experiments.ipynb #c40d601b
 METHODS = ('random', 'amt', 'amt-middle', 'semmae', 'semmae-true', 'block', 'attmask')   # pre-trained with a masking
@@ -175,7 +179,7 @@ def pixel_baseline(train_set, test_set, probe_epochs:int=90, seed:int=0) -> dict
 
 def untrained_mae(seed:int=0):
     "The micro MAE at initialisation as `pretrain` builds it for `seed` (the `untrained` and `scratch` baselines)."
-    return _build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
+    return build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
 # %% ../nbs/10_experiments.ipynb #2483dfeb
 METRICS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou', 'kmeans_miou', 'grid_miou')

@@ -14,10 +14,11 @@ __all__ = ['figures', 'results_table', 'write_report', 'plot_sweep', 'budget_fin
            'primary_reading', 'sweep_reading']
 
 # %% ../nbs/10b_report.ipynb #f64a5b2d
-from .data import SyntheticParts, patch_parts
-from .masking import plan_overlay
+from .synthetic import SyntheticParts
+from .data import patch_parts
+from .viz import plan_overlay
 from .mae import reconstruct
-from .semmae import parts_overlay
+from .viz import parts_overlay
 from .evaluate import attention_maps
 from .experiments import METHODS, BASELINES, SWEEP_METHODS, FINETUNE, n_seeds, normalized, final_plans
 from .stats import (interval, fmt_interval, paired_diff, gain, fmt_diff, seed_values, sweep_table, sampling_error,

@@ -17,13 +17,13 @@ __all__ = ['run_cell', 'sweep_cells', 'sweep_rows', 'write_sweep', 'run_sweep']
 from .experiments import (SWEEP_METHODS, BUDGET_FREE, POINT, FINETUNE, BUDGETS, n_seeds, untrained_mae,
                                     baseline_numbers, cell_row, compute_cell)
 from .report import plot_sweep
+from .checkpoint import atomic_write
 
 # %% ../nbs/10d_sweep.ipynb #77965b75
 def _write_json(path:Path, obj):
     "Write JSON atomically (a killed process leaves the old file or none, never half a file)."
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1))
 
 def _cell_path(out, method:str, epochs:int, seed:int) -> Path:
     return Path(out) / 'cells' / f"{method}-e{epochs}-s{seed}.json"

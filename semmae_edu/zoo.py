@@ -16,8 +16,11 @@ __all__ = ['NOISE_COLOURS', 'HARD_SCHEDULES', 'OFFICIAL_EMA', 'OFFICIAL_STEPS_PE
            'HPMStrategy', 'strategy_steps', 'loss_map', 'rank_agreement', 'patch_truth', 'mask_alignment']
 
 # %% ../nbs/09_zoo.ipynb #68992cd6
-from .masking import MaskPlan, random_masking, check_ratio, VISIBLE, MASKED
-from .data import AugmentedItems, check_int, patch_parts, pool_map, normalize, SyntheticParts
+from .masking import MaskPlan, random_masking, VISIBLE, MASKED
+from .checks import check_ratio
+from .data import AugmentedItems, patch_parts, pool_map, normalize
+from .checks import check_int
+from .synthetic import SyntheticParts
 from .vit import Block
 from .mae import patch_targets, mae_vit_micro_patch4
 

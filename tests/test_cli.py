@@ -3,8 +3,8 @@ subprocess, bad input, and the exit status of a run whose loss stops being finit
 import contextlib, io, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from semmae_edu import cli, train
-from semmae_edu.train import read_metrics, read_checkpoint
+from semmae_edu import cli, train, batches
+from semmae_edu.checkpoint import read_metrics, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +65,8 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     assert rc == 2 and "unknown command 'train'" in err
 
 def test_nonfinite_loss_exits_3(tmp_path, monkeypatch):
-    from semmae_edu.data import SyntheticParts
-    bad = int(train.epoch_permutation(32, 0, 0)[16])          # an image of step 2 (0-based), seed 0
+    from semmae_edu.synthetic import SyntheticParts
+    bad = int(batches.epoch_permutation(32, 0, 0)[16])          # an image of step 2 (0-based), seed 0
     class OneNaN(torch.utils.data.Dataset):
         def __init__(self): self.base = SyntheticParts(n=32, size=32, seed=0)
         def __len__(self): return 32

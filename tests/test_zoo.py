@@ -5,7 +5,8 @@ import copy, math
 import pytest
 import torch
 from semmae_edu.masking import MaskPlan, RandomStrategy, random_masking
-from semmae_edu.data import rendered, normalize, SyntheticParts
+from semmae_edu.synthetic import rendered, SyntheticParts
+from semmae_edu.data import normalize
 from semmae_edu.mae import mae_vit_micro_patch4
 from semmae_edu.zoo import (NOISE_COLOURS, noise_filter, colour_noise, radial_power, noise_windows, colormae_masking,
                             ColorMAEStrategy, relative_loss, masked_patch_losses, hard_share_at, hpm_masking,

@@ -995,7 +995,7 @@ def write_assets(out:Path, nbs:Path, pages:list, files:list):
 
 SWEEP_FIGURE = 'sweep.png'   # written by the sweep (`semmae-edu sweep`), committed as nbs/images/sweep.png
 SWEEP_CAPTION = ('The main result: every masking strategy under one budget, over several seeds '
-                 '(the sweep, <code>bench/sweep.json</code>; chapter 09 reads it).')
+                 '(the sweep, <code>bench/sweep.json</code>; chapter 10 reads it).')
 
 def add_result_figure(body:str, src:str):
     "Put the sweep's figure on the index page, before its second section (or at the end)."
