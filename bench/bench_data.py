@@ -20,7 +20,7 @@ def main():
     ap.add_argument('--repeats', type=int, default=5)
     args = ap.parse_args()
     import torch, numpy as np
-    from semmae_edu.data import SyntheticParts
+    from semmae_edu.synthetic import SyntheticParts
     torch.set_num_threads(1)
     sets = {s: SyntheticParts(n=args.n, size=s) for s in (32, 64)}
     for ds in sets.values(): run(ds, 50)                      # warm-up

@@ -4,7 +4,7 @@
 
 Three measurements per round, interleaved (a shared machine drifts; the minimum over rounds is the least
 noisy estimate, the median is shown too):
-  tensors  `pretrain()` on SyntheticParts: rendered once (`data.rendered`), each batch gathered by index and
+  tensors  `pretrain()` on SyntheticParts: rendered once (`synthetic.rendered`), each batch gathered by index and
            cropped + flipped at once (`TensorBatches`, `data.crop_batch`)
   items    `pretrain()` on the same images through the per-item path (render + `MAETransform` per item,
            DataLoader collate): what every epoch cost before
@@ -17,9 +17,14 @@ Goal: tensors / bare within 1.05 on a CPU.
 """
 import argparse, statistics, tempfile, time
 import torch
-from semmae_edu.data import SyntheticParts, AugmentedItems, MAETransform
-from semmae_edu.train import (preset, pretrain, read_metrics, make_optimizer, generator_for, StepBatches, TensorBatches,
-                              _build_model, RandomStrategy)
+from semmae_edu.data import AugmentedItems, MAETransform
+from semmae_edu.synthetic import SyntheticParts
+from semmae_edu.train import pretrain, build_model
+from semmae_edu.config import preset
+from semmae_edu.checkpoint import read_metrics
+from semmae_edu.batches import generator_for, StepBatches, TensorBatches
+from semmae_edu.masking import RandomStrategy
+from semmae_edu.optim import make_optimizer
 
 def epoch_seconds(cfg, train_set=None):
     last = {}
@@ -35,7 +40,7 @@ def bare_seconds(cfg, epochs):
     ds = SyntheticParts(n=cfg.n_synthetic, seed=0)
     sampler = StepBatches(len(ds), cfg.batch_size, seed=cfg.seed)
     tb = TensorBatches(ds.tensors(), sampler, seed=cfg.seed)
-    strategy, model = RandomStrategy(), _build_model(cfg).train()
+    strategy, model = RandomStrategy(), build_model(cfg).train()
     mean, std = torch.tensor(SyntheticParts.mean).view(1, 3, 1, 1), torch.tensor(SyntheticParts.std).view(1, 3, 1, 1)
     opt = make_optimizer(model, 1e-4, cfg.weight_decay, cfg.betas)
     out = []

@@ -17,8 +17,10 @@ amp='bf16' + fused attention.
 """
 import argparse, statistics, tempfile, time
 import torch
-from semmae_edu.train import (PretrainConfig, pretrain, build_data, make_optimizer, generator_for, STRATEGIES,
-                              SeededItems, data_stats, _build_model)
+from semmae_edu.train import pretrain, STRATEGIES, build_model
+from semmae_edu.config import PretrainConfig
+from semmae_edu.batches import build_data, generator_for, SeededItems, data_stats
+from semmae_edu.optim import make_optimizer
 from semmae_edu.masking import random_masking
 from semmae_edu.data import AugmentedItems
 
@@ -48,14 +50,14 @@ class NullMAE(torch.nn.Module):
 def loop_alone_steps(cfg, train_set):
     "Per-step seconds of pretrain() with the MAE replaced by `NullMAE`: data, masks, schedule, records."
     import semmae_edu.train as T
-    build = T._build_model
-    T._build_model = lambda c: NullMAE(c.img_size)
+    build = T.build_model
+    T.build_model = lambda c: NullMAE(c.img_size)
     try: return loop_steps(cfg, train_set)[0]
-    finally: T._build_model = build
+    finally: T.build_model = build
 
 def bare_steps(cfg, X, steps):
     "Per-step seconds of forward + backward + AdamW on pre-made normalised batches and plans."
-    model = _build_model(cfg).train()
+    model = build_model(cfg).train()
     opt = make_optimizer(model, 1e-4, cfg.weight_decay, cfg.betas)
     plans = [random_masking(len(X[0]), model.num_patches, 0.75, generator=generator_for(0, 'mask', 0, s, 0)) for s in range(steps)]
     times = []

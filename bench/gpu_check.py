@@ -86,7 +86,7 @@ def amp_mode(device):
 
 
 def check_strategy(strategy, device, tiny, work):
-    from semmae_edu.train import read_metrics
+    from semmae_edu.checkpoint import read_metrics
     kw = {'amt': '{"amt_start_epoch": 1}'}.get(strategy)   # AMT from the second of the two epochs (one map: no refresh to schedule)
     out = work / f'pretrain_{strategy}'
     cli('pretrain', '--strategy', strategy, *(['--strategy-kw', kw] if kw else []), *run_size(tiny), '--device', device,
@@ -98,7 +98,9 @@ def check_strategy(strategy, device, tiny, work):
 
 def check_resume(device, tiny, work):
     import torch
-    from semmae_edu.train import PretrainConfig, pretrain, read_checkpoint
+    from semmae_edu.train import pretrain
+    from semmae_edu.config import PretrainConfig
+    from semmae_edu.checkpoint import read_checkpoint
     cfg = dict(n_synthetic=64 if tiny else 2048, batch_size=16 if tiny else 256, epochs=2, warmup_epochs=1, model='micro' if tiny else 'tiny',
                device=str(device), amp=amp_mode(device), ckpt_every_steps=1, progress=False, seed=0)
     full = pretrain(PretrainConfig(**cfg, out=str(work / 'resume_full')))
@@ -120,7 +122,7 @@ def check_resume(device, tiny, work):
 
 def check_compile(device, tiny, work):
     import torch
-    from semmae_edu.train import read_metrics
+    from semmae_edu.checkpoint import read_metrics
     out = work / 'compile'
     # inductor everywhere but a CPU --tiny run, where its C++ build alone takes minutes on 2 cores: there `aot_eager`
     # (dynamo's tracing and AOT autograd, the part that breaks on graph changes) keeps the check under a minute

@@ -3,16 +3,18 @@
     python bench/parts_probe.py --encoders e10:/work/sweep_out/sweep/runs/e10/s0/random/model.pth,e30:train,e90:train90 [--out bench/parts_probe.json]
 
 For each random-masking encoder (a sweep cell's model.pth, `trainN` = pre-train one here with the sweep's point for N epochs
-(default 30), seed 0, or `untrained`), stage 1 (`demo.learn_parts`, chapter 05's PartLearner) is run with one setting changed at a time
+(default 30), seed 0, or `untrained`), stage 1 (`experiments.learn_parts`, chapter 05's PartLearner) is run with one setting changed at a time
 from the sweep's (all four blocks' tokens, K = 6, 300 steps, diversity weight 1), and its held-out matched mIoU is compared
 with k-means on exactly the same tokens and K (and a fixed grid). One seed per variant: a screen for mechanisms, not a claim.
 """
 import argparse, json, time
 from pathlib import Path
 import torch
-from semmae_edu.demo import sweep_data, learn_parts, untrained_mae, pretrain_method, POINT
-from semmae_edu.parts import PartLearner, train_parts, matched_miou, kmeans_parts, grid_parts
-from semmae_edu.data import SyntheticParts, patch_parts
+from semmae_edu.experiments import sweep_data, learn_parts, untrained_mae, pretrain_method, POINT
+from semmae_edu.parts import PartLearner, train_parts
+from semmae_edu.part_metrics import matched_miou, kmeans_parts, grid_parts
+from semmae_edu.data import patch_parts
+from semmae_edu.synthetic import SyntheticParts
 
 VARIANTS = {'sweep (all blocks, K=6, 300 steps, div 1)': {}, 'last block only': dict(layers=(3,)), 'first two blocks': dict(layers=(0, 1)),
             'K=11 (true label count)': dict(K=11), 'K=4': dict(K=4), '1000 steps': dict(steps=1000), '30 steps': dict(steps=30),
@@ -38,7 +40,7 @@ if __name__ == '__main__':
         mae = untrained_mae(0)
         if src.startswith('train'):   # train[N]: pre-train one here at the sweep's point, N epochs (default 30), seed 0
             E = int(src[5:] or 30)
-            mae = pretrain_method('random', train, Path(f'/tmp/parts_probe_e{E}'), E, progress=False)['model']
+            mae = pretrain_method('random', train, E, progress=False, out=Path(f'/tmp/parts_probe_e{E}'))['model']
         elif src != 'untrained': mae.load_state_dict(torch.load(src, weights_only=True)['model'])
         for v, kw in VARIANTS.items():
             if f"{name} | {v}" in res: continue

@@ -4,18 +4,18 @@
     python bench/update_reading.py                               # regenerate from the committed bench/sweep.json
 
 Writes bench/sweep.json, bench/sweep.png, nbs/images/sweep.png; the generated reading cells of nbs/index.ipynb
-(the README's) and nbs/09_experiments.ipynb (`demo.sweep_reading`, the cells that start with MARK); then README.md
+(the README's) and nbs/10d_sweep.ipynb (`report.sweep_reading`, the cells that start with MARK); then README.md
 (tools/make_readme.py). tests/test_reading.py fails when any of them disagrees with bench/sweep.json.
 """
 import argparse, json, shutil, subprocess, sys
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from semmae_edu.demo import sweep_reading
+from semmae_edu.report import sweep_reading
 
 MARK = '<!-- generated from bench/sweep.json by bench/update_reading.py: edit the code, not this text -->'
 TARGETS = {'nbs/index.ipynb': dict(full=False, title='## What the sweep finds\n\n'),
-           'nbs/09_experiments.ipynb': dict(full=True, title='')}
+           'nbs/10d_sweep.ipynb': dict(full=True, title='')}
 
 def reading_cell(sweep:dict, nb:str) -> str:
     t = TARGETS[nb]

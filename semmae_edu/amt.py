@@ -7,28 +7,24 @@ from __future__ import annotations
 import math
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
-from fastcore.basics import patch
+from torch.utils.data import DataLoader, Subset
 
 # %% auto #0
 __all__ = ['THROW_MODES', 'amt_counts', 'check_weights', 'amt_masking', 'attmask_masking', 'AttentionBank', 'amt_schedule',
-           'AMTStrategy', 'AttMaskStrategy', 'map_picture', 'amt_render']
+           'AMTStrategy', 'AttMaskStrategy']
 
 # %% ../nbs/04_amt.ipynb #83327965
-from .masking import MaskPlan, plan_from_order, random_masking, check_ratio, plan_overlay
-from .data import pool_map, AugmentedItems, check_int
+from .masking import MaskPlan, plan_from_order, random_masking
+from .data import pool_map, upsample_map, AugmentedItems
+from .checks import check_int, check_pair, check_float, check_ratio, check_real, image_of
 from .vit import cls_attention_maps
 
 # %% ../nbs/04_amt.ipynb #ab0f04c5
 THROW_MODES = ('low', 'middle')
 
 def _check_ratios(mask_ratio, throw_ratio):
-    check_ratio('mask_ratio', mask_ratio)
-    if isinstance(throw_ratio, bool) or not isinstance(throw_ratio, (int, float)):
-        raise TypeError(f"throw_ratio must be a number in [0, 1), got {throw_ratio!r}")
-    if not 0 <= throw_ratio < 1: raise ValueError(f"throw_ratio must be in [0, 1), got {throw_ratio}")
+    check_ratio('mask_ratio', mask_ratio); check_float('throw_ratio', throw_ratio, 0, 1, closed='low')
     if mask_ratio + throw_ratio >= 1:
         raise ValueError(f"mask_ratio + throw_ratio must be < 1 (something must stay visible), got {mask_ratio} + {throw_ratio}")
 
@@ -48,18 +44,8 @@ def check_weights(weights:Tensor,    # [N, L] non-negative per-patch weights
                   floor:float=1e-6,  # added to every weight, relative to the row's largest weight
                  ) -> Tensor:        # [N, L] float32, every entry > 0
     "Validate per-patch weights and add the relative floor, so that a full order can be drawn."
-    if not isinstance(weights, Tensor): raise TypeError(f"weights must be a torch.Tensor [N, L], got {type(weights).__name__}")
-    if weights.ndim != 2: raise ValueError(f"weights must be 2-D [N, L] (one weight per patch), got shape {tuple(weights.shape)}")
-    if weights.dtype == torch.bool or weights.is_complex(): raise TypeError(f"weights must be real numbers, got {weights.dtype}")
-    if isinstance(floor, bool) or not isinstance(floor, (int, float)): raise TypeError(f"floor must be a number in [0, 1), got {floor!r}")
-    if not 0 <= floor < 1: raise ValueError(f"floor must be in [0, 1), got {floor}")
-    w = weights.float()
-    if not torch.isfinite(w).all():
-        rows = (~torch.isfinite(w)).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"weights must be finite; rows {rows[:5]} hold NaN or inf")
-    if (w < 0).any():
-        rows = (w < 0).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"weights must be non-negative; rows {rows[:5]} hold negative values (min {w.min().item():.3g})")
+    w = check_real('weights', weights, 2, '[N, L] (one weight per patch)', nonneg=True)
+    check_float('floor', floor, 0, 1, closed='low')
     top = w.amax(1, keepdim=True)
     if (top <= 0).any():
         rows = (top[:, 0] <= 0).nonzero().flatten().tolist()
@@ -106,14 +92,7 @@ def attmask_masking(weights:Tensor,        # [N, L] per-patch weights (e.g. pool
     return plan_from_order(torch.cat([order[:, L - n_vis:], order[:, :L - n_vis]], 1), n_vis, L - n_vis)
 
 # %% ../nbs/04_amt.ipynb #78dd1b97
-def _image_of(item) -> Tensor:
-    "The image of a data item: item['image'] for dict items, item[0] for (image, label) tuples."
-    img = item['image'] if isinstance(item, dict) else item[0]
-    if not isinstance(img, Tensor) or img.ndim != 3:
-        raise TypeError(f"data items must hold an image tensor [C, H, W], got {getattr(img, 'shape', type(img).__name__)}")
-    return img
-
-def _stack_images(items): return torch.stack([_image_of(it) for it in items])
+def _stack_images(items): return torch.stack([image_of(it) for it in items])
 
 def _dist_info():
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
@@ -129,8 +108,7 @@ class AttentionBank:
                  refresh_every:int=40,     # epochs between refreshes
                 ):
         check_int('n', n, 1); check_int('amt_start_epoch', amt_start_epoch, 0); check_int('refresh_every', refresh_every, 1)
-        h, w = (grid, grid) if isinstance(grid, int) else tuple(grid)
-        check_int('grid height', h, 1); check_int('grid width', w, 1)
+        h, w = check_pair('grid', grid)
         self.grid, self.amt_start_epoch, self.refresh_every = (h, w), amt_start_epoch, refresh_every
         self.maps = torch.ones(n, h, w).share_memory_()  # [n, h, w]
         self.refreshed_at = None                          # epoch of the last refresh (None: never)
@@ -144,73 +122,66 @@ class AttentionBank:
         "True exactly at epochs amt_start_epoch + k * refresh_every, k = 0, 1, 2, ..."
         return epoch >= self.amt_start_epoch and (epoch - self.amt_start_epoch) % self.refresh_every == 0
 
-# %% ../nbs/04_amt.ipynb #5995496d
-@patch
-def refresh(self:AttentionBank,
-            model,                 # the encoder (VisionTransformer or MaskedAutoencoder)
-            dataset,               # the un-augmented training set: item i -> map i
-            batch_size:int=256,    # images per forward pass
-            device=None,           # where the model runs (default: the model's device)
-            epoch:int=None,        # recorded as `refreshed_at`
-            num_workers:int=0,     # DataLoader workers for reading the images
-            image_transform=None,  # optional callable on each batch [N, C, H, W] before the model
-           ) -> Tensor:            # the new maps [n, h, w]
-    "Recompute every map over `dataset` (each process its shard under torch.distributed, then all_gather)."
-    n = len(self)
-    if len(dataset) != n: raise ValueError(f"the bank holds {n} maps but the data set has {len(dataset)} items")
-    check_int('batch_size', batch_size, 1)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    rank, world = _dist_info()
-    per = math.ceil(n / world)                      # contiguous shards of equal size (the last is padded)
-    lo, hi = min(rank * per, n), min((rank + 1) * per, n)
-    shard = torch.zeros(per, *self.grid, device=device)
-    loader = DataLoader(Subset(dataset, range(lo, hi)), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=_stack_images)
-    k = 0
-    for imgs in loader:
-        imgs = imgs.to(device, non_blocking=True)
-        if image_transform is not None: imgs = image_transform(imgs)
-        maps = cls_attention_maps(model, imgs)
-        if tuple(maps.shape[-2:]) != self.grid:
-            raise ValueError(f"the model gives {tuple(maps.shape[-2:])} maps but the bank's grid is {self.grid}")
-        shard[k:k + len(maps)] = maps; k += len(maps)
-    if world > 1:
-        parts = [torch.empty_like(shard) for _ in range(world)]
-        dist.all_gather(parts, shard)
-        shard = torch.cat(parts)
-    self.maps.copy_(shard[:n].cpu())                # in place: shared with DataLoader workers
-    self.refreshed_at = epoch
-    return self.maps
+    def refresh(self,
+                model,                 # the encoder (VisionTransformer or MaskedAutoencoder)
+                dataset,               # the un-augmented training set: item i -> map i
+                batch_size:int=256,    # images per forward pass
+                device=None,           # where the model runs (default: the model's device)
+                epoch:int=None,        # recorded as `refreshed_at`
+                num_workers:int=0,     # DataLoader workers for reading the images
+                image_transform=None,  # optional callable on each batch [N, C, H, W] before the model
+               ) -> Tensor:            # the new maps [n, h, w]
+        "Recompute every map over `dataset` (each process its shard under torch.distributed, then all_gather)."
+        n = len(self)
+        if len(dataset) != n: raise ValueError(f"the bank holds {n} maps but the data set has {len(dataset)} items")
+        check_int('batch_size', batch_size, 1)
+        device = torch.device(device) if device is not None else next(model.parameters()).device
+        rank, world = _dist_info()
+        per = math.ceil(n / world)                      # contiguous shards of equal size (the last is padded)
+        lo, hi = min(rank * per, n), min((rank + 1) * per, n)
+        shard = torch.zeros(per, *self.grid, device=device)
+        loader = DataLoader(Subset(dataset, range(lo, hi)), batch_size=batch_size, shuffle=False,
+                            num_workers=num_workers, collate_fn=_stack_images)
+        k = 0
+        for imgs in loader:
+            imgs = imgs.to(device, non_blocking=True)
+            if image_transform is not None: imgs = image_transform(imgs)
+            maps = cls_attention_maps(model, imgs)
+            if tuple(maps.shape[-2:]) != self.grid:
+                raise ValueError(f"the model gives {tuple(maps.shape[-2:])} maps but the bank's grid is {self.grid}")
+            shard[k:k + len(maps)] = maps; k += len(maps)
+        if world > 1:
+            parts = [torch.empty_like(shard) for _ in range(world)]
+            dist.all_gather(parts, shard)
+            shard = torch.cat(parts)
+        self.maps.copy_(shard[:n].cpu())                # in place: shared with DataLoader workers
+        self.refreshed_at = epoch
+        return self.maps
 
-# %% ../nbs/04_amt.ipynb #843e9e20
-@patch
-def pixel_map(self:AttentionBank,
-              index:int,   # sample index
-              H:int,       # image height in pixels
-              W:int,       # image width in pixels
-             ) -> Tensor:  # [H, W] float32: map `index`, nearest-upsampled
-    "Map `index` at the image's pixel resolution (each patch cell becomes a constant block)."
-    return F.interpolate(self.maps[index][None, None], size=(H, W), mode='nearest')[0, 0]
+    def pixel_map(self,
+                  index:int,   # sample index
+                  H:int,       # image height in pixels
+                  W:int,       # image width in pixels
+                 ) -> Tensor:  # [H, W] float32: map `index`, nearest-upsampled
+        "Map `index` at the image's pixel resolution (each patch cell becomes a constant block)."
+        return upsample_map(self.maps[index], (H, W))
 
-@patch
-def item_map(self:AttentionBank, index:int, item) -> Tensor:  # [H, W] the map of item `index` at its image's size
-    "The map source `AugmentedItems` reads: `pixel_map` at the size of the item's image."
-    H, W = _image_of(item).shape[-2:]
-    return self.pixel_map(index, H, W)
+    def item_map(self, index:int, item) -> Tensor:  # [H, W] the map of item `index` at its image's size
+        "The map source `AugmentedItems` reads: `pixel_map` at the size of the item's image."
+        H, W = image_of(item).shape[-2:]
+        return self.pixel_map(index, H, W)
 
-@patch
-def state_dict(self:AttentionBank) -> dict:
-    "Everything needed to resume: the maps, the schedule, and when they were last refreshed."
-    return dict(maps=self.maps.clone(), grid=self.grid, amt_start_epoch=self.amt_start_epoch,
-                refresh_every=self.refresh_every, refreshed_at=self.refreshed_at)
+    def state_dict(self) -> dict:
+        "Everything needed to resume: the maps, the schedule, and when they were last refreshed."
+        return dict(maps=self.maps.clone(), grid=self.grid, amt_start_epoch=self.amt_start_epoch,
+                    refresh_every=self.refresh_every, refreshed_at=self.refreshed_at)
 
-@patch
-def load_state_dict(self:AttentionBank, d:dict):
-    "Restore from `state_dict` (the maps must have this bank's shape)."
-    if tuple(d['maps'].shape) != tuple(self.maps.shape):
-        raise ValueError(f"checkpoint maps have shape {tuple(d['maps'].shape)} but this bank holds {tuple(self.maps.shape)}")
-    self.maps.copy_(d['maps'])
-    self.amt_start_epoch, self.refresh_every, self.refreshed_at = d['amt_start_epoch'], d['refresh_every'], d['refreshed_at']
+    def load_state_dict(self, d:dict):
+        "Restore from `state_dict` (the maps must have this bank's shape)."
+        if tuple(d['maps'].shape) != tuple(self.maps.shape):
+            raise ValueError(f"checkpoint maps have shape {tuple(d['maps'].shape)} but this bank holds {tuple(self.maps.shape)}")
+        self.maps.copy_(d['maps'])
+        self.amt_start_epoch, self.refresh_every, self.refreshed_at = d['amt_start_epoch'], d['refresh_every'], d['refreshed_at']
 
 # %% ../nbs/04_amt.ipynb #a99be48a
 def amt_schedule(epochs:int,               # the run's length
@@ -317,34 +288,3 @@ class AttMaskStrategy(AMTStrategy):
         gen_device = generator.device if generator is not None else batch['image'].device
         return attmask_masking(self.patch_weights(batch, patch_size, gen_device), self.mask_ratio).to(batch['image'].device)
     def __repr__(self): return f"AttMaskStrategy(mask_ratio={self.mask_ratio}, epoch={self.epoch}, active={self.active}, bank={self.bank})"
-
-# %% ../nbs/04_amt.ipynb #ff032a01
-def map_picture(weights:Tensor,   # [L] or [h, w] per-patch weights
-                shape:tuple,      # (H, W) image size in pixels
-                patch_size:int,   # pixels per patch side
-                scale:int=8,      # pixel scale of the picture
-                cmap:str='magma', # matplotlib colormap; 0 and the row's largest weight are its two ends
-               ):                 # -> uint8 [H*scale, W*scale, 3]
-    "A per-patch map drawn over the patch grid, coloured from 0 to its largest value."
-    import matplotlib
-    H, W = shape
-    m = torch.as_tensor(weights).float().reshape(H // patch_size, W // patch_size)
-    m = m / m.max().clamp_min(torch.finfo(m.dtype).tiny)
-    rgb = torch.tensor(matplotlib.colormaps[cmap](m.numpy())[..., :3], dtype=torch.float32)   # [h, w, 3]
-    rgb = rgb.repeat_interleave(patch_size, 0).repeat_interleave(patch_size, 1).permute(2, 0, 1)
-    return plan_overlay(rgb, torch.zeros(m.numel()), patch_size, scale=scale)
-
-def amt_render(img:Tensor,        # [3, H, W] one image in [0, 1]
-               weights:Tensor,    # [L] its per-patch weights (e.g. a bank map, flattened)
-               patch_size:int,    # pixels per patch side
-               seed:int=0,        # the plan's generator seed
-               scale:int=8,       # pixel scale of each panel
-              ):                  # -> render(mask_ratio, throw_ratio, throw) -> (uint8 [H*scale, 2*W*scale+8, 3], counts)
-    "A `render` function for the mask explorers: the map AMT samples from, beside the AMT plan of one image."
-    import numpy as np
-    left = map_picture(weights, tuple(img.shape[-2:]), patch_size, scale)
-    gap = np.full((left.shape[0], 8, 3), 255, np.uint8)
-    def render(mask_ratio=0.45, throw_ratio=0.40, throw='low'):
-        plan = amt_masking(weights.reshape(1, -1), mask_ratio, throw_ratio, throw, torch.Generator().manual_seed(seed))
-        return np.concatenate([left, gap, plan_overlay(img, plan.states[0], patch_size, scale=scale)], 1), plan.counts
-    return render

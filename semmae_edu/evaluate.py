@@ -4,7 +4,6 @@
 
 # %% ../nbs/08_evaluate.ipynb #24b2434c
 from __future__ import annotations
-import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -12,15 +11,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 # %% auto #0
-__all__ = ['as_encoder', 'check_fits', 'pool_features', 'extract_features', 'LinearProbe', 'LARS', 'accuracy', 'linear_probe',
-           'knn_classify', 'layer_id', 'param_groups_lrd', 'finetune', 'fg_patches', 'attention_maps',
-           'attention_on_object']
+__all__ = ['as_encoder', 'check_fits', 'pool_features', 'extract_features', 'LinearProbe', 'accuracy', 'linear_probe',
+           'knn_classify', 'finetune', 'fg_patches', 'attention_maps', 'attention_on_object']
 
 # %% ../nbs/08_evaluate.ipynb #0b4ac108
 from .vit import VisionTransformer, cls_attention_maps
 from .mae import MaskedAutoencoder
 from .data import pool_map, normalize
-from .train import lr_at, set_lr
+from .checks import check_int, check_tensor, check_real, check_images
+from .optim import lr_at, set_lr, LARS, param_groups_lrd
 
 # %% ../nbs/08_evaluate.ipynb #0d4735db
 def as_encoder(model) -> VisionTransformer:
@@ -30,15 +29,10 @@ def as_encoder(model) -> VisionTransformer:
     raise TypeError(f"encoder must be a VisionTransformer or a MaskedAutoencoder, got {type(model).__name__}")
 
 def check_fits(encoder:VisionTransformer, imgs:Tensor):
-    "Raise a ValueError naming both sizes when `imgs` [N, C, H, W] do not fit the encoder."
-    if not isinstance(imgs, Tensor) or imgs.ndim != 4:
-        raise ValueError(f"images must be a [N, C, H, W] tensor, got {getattr(imgs, 'shape', type(imgs).__name__)}")
+    "Raise a clear error naming both sizes when `imgs` [N, C, H, W] do not fit the encoder."
     pe = encoder.patch_embed
-    want, got = tuple(pe.img_size), tuple(imgs.shape[-2:])
-    if got != want or imgs.shape[1] != pe.proj.in_channels:
-        raise ValueError(f"the encoder expects {pe.proj.in_channels}×{want[0]}×{want[1]} images but the data has "
-                         f"{imgs.shape[1]}×{got[0]}×{got[1]}; resize the data (e.g. get_dataset(..., size=...)) "
-                         f"or build the encoder for that size")
+    check_images(imgs, 'images', pe.proj.in_channels, tuple(pe.img_size),
+                 "; resize the data (e.g. get_dataset(..., size=...)) or build the encoder for that size")
 
 # %% ../nbs/08_evaluate.ipynb #e12ca1fa
 def _split(batch):
@@ -106,28 +100,6 @@ class LinearProbe(nn.Module):
         nn.init.trunc_normal_(self.fc.weight, std=0.01); nn.init.zeros_(self.fc.bias)
     def forward(self, x:Tensor) -> Tensor: return self.fc(self.bn(x))  # [N, D] -> [N, n_classes] logits
 
-# %% ../nbs/08_evaluate.ipynb #98ac593e
-class LARS(torch.optim.Optimizer):
-    "LARS as MAE uses it: SGD with momentum whose update of each matrix is rescaled by `trust·‖w‖/‖update‖`; 1-D params (biases, norms) are plain SGD without weight decay."
-    def __init__(self, params, lr:float=0., weight_decay:float=0., momentum:float=0.9, trust_coefficient:float=0.001):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, trust_coefficient=trust_coefficient))
-
-    @torch.no_grad()
-    def step(self):
-        for g in self.param_groups:
-            for p in g['params']:
-                if p.grad is None: continue
-                d = p.grad
-                if p.ndim > 1:
-                    d = d.add(p, alpha=g['weight_decay'])
-                    pn, un = torch.norm(p), torch.norm(d)
-                    q = torch.where((pn > 0) & (un > 0), g['trust_coefficient'] * pn / un.clamp_min(1e-12), torch.ones_like(pn))
-                    d = d.mul(q)
-                st = self.state[p]
-                if 'mu' not in st: st['mu'] = torch.zeros_like(p)
-                mu = st['mu'].mul_(g['momentum']).add_(d)
-                p.add_(mu, alpha=-g['lr'])
-
 # %% ../nbs/08_evaluate.ipynb #abfa4d7a
 def accuracy(pred:Tensor, labels:Tensor) -> float:
     "Fraction of `pred` [n] (class ids, or logits [n, C]) equal to `labels` [n]."
@@ -143,7 +115,7 @@ def _check_xy(X, y, what):
     if y.is_floating_point() or y.min() < 0: raise ValueError(f"{what}_labels must be class ids >= 0 (integers)")
 
 def _lr_factor(step:int, total:int, warmup:int) -> float:
-    "The one warm-up + half-cosine schedule (`train.lr_at`, peak 1) at optimizer step `step`; the warm-up counts the step being taken, so no step runs at lr 0."
+    "The one warm-up + half-cosine schedule (`optim.lr_at`, peak 1) at optimizer step `step`; the warm-up counts the step being taken, so no step runs at lr 0."
     return lr_at(step + 1 if step < warmup else step, 1., total, warmup)
 
 # %% ../nbs/08_evaluate.ipynb #3c7951e1
@@ -165,8 +137,7 @@ def linear_probe(train_feats:Tensor,     # [n, D] cached features
     if train_feats.shape[1] != test_feats.shape[1]:
         raise ValueError(f"train_feats has {train_feats.shape[1]} dims but test_feats has {test_feats.shape[1]}")
     if optimizer not in ('sgd', 'lars', 'adamw'): raise ValueError(f"optimizer must be 'sgd', 'lars' or 'adamw', got {optimizer!r}")
-    if not isinstance(epochs, int) or epochs < 1: raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 2: raise ValueError(f"batch_size must be an int >= 2 (BatchNorm), got {batch_size!r}")
+    check_int('epochs', epochs); check_int('batch_size', batch_size, 2, ' (BatchNorm)')
     if lr is None: lr = {'sgd': 0.1, 'lars': 0.1 * 16384 / 256, 'adamw': 1e-3}[optimizer]
     device = torch.device(device or 'cpu')
     n_classes = int(max(train_labels.max(), test_labels.max())) + 1
@@ -219,33 +190,6 @@ def knn_classify(train_feats:Tensor,    # [n, D]
         preds.append(votes.argmax(1))
     return torch.cat(preds)
 
-# %% ../nbs/08_evaluate.ipynb #130a2493
-def layer_id(name:str, depth:int) -> int:
-    "MAE's layer id of a ViT parameter: 0 for cls/pos/patch_embed, i+1 for blocks.i, depth+1 for the rest."
-    if name in ('cls_token', 'pos_embed', 'mask_token') or name.startswith('patch_embed'): return 0
-    if name.startswith('blocks.'): return int(name.split('.')[1]) + 1
-    return depth + 1
-
-def param_groups_lrd(model:nn.Module,               # a VisionTransformer (anything with `blocks`)
-                     weight_decay:float=0.05,
-                     layer_decay:float=0.75,        # MAE: 0.75 (ViT-B default in code), 0.65 in the ViT-B recipe
-                     no_weight_decay=('cls_token', 'pos_embed'),
-                    ) -> list:                      # optimizer groups with `lr_scale`, `weight_decay`, `params`, `names`
-    "Parameter groups for layer-wise lr decay: scale `layer_decay ** (depth + 1 - layer_id)`; no decay on 1-D params and tokens."
-    if not 0 < layer_decay <= 1: raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
-    depth = len(model.blocks)
-    groups = {}
-    for n, p in model.named_parameters():
-        if not p.requires_grad: continue
-        no_wd = p.ndim == 1 or n in no_weight_decay
-        lid = layer_id(n, depth)
-        key = (lid, no_wd)
-        if key not in groups:
-            groups[key] = dict(lr_scale=layer_decay ** (depth + 1 - lid), weight_decay=0. if no_wd else weight_decay,
-                               params=[], names=[], layer_id=lid)
-        groups[key]['params'].append(p); groups[key]['names'].append(n)
-    return [groups[k] for k in sorted(groups)]
-
 # %% ../nbs/08_evaluate.ipynb #e69016a9
 def finetune(encoder,                  # VisionTransformer or MaskedAutoencoder: the starting weights (not modified)
              train,                    # Dataset / DataLoader of (image, label) items
@@ -274,7 +218,7 @@ def finetune(encoder,                  # VisionTransformer or MaskedAutoencoder:
 def _finetune(encoder, train, test, epochs, blr, layer_decay, batch_size, weight_decay, warmup_epochs, drop_path,
               smoothing, n_classes, hflip, mean, std, seed, device, progress):
     enc = as_encoder(encoder)
-    if not isinstance(epochs, int) or epochs < 1: raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    check_int('epochs', epochs)
     device = torch.device(device) if device is not None else next(enc.parameters()).device
     g = torch.Generator().manual_seed(seed)
     tl, vl = _loader(train, batch_size, shuffle=True, generator=g), _loader(test, 256)
@@ -327,7 +271,7 @@ def fg_patches(fg:Tensor,            # [N, H, W] bool per-pixel foreground (Synt
                threshold:float=0.5,  # a patch is foreground when at least this share of its pixels is
               ) -> Tensor:           # [N, h, w] bool
     "Foreground per patch from foreground per pixel."
-    if not isinstance(fg, Tensor) or fg.ndim != 3: raise ValueError(f"fg must be a [N, H, W] tensor, got {getattr(fg, 'shape', type(fg).__name__)}")
+    check_tensor('fg', fg, 3, '[N, H, W]')
     h, w = fg.shape[1] // patch_size, fg.shape[2] // patch_size
     return (pool_map(fg, patch_size) >= threshold).reshape(len(fg), h, w)
 
@@ -345,13 +289,12 @@ def attention_on_object(attn_maps:Tensor,  # [N, h, w] (or [N, L]) non-negative 
                         fg:Tensor,         # [N, h, w] (or [N, L]) bool foreground per patch
                        ) -> dict:          # mass, iou, chance (floats: means over images), and per-image tensors
     "How much attention falls on the object: attention mass on foreground patches, and IoU of the top-k patches (k = #fg) with the foreground."
-    if not isinstance(attn_maps, Tensor) or not isinstance(fg, Tensor):
-        raise TypeError("attn_maps and fg must be tensors")
+    check_tensor('attn_maps', attn_maps); check_tensor('fg', fg)
     a, f = attn_maps.reshape(len(attn_maps), -1).float(), fg.reshape(len(fg), -1)
     if a.shape != f.shape:
         raise ValueError(f"attn_maps {tuple(attn_maps.shape)} and fg {tuple(fg.shape)} must have the same number of images and patches")
     if f.dtype != torch.bool: raise TypeError(f"fg must be bool, got {f.dtype} (use fg_patches(...) for per-pixel maps)")
-    if not torch.isfinite(a).all() or (a < 0).any(): raise ValueError("attn_maps must be finite and non-negative")
+    check_real('attn_maps', a, nonneg=True)
     k = f.sum(1)                                   # [N] foreground patches per image
     keep = (k > 0) & (a.sum(1) > 0)
     if not keep.any(): raise ValueError("no image has both foreground patches and non-zero attention")

@@ -4,20 +4,18 @@
 
 # %% ../nbs/03_mae.ipynb #1c124347
 from __future__ import annotations
-from functools import partial
 import torch
 from torch import nn, Tensor
 from .vit import Block, VisionTransformer, init_mae_weights
 from .data import patchify, unpatchify
 from .masking import MaskPlan, random_masking
-from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .data import check_int
+from .checks import check_int, check_images
 
 # %% auto #0
 __all__ = ['MaskedAutoencoder', 'patch_targets', 'unshuffle', 'mae_vit_base_patch16', 'mae_vit_large_patch16',
            'mae_vit_huge_patch14', 'mae_vit_tiny_patch4', 'mae_vit_micro_patch4', 'load_checkpoint', 'reconstruct',
-           'show_reconstructions', 'pretrain_mae']
+           'pretrain_mae']
 
 # %% ../nbs/03_mae.ipynb #8aa86b36
 class MaskedAutoencoder(VisionTransformer):
@@ -46,24 +44,66 @@ class MaskedAutoencoder(VisionTransformer):
         "MAE's initialisation, the ViT's rule (`init_mae_weights`) with the mask token and the decoder's table too."
         init_mae_weights(self, tokens=(self.cls_token, self.mask_token), tables=(self.pos_embed, self.decoder_pos_embed))
 
-    def check_images(self, imgs):
-        "Clear errors for a batch the model cannot take."
-        if not isinstance(imgs, Tensor): raise TypeError(f"imgs must be a torch.Tensor [N, C, H, W], got {type(imgs).__name__}")
-        c, (h, w) = self.in_chans, self.patch_embed.img_size
-        if imgs.ndim != 4 or imgs.shape[1] != c or tuple(imgs.shape[2:]) != (h, w):
-            raise ValueError(f"imgs must be [N, {c}, {h}, {w}] for this model, got {tuple(imgs.shape)}")
-
     def forward(self,
                 imgs:Tensor,                # [N, C, H, W]
                 plan:MaskPlan=None,         # any strategy's plan; default: random masking
                 mask_ratio:float=0.75,      # used only when plan is None
                 generator:torch.Generator=None):
         "Returns (loss, pred [N, L, p*p*C] in image order, plan): `forward_encoder`, `forward_decoder`, `forward_loss` below."
-        self.check_images(imgs)
+        check_images(imgs, "imgs", self.in_chans, self.patch_embed.img_size)
         if plan is None: plan = random_masking(imgs.shape[0], self.num_patches, mask_ratio, generator=generator, device=imgs.device)
         _check_plan(plan, imgs, self.num_patches)
         pred = self.forward_decoder(self.forward_encoder(imgs, plan), plan)
         return self.forward_loss(imgs, pred, plan), unshuffle(pred, plan, self.num_patches), plan
+
+    def forward_encoder(self,
+                        imgs:Tensor,     # [N, C, H, W]
+                        plan:MaskPlan,   # [N, L] plan; the encoder reads plan.ids_keep
+                       ) -> Tensor:      # [N, 1+n_visible, D] latent tokens, CLS first
+        "Embed all patches (the ViT's `embed_patches`), keep the visible ones, put the CLS token in front, run the ViT blocks."
+        x = _gather(self.embed_patches(imgs), plan.ids_keep.to(imgs.device))
+        x = self.prepend_cls(x)
+        for blk in self.blocks: x = blk(x)
+        return self.norm(x)
+
+    def forward_decoder(self,
+                        latent:Tensor,   # [N, 1+n_visible, D] from the encoder
+                        plan:MaskPlan,
+                       ) -> Tensor:      # [N, n_visible+n_masked, p*p*C] predictions, in plan order
+        "Add mask tokens for the masked patches, decode, predict pixels (thrown patches are absent)."
+        x = self.decoder_embed(latent)
+        n, v, m = x.shape[0], plan.n_visible, plan.n_masked
+        ids = plan.order[:, :v + m].to(x.device)
+        tokens = torch.cat([x[:, 1:, :], self.mask_token.expand(n, m, -1)], dim=1)
+        tokens = tokens + _gather(self.decoder_pos_embed[:, 1:, :].expand(n, -1, -1), ids)
+        x = torch.cat([x[:, :1, :] + self.decoder_pos_embed[:, :1, :], tokens], dim=1)
+        for blk in self.decoder_blocks: x = blk(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:, :]
+
+    def forward_loss(self,
+                     imgs:Tensor,      # [N, C, H, W]
+                     pred:Tensor,      # [N, n_visible+n_masked, p*p*C] in plan order
+                     plan:MaskPlan,
+                    ) -> Tensor:       # scalar
+        "Mean squared error over the masked patches (over all decoded patches if none is masked)."
+        target = _gather(patch_targets(imgs, self.patch_size, self.norm_pix_loss), plan.order[:, :pred.shape[1]].to(imgs.device))
+        if plan.n_masked: pred, target = pred[:, plan.n_visible:], target[:, plan.n_visible:]
+        return ((pred.float() - target.float()) ** 2).mean()
+
+    def encoder_state_dict(self) -> dict:
+        "The encoder's weights, named as in a ViT (`cls_token`, `pos_embed`, `patch_embed.*`, `blocks.*`, `norm.*`)."
+        keep = ('cls_token', 'pos_embed', 'patch_embed.', 'blocks.', 'norm.')
+        return {k: v for k, v in self.state_dict().items() if k.startswith(keep)}
+
+    def encoder(self, **kw) -> VisionTransformer:
+        "A `VisionTransformer` carrying the MAE's encoder weights (for probing, k-NN, fine-tuning)."
+        c = self.config
+        vit = VisionTransformer(img_size=c['img_size'], patch_size=c['patch_size'], in_chans=c['in_chans'], embed_dim=c['embed_dim'],
+                                depth=c['depth'], num_heads=c['num_heads'], mlp_ratio=c['mlp_ratio'], **kw)
+        missing, unexpected = vit.load_state_dict(self.encoder_state_dict(), strict=False)
+        if unexpected or any(not k.startswith(('head', 'fc_norm')) for k in missing):
+            raise ValueError(f"encoder weights do not fit the ViT: missing {missing}, unexpected {unexpected}")
+        return vit.to(next(self.parameters()).device)
 
 # %% ../nbs/03_mae.ipynb #10a4a3c8
 def _gather(x:Tensor, ids:Tensor) -> Tensor:
@@ -75,33 +115,6 @@ def _check_plan(plan, imgs, num_patches):
     if plan.shape != (imgs.shape[0], num_patches):
         raise ValueError(f"plan has shape {plan.shape} but the images need (batch, patches) = ({imgs.shape[0]}, {num_patches})")
 
-@patch
-def forward_encoder(self:MaskedAutoencoder,
-                    imgs:Tensor,     # [N, C, H, W]
-                    plan:MaskPlan,   # [N, L] plan; the encoder reads plan.ids_keep
-                   ) -> Tensor:      # [N, 1+n_visible, D] latent tokens, CLS first
-    "Embed all patches (the ViT's `embed_patches`), keep the visible ones, put the CLS token in front, run the ViT blocks."
-    x = _gather(self.embed_patches(imgs), plan.ids_keep.to(imgs.device))
-    x = self.prepend_cls(x)
-    for blk in self.blocks: x = blk(x)
-    return self.norm(x)
-
-# %% ../nbs/03_mae.ipynb #994daf2d
-@patch
-def forward_decoder(self:MaskedAutoencoder,
-                    latent:Tensor,   # [N, 1+n_visible, D] from the encoder
-                    plan:MaskPlan,
-                   ) -> Tensor:      # [N, n_visible+n_masked, p*p*C] predictions, in plan order
-    "Add mask tokens for the masked patches, decode, predict pixels (thrown patches are absent)."
-    x = self.decoder_embed(latent)
-    n, v, m = x.shape[0], plan.n_visible, plan.n_masked
-    ids = plan.order[:, :v + m].to(x.device)
-    tokens = torch.cat([x[:, 1:, :], self.mask_token.expand(n, m, -1)], dim=1)
-    tokens = tokens + _gather(self.decoder_pos_embed[:, 1:, :].expand(n, -1, -1), ids)
-    x = torch.cat([x[:, :1, :] + self.decoder_pos_embed[:, :1, :], tokens], dim=1)
-    for blk in self.decoder_blocks: x = blk(x)
-    return self.decoder_pred(self.decoder_norm(x))[:, 1:, :]
-
 # %% ../nbs/03_mae.ipynb #a0650d50
 def patch_targets(imgs:Tensor, patch_size:int, norm_pix:bool=False, eps:float=1e-6) -> Tensor:
     "Per-patch pixel targets [N, L, p*p*C], optionally normalised per patch (MAE's `norm_pix_loss`)."
@@ -110,17 +123,6 @@ def patch_targets(imgs:Tensor, patch_size:int, norm_pix:bool=False, eps:float=1e
         mean, var = t.mean(dim=-1, keepdim=True), t.var(dim=-1, keepdim=True)
         t = (t - mean) / (var + eps) ** .5
     return t
-
-@patch
-def forward_loss(self:MaskedAutoencoder,
-                 imgs:Tensor,      # [N, C, H, W]
-                 pred:Tensor,      # [N, n_visible+n_masked, p*p*C] in plan order
-                 plan:MaskPlan,
-                ) -> Tensor:       # scalar
-    "Mean squared error over the masked patches (over all decoded patches if none is masked)."
-    target = _gather(patch_targets(imgs, self.patch_size, self.norm_pix_loss), plan.order[:, :pred.shape[1]].to(imgs.device))
-    if plan.n_masked: pred, target = pred[:, plan.n_visible:], target[:, plan.n_visible:]
-    return ((pred.float() - target.float()) ** 2).mean()
 
 # %% ../nbs/03_mae.ipynb #a15a0ff5
 def unshuffle(pred:Tensor, plan:MaskPlan, L:int) -> Tensor:
@@ -150,23 +152,6 @@ def mae_vit_micro_patch4(**kw):
     return MaskedAutoencoder(**{**dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4), **kw})
 
 # %% ../nbs/03_mae.ipynb #89b0f901
-@patch
-def encoder_state_dict(model:MaskedAutoencoder) -> dict:
-    "The encoder's weights, named as in a ViT (`cls_token`, `pos_embed`, `patch_embed.*`, `blocks.*`, `norm.*`)."
-    keep = ('cls_token', 'pos_embed', 'patch_embed.', 'blocks.', 'norm.')
-    return {k: v for k, v in model.state_dict().items() if k.startswith(keep)}
-
-@patch
-def encoder(model:MaskedAutoencoder, **kw) -> VisionTransformer:
-    "A `VisionTransformer` carrying the MAE's encoder weights (for probing, k-NN, fine-tuning)."
-    c = model.config
-    vit = VisionTransformer(img_size=c['img_size'], patch_size=c['patch_size'], in_chans=c['in_chans'], embed_dim=c['embed_dim'],
-                            depth=c['depth'], num_heads=c['num_heads'], mlp_ratio=c['mlp_ratio'], **kw)
-    missing, unexpected = vit.load_state_dict(model.encoder_state_dict(), strict=False)
-    if unexpected or any(not k.startswith(('head', 'fc_norm')) for k in missing):
-        raise ValueError(f"encoder weights do not fit the ViT: missing {missing}, unexpected {unexpected}")
-    return vit.to(next(model.parameters()).device)
-
 def load_checkpoint(model:nn.Module, ckpt) -> nn.Module:
     "Load an official MAE checkpoint (a path, or a dict with or without the 'model' wrapper) with `strict=True`."
     sd = torch.load(ckpt, map_location='cpu', weights_only=True) if not isinstance(ckpt, dict) else ckpt
@@ -209,19 +194,6 @@ def reconstruct(model:MaskedAutoencoder,
     out = dict(original=target, masked=target * keep + grey * (1 - keep),
                prediction=pred * (1 - thrown), pasted=target * keep + pred * (1 - keep) * (1 - thrown))
     return {k: _denorm_img(unpatchify(v, p, model.in_chans, model.grid_size), mean, std) for k, v in out.items()}
-
-# %% ../nbs/03_mae.ipynb #3ccd9590
-def show_reconstructions(recs:dict, n:int=4, size:float=1.6):
-    "A grid: one row per image, one column per picture of `reconstruct`."
-    import matplotlib.pyplot as plt
-    names = list(recs); n = min(n, len(recs[names[0]]))
-    fig, axes = plt.subplots(n, len(names), figsize=(size * len(names), size * n), squeeze=False)
-    for i in range(n):
-        for j, k in enumerate(names):
-            axes[i, j].imshow(recs[k][i].permute(1, 2, 0).cpu().numpy()); axes[i, j].axis('off')
-            if i == 0: axes[i, j].set_title(k)
-    plt.tight_layout()
-    return fig
 
 # %% ../nbs/03_mae.ipynb #aaac1400
 def pretrain_mae(mae:MaskedAutoencoder,

@@ -5,33 +5,27 @@
 # %% ../nbs/05_parts.ipynb #4ec89c5e
 from __future__ import annotations
 import math
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple
 
 # %% auto #0
 __all__ = ['Features', 'timm_features', 'PartTokens', 'gaussian_kernel1d', 'blur_maps', 'part_attention', 'AdaIN', 'PartDecoder',
            'diversity_loss', 'as_features', 'PartLearner', 'kmeans', 'train_parts', 'part_bank', 'save_parts',
-           'load_parts', 'confusion_matrix', 'match_parts', 'matched_miou', 'nmi', 'grid_parts', 'kmeans_parts',
-           'show_parts', 'rename_parts']
+           'load_parts']
 
 # %% ../nbs/05_parts.ipynb #ebfa4eeb
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from tqdm.auto import tqdm
-from fastcore.basics import patch
 from .mae import MaskedAutoencoder
-from .data import check_int, check_pair, normalize
+from .data import normalize
+from .checks import check_int, check_pair, check_images
 
 # %% ../nbs/05_parts.ipynb #9f2eb1a0
-def _check_images(imgs, img_size, in_chans=3, name='imgs'):
-    "Clear errors unless `imgs` is a float [N, in_chans, *img_size] tensor."
-    if not isinstance(imgs, Tensor): raise TypeError(f"{name} must be a torch.Tensor [N, C, H, W], got {type(imgs).__name__}")
-    if not imgs.is_floating_point(): raise TypeError(f"{name} must be a float tensor, got dtype {imgs.dtype}")
+def _check_images(imgs, img_size, in_chans=3):
+    "Clear errors unless `imgs` is a float [N, in_chans, *img_size] tensor (the frozen encoder's input)."
     H, W = img_size
-    if imgs.ndim != 4 or imgs.shape[1] != in_chans or tuple(imgs.shape[-2:]) != (H, W):
-        raise ValueError(f"{name} must be [N, {in_chans}, {H}, {W}] for this encoder, got {list(imgs.shape)}; "
-                         f"resize the images to {H}x{W}")
+    return check_images(imgs, 'imgs', in_chans, img_size, f"; resize the images to {H}x{W}")
 
 # %% ../nbs/05_parts.ipynb #836db183
 class Features:
@@ -252,54 +246,54 @@ class PartLearner(nn.Module):
 
     def extra_repr(self): return f"n_parts={self.n_parts}, blur_sigma={self.blur_sigma}, {self.features}"
 
-# %% ../nbs/05_parts.ipynb #9ad481f0
-@patch
-def normalize(self:PartLearner, imgs:Tensor) -> Tensor:
-    "[0, 1] images -> the encoder's input (and the target of L_r)."
-    _check_images(imgs, self.features.img_size, self.features.in_chans)
-    return normalize(imgs, self.mean, self.std)   # the data chapter's one (x - mean) / std; None, None: unchanged
+    def preprocess(self, imgs:Tensor) -> Tensor: # [N, C, H, W] in [0, 1] -> the encoder's input, also the target of L_r
+        "Check the images, then normalise them with the learner's `mean` and `std` (`data.normalize`)."
+        _check_images(imgs, self.features.img_size, self.features.in_chans)
+        return normalize(imgs, self.mean, self.std)   # the data chapter's one (x - mean) / std; None, None: unchanged
 
-@patch
-def encode(self:PartLearner, imgs:Tensor) -> Tuple[Tensor, Tensor]:  # (cls [N, C], patches [N, L, C])
-    "Frozen features of the (normalised) images."
-    return self.features(self.normalize(imgs))
+    def encode(self, imgs:Tensor) -> Tuple[Tensor, Tensor]:  # (cls [N, C], patches [N, L, C])
+        "Frozen features of the (normalised) images."
+        return self.features(self.preprocess(imgs))
 
-@patch
-def maps_from(self:PartLearner, c:Tensor, x:Tensor) -> Tensor:  # [N, K, h, w]
-    "Part maps from CLS tokens [N, C] and patch tokens [N, L, C]."
-    return part_attention(self.part_tokens(c), x, self.grid_size, self.blur_sigma)
+    def maps_from(self, c:Tensor, x:Tensor) -> Tensor:  # [N, K, h, w]
+        "Part maps from CLS tokens [N, C] and patch tokens [N, L, C]."
+        return part_attention(self.part_tokens(c), x, self.grid_size, self.blur_sigma)
 
-@patch
-def part_maps(self:PartLearner, imgs:Tensor   # [N, 3, H, W] in [0, 1]
-             ) -> Tensor:                      # [N, K, h, w], summing to 1 over K
-    "The K part attention maps of each image."
-    return self.maps_from(*self.encode(imgs))
+    def part_maps(self, imgs:Tensor # [N, 3, H, W] in [0, 1]
+                 ) -> Tensor:       # [N, K, h, w], summing to 1 over K
+        "The K part attention maps of each image."
+        return self.maps_from(*self.encode(imgs))
 
-@patch
-@torch.no_grad()
-def assign_parts(self:PartLearner, imgs:Tensor   # [N, 3, H, W] in [0, 1]
-                ) -> Tensor:                     # [N, L] long: each patch's part in [0, K)
-    "Each patch's part: the argmax over the K maps."
-    return self.part_maps(imgs).flatten(2).argmax(1)
+    @torch.no_grad()
+    def assign_parts(self, imgs:Tensor # [N, 3, H, W] in [0, 1]
+                    ) -> Tensor:       # [N, L] long: each patch's part in [0, K)
+        "Each patch's part: the argmax over the K maps."
+        return self.part_maps(imgs).flatten(2).argmax(1)
 
-@patch
-def decode(self:PartLearner, maps:Tensor, c:Tensor) -> Tensor:  # [N, 3, H, W] normalised pixels
-    "The decoder's image from the maps, styled by the CLS token."
-    return self.decoder(maps, self.style(c))
+    def decode(self, maps:Tensor, c:Tensor) -> Tensor:  # [N, 3, H, W] normalised pixels
+        "The decoder's image from the maps, styled by the CLS token."
+        return self.decoder(maps, self.style(c))
 
-@patch
-def losses_from(self:PartLearner, c:Tensor, x:Tensor, target:Tensor) -> dict:
-    "L_r, L_d and the total loss from features and the normalised target images."
-    maps = self.maps_from(c, x)
-    Lr = F.mse_loss(self.decode(maps, c), target)
-    Ld = diversity_loss(maps)
-    return dict(loss=Lr + self.lambda_div * Ld, Lr=Lr, Ld=Ld)
+    def losses_from(self, c:Tensor, x:Tensor, target:Tensor) -> dict:
+        "L_r, L_d and the total loss from features and the normalised target images."
+        maps = self.maps_from(c, x)
+        Lr = F.mse_loss(self.decode(maps, c), target)
+        Ld = diversity_loss(maps)
+        return dict(loss=Lr + self.lambda_div * Ld, Lr=Lr, Ld=Ld)
 
-@patch
-def losses(self:PartLearner, imgs:Tensor) -> dict:  # dict(loss, Lr, Ld) of scalars
-    "The training losses on a batch of [0, 1] images."
-    t = self.normalize(imgs)
-    return self.losses_from(*self.features(t), t)
+    def losses(self, imgs:Tensor) -> dict:  # dict(loss, Lr, Ld) of scalars
+        "The training losses on a batch of [0, 1] images."
+        t = self.preprocess(imgs)
+        return self.losses_from(*self.features(t), t)
+
+    @torch.no_grad()
+    def init_from_kmeans(self, x:Tensor,   # [N, L, C] patch tokens
+                         generator:Optional[torch.Generator]=None):
+        "Set the part queries to the directions of k-means centroids of the patch tokens (norm √C)."
+        _, cent = kmeans(x.reshape(-1, x.shape[-1]), self.n_parts, generator=generator)
+        q = self.part_tokens.queries
+        q.copy_(F.normalize(cent, dim=1).to(q) * q.shape[1] ** .5)
+        return self
 
 # %% ../nbs/05_parts.ipynb #50d973b2
 def _n_items(data):
@@ -349,22 +343,12 @@ def kmeans(x:Tensor,            # [M, C] points
     return labels, cent
 
 # %% ../nbs/05_parts.ipynb #2ef481d5
-@patch
-@torch.no_grad()
-def init_from_kmeans(self:PartLearner, x:Tensor,   # [N, L, C] patch tokens
-                     generator:Optional[torch.Generator]=None):
-    "Set the part queries to the directions of k-means centroids of the patch tokens (norm √C)."
-    _, cent = kmeans(x.reshape(-1, x.shape[-1]), self.n_parts, generator=generator)
-    q = self.part_tokens.queries
-    q.copy_(F.normalize(cent, dim=1).to(q) * q.shape[1] ** .5)
-    return self
-
 def _encode_all(learner, data, n, batch_size, progress, desc='encoding'):
     "Features and normalised images of all n items, in order."
     cs, xs, ts = [], [], []
     dev = next(learner.parameters()).device
     for i in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
-        t = learner.normalize(_images(data, range(i, min(i + batch_size, n))).to(dev))
+        t = learner.preprocess(_images(data, range(i, min(i + batch_size, n))).to(dev))
         c, x = learner.features(t)
         cs.append(c); xs.append(x); ts.append(t)
     return torch.cat(cs), torch.cat(xs), torch.cat(ts)
@@ -449,103 +433,3 @@ def load_parts(path, encoder) -> PartLearner:
     learner = PartLearner(feats, **cfg)
     learner.load_state_dict(d['state_dict'])
     return learner.eval()
-
-# %% ../nbs/05_parts.ipynb #a9f00737
-def _check_labels(x, n, name):
-    if not isinstance(x, Tensor): raise TypeError(f"{name} must be a torch.Tensor of int labels, got {type(x).__name__}")
-    if x.is_floating_point() or x.dtype == torch.bool: raise TypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
-    if n is not None:
-        check_int(f'n_{name}', n)
-        if x.numel() and (x.min() < 0 or x.max() >= n): raise ValueError(f"{name} labels must lie in [0, {n}), got {int(x.min())}..{int(x.max())}")
-
-def confusion_matrix(pred:Tensor, true:Tensor,   # same shape (e.g. [N, L]), int labels
-                     n_pred:int, n_true:int) -> Tensor:  # [n_pred, n_true] counts
-    "How many elements carry predicted label i and true label j."
-    _check_labels(pred, n_pred, 'pred'); _check_labels(true, n_true, 'true')
-    if pred.shape != true.shape: raise ValueError(f"pred and true must have the same shape, got {list(pred.shape)} and {list(true.shape)}")
-    idx = pred.reshape(-1).long().cpu() * n_true + true.reshape(-1).long().cpu()
-    return torch.bincount(idx, minlength=n_pred * n_true).view(n_pred, n_true)
-
-def match_parts(pred:Tensor, true:Tensor, n_pred:int, n_true:int
-               ) -> Tuple[Tensor, Tensor]:   # (match [n_pred] long: true id or -1, ious [n_true] float64: nan if absent)
-    "One-to-one matching of predicted to true labels maximising the total IoU (Hungarian)."
-    from scipy.optimize import linear_sum_assignment
-    M = confusion_matrix(pred, true, n_pred, n_true).double()
-    iou = M / (M.sum(1, keepdim=True) + M.sum(0, keepdim=True) - M).clamp(min=1)
-    r, c = linear_sum_assignment(iou.numpy(), maximize=True)
-    r, c = torch.as_tensor(r, dtype=torch.long), torch.as_tensor(c, dtype=torch.long)
-    match = torch.full((n_pred,), -1, dtype=torch.long); match[r] = c
-    ious = torch.zeros(n_true, dtype=torch.float64); ious[c] = iou[r, c]
-    ious[M.sum(0) == 0] = float('nan')                     # classes that never occur are not scored
-    return match, ious
-
-def matched_miou(pred:Tensor, true:Tensor, n_pred:int, n_true:int) -> float:
-    "Mean IoU over the true classes present, after the best one-to-one matching of labels."
-    return float(np.nanmean(match_parts(pred, true, n_pred, n_true)[1].numpy()))
-
-# %% ../nbs/05_parts.ipynb #61186ed9
-def nmi(pred:Tensor, true:Tensor) -> float:
-    "Normalised mutual information I(pred; true) / mean(H(pred), H(true)) of two labellings of the same elements."
-    _check_labels(pred, None, 'pred'); _check_labels(true, None, 'true')
-    if pred.shape != true.shape: raise ValueError(f"pred and true must have the same shape, got {list(pred.shape)} and {list(true.shape)}")
-    if pred.numel() == 0: raise ValueError("pred and true are empty")
-    a = torch.unique(pred.reshape(-1).cpu(), return_inverse=True)[1]
-    b = torch.unique(true.reshape(-1).cpu(), return_inverse=True)[1]
-    P = confusion_matrix(a, b, int(a.max()) + 1, int(b.max()) + 1).double()
-    P = P / P.sum()
-    pa, pb = P.sum(1), P.sum(0)
-    H = lambda p: float(-(p * p.log()).sum())              # all entries > 0 after unique
-    nz = P > 0
-    I = float((P[nz] * (P[nz] / (pa[:, None] * pb[None, :])[nz]).log()).sum())
-    Ha, Hb = H(pa), H(pb)
-    if Ha + Hb == 0: return 1.                             # both constant: identical partitions
-    return max(0., I / ((Ha + Hb) / 2))
-
-# %% ../nbs/05_parts.ipynb #ada6615d
-def grid_parts(n:int,                       # images
-               grid_size:Tuple[int, int],   # (h, w) patches
-               k:int,                       # blocks
-              ) -> Tensor:                  # [n, h*w] long block ids in [0, k)
-    "K blocks of the patch grid, rows × columns as close to square as K allows, the same for every image."
-    h, w = check_pair('grid_size', tuple(grid_size)); check_int('k', k)
-    if k > h * w: raise ValueError(f"k={k} is more than the {h*w} patches")
-    r = min((d for d in range(1, k + 1) if k % d == 0), key=lambda d: abs(d - k // d))
-    c = k // r
-    ids = (torch.arange(h) * r // h)[:, None] * c + (torch.arange(w) * c // w)[None, :]
-    return ids.reshape(1, -1).repeat(n, 1)
-
-def kmeans_parts(features, imgs:Tensor,     # a Features or PartLearner (its normalisation is used); [N, 3, H, W]
-                 k:int, seed:int=0) -> Tensor:  # [N, L] long cluster ids
-    "k-means over all patch tokens of the images (one clustering for the whole set)."
-    x = features.encode(imgs)[1] if isinstance(features, PartLearner) else features(imgs)[1]
-    return kmeans(x.reshape(-1, x.shape[-1]), k, generator=torch.Generator().manual_seed(seed))[0].view(x.shape[:2])
-
-# %% ../nbs/05_parts.ipynb #e460bbcb
-def show_parts(imgs:Tensor,         # [N, 3, H, W] in [0, 1]
-               labelings:dict,      # title -> [N, L] part ids (ids above n_colors - 1 are drawn grey)
-               patch_size:int,
-               n:int=6,             # images (rows)
-               n_colors:int=11,     # distinct colours (the book's PART_PALETTE; part 0 dark)
-               size:float=1.3):
-    "A grid: each row an image and its part maps, one column per labelling."
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from semmae_edu.masking import part_colours
-    cmap = ListedColormap(part_colours(n_colors).tolist() + [(0.75, 0.75, 0.75)])
-    n = min(n, len(imgs)); cols = 1 + len(labelings)
-    h, w = imgs.shape[-2] // patch_size, imgs.shape[-1] // patch_size
-    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n), squeeze=False)
-    for i in range(n):
-        axes[i, 0].imshow(imgs[i].permute(1, 2, 0).cpu().numpy())
-        for j, (title, lab) in enumerate(labelings.items(), 1):
-            axes[i, j].imshow(lab[i].reshape(h, w).clamp(max=n_colors).cpu().numpy(), cmap=cmap, vmin=0, vmax=n_colors, interpolation='nearest')
-            if i == 0: axes[i, j].set_title(title)
-        if i == 0: axes[i, 0].set_title('image')
-    for a in axes.flat: a.axis('off')
-    plt.tight_layout()
-    return fig
-
-def rename_parts(pred:Tensor, match:Tensor, n_true:int) -> Tensor:
-    "Give each predicted label its matched true label (from `match_parts`); unmatched labels become n_true."
-    m = torch.where(match >= 0, match, torch.full_like(match, n_true))
-    return m[pred]

@@ -6,32 +6,26 @@
 from __future__ import annotations
 import math
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
 __all__ = ['LAM_SCHEDULES', 'part_sizes', 'intra_part_counts', 'inter_part_counts', 'mix_counts', 'fix_counts', 'mask_in_parts',
-           'semantic_masking', 'lam_at', 'lam_schedule', 'PartBank', 'SemMAEStrategy', 'parts_tint', 'parts_overlay']
+           'semantic_masking', 'lam_at', 'lam_schedule', 'PartBank', 'SemMAEStrategy']
 
 # %% ../nbs/06_semmae.ipynb #7cc2c9d7
-from .masking import MaskPlan, plan_from_order, check_ratio
-from .data import patch_parts, AugmentedItems
+from .masking import MaskPlan, plan_from_order
+from .checks import check_int, check_pair, check_float, check_ratio, check_labels
+from .data import patch_parts, upsample_map, AugmentedItems
 
 # %% ../nbs/06_semmae.ipynb #b669cf63
 def _check_parts(parts, n_parts=None):
     "Validate `parts` ([N, L] integer ids in [0, n_parts)); return (parts as long, n_parts)."
-    if not isinstance(parts, Tensor): raise TypeError(f"parts must be a torch.Tensor of part ids, got {type(parts).__name__}")
-    if parts.dtype == torch.bool or parts.is_floating_point() or parts.is_complex():
-        raise TypeError(f"parts must hold integer part ids (e.g. torch.long), got dtype {parts.dtype}")
+    check_labels('parts', parts, what='part ids')
     if parts.ndim != 2 or parts.numel() == 0:
         raise ValueError(f"parts must be a non-empty 2-D tensor [N, L] (one part id per patch; flatten an [N, h, w] "
                          f"map with .flatten(1)), got shape {tuple(parts.shape)}")
-    if n_parts is None: n_parts = int(parts.max()) + 1
-    elif isinstance(n_parts, bool) or not isinstance(n_parts, int) or n_parts < 1:
-        raise ValueError(f"n_parts must be a positive int (the number of parts K), got {n_parts!r}")
-    lo, hi = int(parts.min()), int(parts.max())
-    if lo < 0 or hi >= n_parts:
-        raise ValueError(f"parts must hold ids in [0, n_parts) = [0, {n_parts}); found ids from {lo} to {hi}")
+    n_parts = int(parts.max()) + 1 if n_parts is None else check_int('n_parts', n_parts)
+    check_labels('parts', parts, n_parts, 'n_parts', 'ids')
     return parts.long(), n_parts
 
 def part_sizes(parts:Tensor, # [N, L] long part id of each patch, in [0, n_parts)
@@ -60,10 +54,7 @@ def inter_part_counts(sizes:Tensor,    # [N, K] long, patches per part
     return torch.zeros_like(sizes).scatter_(1, visit, (n_masked - before).clamp(min=0).minimum(n))
 
 # %% ../nbs/06_semmae.ipynb #e44b0ecd
-def _check_lam(lam):
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)): raise TypeError(f"lam must be a number in [0, 1], got {lam!r}")
-    if not 0 <= lam <= 1: raise ValueError(f"lam must be in [0, 1] (1 = intra-part, 0 = inter-part), got {lam}")
-    return float(lam)
+def _check_lam(lam): return float(check_float('lam', lam, 0, 1, what=' (1 = intra-part, 0 = inter-part)'))
 
 def mix_counts(intra:Tensor, # [N, K] long, intra-part counts a_k
                inter:Tensor, # [N, K] long, inter-part counts b_k
@@ -149,8 +140,7 @@ def lam_at(t:float,                 # training progress in [0, 1]
           ) -> float:               # λ in [0, 1]
     "λ at training progress `t` for a schedule `kind`."
     if kind not in LAM_SCHEDULES: raise ValueError(f"kind (the λ schedule) must be one of {list(LAM_SCHEDULES)}, got {kind!r}")
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
-        raise ValueError(f"t (training progress) must be a number in [0, 1], got {t!r}")
+    check_float('t (training progress)', t, 0, 1)
     if kind == 'constant': return _check_lam(value)
     return min(1., max(0., LAM_SCHEDULES[kind](float(t))))
 
@@ -160,10 +150,7 @@ def lam_schedule(epoch:float,              # the current epoch, 0-based (may be 
                  value:float=1.0,          # λ for kind='constant'
                 ) -> float:
     "λ for `epoch` of `n_epochs`, with progress t = (epoch+1)/n_epochs."
-    if isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or n_epochs < 1:
-        raise ValueError(f"n_epochs must be a positive int, got {n_epochs!r}")
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or not 0 <= epoch <= n_epochs - 1:
-        raise ValueError(f"epoch must be a number in [0, n_epochs-1] = [0, {n_epochs - 1}], got {epoch!r}")
+    check_int('n_epochs', n_epochs); check_float('epoch', epoch, 0, n_epochs - 1, what=' (0 to n_epochs-1)')
     return lam_at((epoch + 1) / n_epochs, kind, value)
 
 # %% ../nbs/06_semmae.ipynb #6dad7432
@@ -174,12 +161,9 @@ class PartBank:
                  size:tuple,    # (h, w) of each map
                  n_parts:int,   # K: maps hold ids in [0, K)
                 ):
-        if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1: raise ValueError(f"n_items must be a positive int, got {n_items!r}")
-        if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) and s >= 1 for s in size)):
-            raise ValueError(f"size must be (h, w) with positive ints, got {size!r}")
-        if isinstance(n_parts, bool) or not isinstance(n_parts, int) or not 1 <= n_parts <= 32767:
-            raise ValueError(f"n_parts must be an int in [1, 32767], got {n_parts!r}")
-        self.n_parts, self.size = n_parts, tuple(size)
+        check_int('n_items', n_items); size = check_pair('size', size)
+        if check_int('n_parts', n_parts) > 32767: raise ValueError(f"`n_parts` must be an int in [1, 32767] (stored as int16), got {n_parts}")
+        self.n_parts, self.size = n_parts, size
         self.maps = torch.zeros(n_items, *size, dtype=torch.int16)   # [n_items, h, w]
         self.filled = torch.zeros(n_items, dtype=torch.bool)         # which indices have a map
 
@@ -221,7 +205,7 @@ class PartBank:
         "The map of one index, scaled (nearest) to an image of size hw = (H, W): [H, W] long."
         m = self[int(index)]
         if tuple(m.shape) == tuple(hw): return m
-        return F.interpolate(m[None, None].float(), size=tuple(hw), mode='nearest')[0, 0].long()
+        return upsample_map(m, tuple(hw))
 
     def item_map(self, index:int, item:dict) -> Tensor:
         "The map source `AugmentedItems` reads: the map of `item['index']` at its image's size, uint8 when K <= 256 (8x smaller than int64)."
@@ -280,26 +264,3 @@ class SemMAEStrategy:
         self.lam, self.epoch = float(d['lam']), d['epoch']
         if d.get('bank') is not None and self.bank is not None: self.bank.load_state_dict(d['bank'])
     def __repr__(self): return f"SemMAEStrategy(mask_ratio={self.mask_ratio}, schedule={self.schedule!r}, lam={self.lam:.3f}, bank={self.bank})"
-
-# %% ../nbs/06_semmae.ipynb #9302ea69
-def parts_tint(img,                # [3, H, W] values in [0, 1]
-               parts:Tensor,       # [H, W] per pixel, or [L] / [h, w] per patch, part ids
-               patch_size:int,     # pixels per patch side
-               n_parts:int=None,   # K, for the colours (default parts.max()+1)
-               alpha:float=0.6,    # weight of the part colour
-              ) -> Tensor:         # [3, H, W] float in [0, 1]
-    "The image tinted with the colour of each pixel's (or patch's) part (the book's `PART_PALETTE`)."
-    from semmae_edu.masking import part_colours   # the book's one part palette
-    img = torch.as_tensor(img).float()
-    H, W = img.shape[-2:]
-    parts = torch.as_tensor(parts).long()
-    if parts.numel() == (H // patch_size) * (W // patch_size) and tuple(parts.shape) != (H, W):   # per patch -> per pixel
-        parts = parts.reshape(H // patch_size, W // patch_size).repeat_interleave(patch_size, 0).repeat_interleave(patch_size, 1)
-    if tuple(parts.shape) != (H, W): raise ValueError(f"parts must be [H, W] = [{H}, {W}] or one id per patch, got shape {tuple(parts.shape)}")
-    return (1 - alpha) * img + alpha * part_colours(n_parts or int(parts.max()) + 1)[parts].permute(2, 0, 1)
-
-def parts_overlay(img, parts:Tensor, patch_size:int, n_parts:int=None, scale:int=4, alpha:float=0.6):  # -> uint8 [H*scale, W*scale, 3]
-    "`parts_tint` drawn over the patch grid, like `plan_overlay` with every patch visible."
-    from semmae_edu.masking import plan_overlay
-    H, W = torch.as_tensor(img).shape[-2:]
-    return plan_overlay(parts_tint(img, parts, patch_size, n_parts, alpha), torch.zeros((H // patch_size) * (W // patch_size)), patch_size, scale)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #8aaea353
 from __future__ import annotations
-import dataclasses, functools, hashlib, json, math, os, random, time
+import functools, hashlib, json, math, os, time
 from collections import deque
 from contextlib import nullcontext
 from dataclasses import dataclass, field, asdict
@@ -12,183 +12,28 @@ from pathlib import Path
 from typing import Callable, Optional
 
 # %% auto #0
-__all__ = ['MODELS', 'AMP_MODES', 'PRESETS', 'NO_DECAY', 'STRATEGIES', 'FORMAT', 'RESUME_MAY_CHANGE', 'ConfigError',
-           'PretrainConfig', 'preset', 'batch_setup', 'check_config', 'split_decay', 'make_optimizer', 'lr_at',
-           'set_lr', 'make_strategy', 'seed_for', 'generator_for', 'epoch_permutation', 'StepBatches', 'SeededItems',
-           'build_data', 'data_stats', 'tensor_backed', 'TensorBatches', 'amp_setup', 'DistInfo', 'init_distributed',
-           'mean_over_ranks', 'pick_device', 'CheckpointError', 'atomic_save', 'rng_states', 'set_rng_states',
-           'read_checkpoint', 'check_resumable', 'MetricsLog', 'read_metrics', 'plot_curves', 'NonFiniteLossError',
-           'Run', 'train_step', 'train_one_epoch', 'save_checkpoint', 'PretrainResult', 'pretrain']
+__all__ = ['STRATEGIES', 'make_strategy', 'amp_setup', 'DistInfo', 'init_distributed', 'mean_over_ranks', 'pick_device',
+           'NonFiniteLossError', 'Run', 'train_step', 'train_one_epoch', 'save_checkpoint', 'PretrainResult',
+           'build_model', 'pretrain']
 
 # %% ../nbs/07_train.ipynb #200e13a3
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn, Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 # %% ../nbs/07_train.ipynb #8b046536
-from .data import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, AugmentedItems, ImageItems, MAETransform,
-                             check_int, get_dataset, normalize, TensorItems, rrc_boxes, crop_batch)
-from .masking import MaskPlan, RandomStrategy, BlockStrategy, check_ratio
-from .mae import (mae_vit_micro_patch4, mae_vit_tiny_patch4, mae_vit_base_patch16, mae_vit_large_patch16,
-                            mae_vit_huge_patch14)
+from .data import AugmentedItems, normalize
+from .masking import RandomStrategy, BlockStrategy
 from .amt import AMTStrategy, AttMaskStrategy, AttentionBank, amt_schedule
 from .semmae import SemMAEStrategy
-
-# %% ../nbs/07_train.ipynb #5afb39fd
-MODELS = dict(micro=mae_vit_micro_patch4, tiny=mae_vit_tiny_patch4, base=mae_vit_base_patch16,   # size -> MAE factory (chapter 03)
-              large=mae_vit_large_patch16, huge=mae_vit_huge_patch14)
-AMP_MODES = ('auto', 'bf16', 'fp16', 'none')
-
-class ConfigError(ValueError):
-    "A setting that cannot work, found before anything is written."
-
-@dataclass
-class PretrainConfig:
-    "Everything that defines a pre-training run (defaults: the CPU demo)."
-    # what is trained
-    model:str = 'micro'              # an MAE size: micro | tiny | base | large | huge (chapter 03)
-    img_size:int = 32                # training resolution (pixels per side)
-    norm_pix_loss:bool = False       # predict per-patch normalised pixels (official: True for representations)
-    strategy:str = 'random'          # masking strategy: random | amt | semmae
-    mask_ratio:Optional[float] = None  # passed to the strategy; None: its own default (random 0.75, AMT 0.45, SemMAE 0.75)
-    strategy_kw:dict = field(default_factory=dict)  # more strategy arguments (e.g. AMT's throw_ratio)
-    # data
-    data:str = 'synthetic'           # synthetic | cifar10 | cifar100 | stl10 | tiny-imagenet | folder
-    data_path:Optional[str] = None   # root folder of a real data set (not needed for synthetic)
-    download:bool = False            # let torchvision download CIFAR / STL-10 into data_path
-    n_synthetic:int = 512            # images in the synthetic training set
-    crop_scale:tuple = (0.2, 1.0)    # RandomResizedCrop scale range (official: 0.2-1.0)
-    hflip:bool = True                # random horizontal flip
-    # optimisation
-    epochs:int = 8
-    warmup_epochs:float = 1.         # linear warm-up, counted per iteration
-    batch_size:int = 64              # per-device micro-batch (images per forward pass per process)
-    accum_iter:int = 1               # micro-batches per optimizer step
-    eff_batch_size:Optional[int] = None  # if set, accum_iter = eff_batch_size / (batch_size * world_size)
-    blr:float = 4e-3                 # base learning rate: lr = blr * effective batch / 256
-    lr:Optional[float] = None        # absolute learning rate (overrides blr)
-    min_lr:float = 0.                # floor of the cosine
-    weight_decay:float = 0.05
-    betas:tuple = (0.9, 0.95)
-    clip_grad:Optional[float] = None # max gradient norm (official pre-training: none)
-    # machine
-    device:str = 'auto'              # auto (cuda if present) | cpu | cuda | cuda:1 ...
-    amp:str = 'auto'                 # auto (bf16 if supported, else fp16, on GPU; none on CPU) | bf16 | fp16 | none
-    fused_attn:bool = True           # scaled_dot_product_attention in every block
-    compile:bool = False             # torch.compile the model
-    num_workers:int = 0              # DataLoader worker processes (item-by-item data only; refused for a tensor-backed set such as SyntheticParts, which is gathered and cropped in the process)
-    # records
-    out:str = 'runs/pretrain'        # output folder: config.json, metrics.jsonl, checkpoint.pth, model.pth
-    seed:int = 0
-    log_every:int = 1                # write a metrics line every N optimizer steps
-    ckpt_every_epochs:int = 1        # checkpoint every N epochs (and always at the end)
-    ckpt_every_steps:int = 0         # also every N optimizer steps (0: off)
-    progress:bool = True             # tqdm progress bar
-
-# %% ../nbs/07_train.ipynb #d137414c
-PRESETS = {
-    'cpu': {},
-    'cifar10': dict(model='tiny', img_size=32, data='cifar10', norm_pix_loss=True, epochs=400, warmup_epochs=20,
-                    batch_size=256, eff_batch_size=512, blr=1.5e-4, num_workers=4, ckpt_every_epochs=10, log_every=20),
-    'imagenet-vit-b': dict(model='base', img_size=224, data='folder', norm_pix_loss=True, epochs=800, warmup_epochs=40,
-                           batch_size=64, eff_batch_size=4096, blr=1.5e-4, weight_decay=0.05, num_workers=10,
-                           ckpt_every_epochs=20, log_every=50),
-}
-
-def preset(name:str='cpu', **overrides) -> PretrainConfig:
-    "The config of a named recipe (`cpu`, `cifar10`, `imagenet-vit-b`), with `overrides` applied."
-    if name not in PRESETS: raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    names = {f.name for f in dataclasses.fields(PretrainConfig)}
-    bad = sorted(set(overrides) - names)
-    if bad: raise ConfigError(f"unknown setting(s) {bad}; PretrainConfig has {sorted(names)}")
-    return PretrainConfig(**{**PRESETS[name], **overrides})
-
-# %% ../nbs/07_train.ipynb #fd18b664
-def _need(cond, msg):
-    if not cond: raise ConfigError(msg)
-
-def _as_config_error(check, *args):
-    "Run one of the shared argument checks (`data.check_int`, `masking.check_ratio`); its error becomes a `ConfigError`."
-    try: check(*args)
-    except (TypeError, ValueError) as e: raise ConfigError(str(e)) from None
-
-def batch_setup(cfg:PretrainConfig, world_size:int=1) -> dict:
-    "The run's batch arithmetic: per-device batch, accum_iter, effective batch and the absolute learning rate."
-    B, A = cfg.batch_size, cfg.accum_iter
-    if cfg.eff_batch_size is not None:
-        per_step = B * world_size
-        _need(cfg.eff_batch_size % per_step == 0,
-              f"eff_batch_size={cfg.eff_batch_size} is not a whole number of micro-batches: batch_size ({B}, per device) "
-              f"x world_size ({world_size}) = {per_step} must divide it")
-        derived = cfg.eff_batch_size // per_step
-        _need(A in (1, derived), f"accum_iter={A} contradicts eff_batch_size={cfg.eff_batch_size} "
-              f"(= batch_size {B} x world_size {world_size} x accum_iter {derived}); give one of them")
-        A = derived
-    eff = B * A * world_size
-    lr = cfg.lr if cfg.lr is not None else cfg.blr * eff / 256
-    return dict(batch_size=B, accum_iter=A, world_size=world_size, eff_batch_size=eff, lr=lr)
-
-def check_config(cfg:PretrainConfig, world_size:int=1) -> dict:
-    "Raise `ConfigError` naming the setting unless `cfg` can run; returns `batch_setup(cfg, world_size)`."
-    if not isinstance(cfg, PretrainConfig): raise TypeError(f"cfg must be a PretrainConfig, got {type(cfg).__name__}")
-    _need(cfg.model in MODELS, f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
-    _need(cfg.data in DATASETS, f"unknown data set {cfg.data!r}; choose one of {', '.join(DATASETS)}")
-    if cfg.data != 'synthetic':
-        _need(cfg.data_path is not None, f"data={cfg.data!r} needs data_path (the folder that holds it)")
-        _need(cfg.download or Path(cfg.data_path).exists(), f"data_path {cfg.data_path!r} does not exist")
-    _need(cfg.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
-    for name in ('epochs', 'batch_size', 'accum_iter', 'img_size', 'n_synthetic', 'log_every', 'ckpt_every_epochs'):
-        _as_config_error(check_int, name, getattr(cfg, name), 1)
-    for name in ('ckpt_every_steps', 'num_workers', 'seed'): _as_config_error(check_int, name, getattr(cfg, name), 0)
-    if cfg.eff_batch_size is not None: _as_config_error(check_int, 'eff_batch_size', cfg.eff_batch_size, 1)
-    if cfg.mask_ratio is not None: _as_config_error(check_ratio, 'mask_ratio', cfg.mask_ratio)
-    _need(isinstance(cfg.warmup_epochs, (int, float)) and 0 <= cfg.warmup_epochs <= cfg.epochs,
-          f"warmup_epochs must be in [0, epochs={cfg.epochs}], got {cfg.warmup_epochs!r}")
-    for name in ('blr', 'weight_decay', 'min_lr'):
-        v = getattr(cfg, name)
-        _need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{name} must be a finite number >= 0, got {v!r}")
-    _need(cfg.lr is None or (isinstance(cfg.lr, (int, float)) and cfg.lr > 0), f"lr must be None or > 0, got {cfg.lr!r}")
-    _need(len(cfg.crop_scale) == 2 and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1,
-          f"crop_scale must be (low, high) with 0 < low <= high <= 1, got {cfg.crop_scale!r}")
-    _need(isinstance(cfg.strategy_kw, dict), f"strategy_kw must be a dict, got {type(cfg.strategy_kw).__name__}")
-    return batch_setup(cfg, world_size)
-
-# %% ../nbs/07_train.ipynb #89b48ad9
-NO_DECAY = ('pos_embed', 'decoder_pos_embed', 'cls_token', 'mask_token')
-
-def split_decay(model:nn.Module, no_decay:tuple=NO_DECAY) -> tuple:
-    "(decayed names, exempt names) of the trainable parameters: exempt = 1-D (norms, biases) or named in `no_decay`."
-    decay, skip = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad: continue
-        (skip if p.ndim <= 1 or name.endswith('.bias') or name.split('.')[-1] in no_decay else decay).append(name)
-    return decay, skip
-
-def make_optimizer(model:nn.Module, lr:float, weight_decay:float=0.05, betas=(0.9, 0.95)) -> torch.optim.AdamW:
-    "AdamW over two parameter groups: decayed weights and exempt ones (weight_decay 0)."
-    decay, skip = split_decay(model)
-    params = dict(model.named_parameters())
-    groups = [dict(params=[params[n] for n in skip], weight_decay=0.), dict(params=[params[n] for n in decay], weight_decay=weight_decay)]
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
-
-# %% ../nbs/07_train.ipynb #58e04e91
-def lr_at(t:float,               # fractional epoch: epoch + step / steps_per_epoch
-          lr:float,              # peak learning rate
-          epochs:int,
-          warmup_epochs:float,
-          min_lr:float=0.) -> float:
-    "The official MAE schedule: linear warm-up, then half-cosine to `min_lr`."
-    if t < warmup_epochs: return lr * t / warmup_epochs
-    if epochs <= warmup_epochs: return lr   # no cosine part: the warm-up ends at the peak
-    return min_lr + (lr - min_lr) * 0.5 * (1. + math.cos(math.pi * (t - warmup_epochs) / (epochs - warmup_epochs)))
-
-def set_lr(optimizer, lr:float) -> float:
-    "Put `lr` in every parameter group (scaled by a group's `lr_scale` if it has one, as in fine-tuning)."
-    for g in optimizer.param_groups: g['lr'] = lr * g.get('lr_scale', 1.)
-    return lr
+from .config import MODELS, PretrainConfig, ConfigError, check_config
+from .optim import lr_at, set_lr, make_optimizer
+from .batches import (seed_for, generator_for, StepBatches, SeededItems, build_data, data_stats, tensor_backed,
+                                tensor_items, TensorBatches)
+from .checkpoint import (FORMAT, CheckpointError, atomic_save, rng_states, set_rng_states, read_checkpoint,
+                                   check_resumable, MetricsLog)
 
 # %% ../nbs/07_train.ipynb #d8832265
 def _random(context, **kw): return RandomStrategy(**kw)
@@ -221,125 +66,6 @@ def make_strategy(name:str,
     "The masking strategy called `name` (a key of `STRATEGIES`), built with `kw`."
     if name not in STRATEGIES: raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     return STRATEGIES[name](context or {}, **kw)
-
-# %% ../nbs/07_train.ipynb #657cd854
-def seed_for(*key) -> int:
-    "A 63-bit seed that depends only on `key` (ints and strings), e.g. `seed_for(0, 'mask', 3, 17, 0)`."
-    key = tuple(k if isinstance(k, str) else int(k) for k in key)
-    return int.from_bytes(hashlib.blake2b(repr(key).encode(), digest_size=8).digest(), 'little') >> 1
-
-def generator_for(*key) -> torch.Generator:
-    "A CPU `torch.Generator` seeded with `seed_for(*key)`."
-    return torch.Generator().manual_seed(seed_for(*key))
-
-def epoch_permutation(n:int, seed:int, epoch:int) -> Tensor:
-    "The order [n] of the training images in `epoch`."
-    return torch.randperm(n, generator=generator_for(seed, 'perm', epoch))
-
-# %% ../nbs/07_train.ipynb #56d56fda
-class StepBatches(Sampler):
-    "The micro-batches of one process in one epoch, as lists of `(epoch, index)` keys: a pure function of (seed, epoch, step)."
-    def __init__(self, n:int, batch_size:int, accum_iter:int=1, world_size:int=1, rank:int=0, seed:int=0):
-        self.n, self.B, self.A, self.W, self.rank, self.seed = n, batch_size, accum_iter, world_size, rank, seed
-        self.G = batch_size * accum_iter * world_size
-        if n < self.G: raise ConfigError(f"the training set has {n} images, fewer than one optimizer step needs "
-                                         f"(batch_size {batch_size} x accum_iter {accum_iter} x world_size {world_size} = {self.G})")
-        self.steps_per_epoch = n // self.G
-        self.epoch, self.start_step = 0, 0
-    def set_epoch(self, epoch:int, start_step:int=0):
-        "Iterate over `epoch` from optimizer step `start_step` (resume mid-epoch)."
-        self.epoch, self.start_step = epoch, start_step
-    def micro_batch(self, perm:Tensor, step:int, a:int) -> list:
-        k = a * self.W + self.rank
-        lo = step * self.G + k * self.B
-        return [(self.epoch, int(i)) for i in perm[lo:lo + self.B]]
-    def __len__(self): return (self.steps_per_epoch - self.start_step) * self.A
-    def __iter__(self):
-        perm = epoch_permutation(self.n, self.seed, self.epoch)
-        for step in range(self.start_step, self.steps_per_epoch):
-            for a in range(self.A): yield self.micro_batch(perm, step, a)
-
-# %% ../nbs/07_train.ipynb #b7e9a8ee
-class SeededItems(Dataset):
-    "Item `(epoch, i)` = `dataset[i]` computed under global RNGs seeded from `(seed, 'item', epoch, i)`, restored after."
-    def __init__(self, dataset, seed:int=0): self.dataset, self.seed = dataset, seed
-    def __len__(self): return len(self.dataset)
-    def __getitem__(self, key):
-        epoch, i = key
-        s = seed_for(self.seed, 'item', epoch, i)
-        g = torch.default_generator   # the CPU generator transforms draw from (`torch.manual_seed` is slower: it records a stack trace)
-        in_worker = get_worker_info() is not None   # a worker's NumPy generator is the loader's, not the caller's
-        states = g.get_state(), random.getstate(), None if in_worker else np.random.get_state()
-        try:
-            g.manual_seed(s); random.seed(s); np.random.seed(s % 2**32)
-            return self.dataset[i]
-        finally:
-            g.set_state(states[0]); random.setstate(states[1])
-            if states[2] is not None: np.random.set_state(states[2])
-
-# %% ../nbs/07_train.ipynb #b64c6abf
-def _data_error(cfg, e):
-    return ConfigError(f"data={cfg.data!r}, data_path={cfg.data_path!r}: {e}")
-
-def build_data(cfg:PretrainConfig) -> tuple:
-    "(train_set, transform, plain_set) for `cfg.data`; items are dicts with `image` [3, H, W] in [0, 1]."
-    aug = MAETransform(cfg.img_size, train=True, mean=None, std=None, scale=tuple(cfg.crop_scale), flip_p=0.5 if cfg.hflip else 0.)
-    if cfg.data == 'synthetic':   # fixed images (data seed 0) whatever the run's seed
-        train = get_dataset('synthetic', train=True, size=cfg.img_size, n=cfg.n_synthetic, seed=0)
-        return train, aug, train
-    try:
-        kw = dict(split='train+unlabeled') if cfg.data == 'stl10' else {}
-        train = get_dataset(cfg.data, cfg.data_path, train=True, download=cfg.download, **kw)
-    except (OSError, ValueError, RuntimeError) as e: raise _data_error(cfg, e) from None
-    plain = ImageItems(train.source, train.classes, size=cfg.img_size, name=train.name)   # resized, not augmented
-    return train, aug, plain
-
-def data_stats(dataset) -> tuple:
-    "(mean, std) per channel used to normalise a data set's images: its own `mean`/`std`, else ImageNet's (MAE's rule)."
-    return tuple(getattr(dataset, 'mean', IMAGENET_MEAN)), tuple(getattr(dataset, 'std', IMAGENET_STD))
-
-# %% ../nbs/07_train.ipynb #70552e40
-def tensor_backed(dataset) -> bool:
-    "Can `dataset` give all its items at once as stacked tensors (`dataset.tensors()`)?"
-    if not callable(getattr(dataset, 'tensors', None)): return False
-    return getattr(dataset, 'transform', None) is None
-
-class TensorBatches:
-    "The micro-batches of a tensor-backed training set for one process: gathered by index, augmented per batch on `device`."
-    def __init__(self,
-                 tensors:dict,          # 'image' [n, C, H, W] in [0, 1] and other [n, ...] tensors (`dataset.tensors()`)
-                 sampler:StepBatches,   # which indices form each micro-batch (and the epoch and start step)
-                 items=None,            # the strategy's view of the items (`strategy.wrap_dataset(dataset)`): keys it adds are gathered per item
-                 size=None,             # output side (default: the images' own)
-                 scale:tuple=(0.2, 1.0),# RandomResizedCrop area range; (1, 1) with flip_p 0: no augmentation
-                 flip_p:float=0.5,
-                 seed:int=0,
-                 device='cpu'):
-        self.t, self.sampler, self.seed, self.device = tensors, sampler, seed, torch.device(device)
-        H, W = tensors['image'].shape[-2:]
-        self.size = (H, W) if size is None else ((size, size) if isinstance(size, int) else tuple(size))
-        self.scale, self.flip_p = tuple(scale), flip_p
-        self.items = items
-        # the keys the strategy's view puts in (AMT's 'weights'; a part bank's 'parts', which replace the items' own)
-        self.extra = ([k for k in items[0] if k not in tensors] + [k for k in getattr(items, 'maps', {}) if k in tensors]
-                      if items is not None else [])
-        self.augment = not (self.scale == (1., 1.) and flip_p == 0 and tuple(self.size) == (H, W))
-    def __len__(self): return len(self.sampler)
-    def batch(self, index:list, epoch:int, step:int, k:int) -> dict:
-        "Micro-batch `k` of `step` in `epoch`: the items `index`, with the strategy's maps, cropped and flipped on the device."
-        idx = torch.as_tensor(index, dtype=torch.long)
-        b = {key: v[idx] for key, v in self.t.items()}
-        for key in self.extra: b[key] = torch.stack([self.items[i][key] for i in index])
-        b = {key: v.to(self.device, non_blocking=True) for key, v in b.items()}
-        if not self.augment: return b
-        H, W = b['image'].shape[-2:]
-        boxes, flips = rrc_boxes(len(idx), H, W, self.scale, flip_p=self.flip_p, generator=generator_for(self.seed, 'aug', epoch, step, k))
-        return crop_batch(b, boxes, flips, self.size)
-    def __iter__(self):
-        s = self.sampler
-        for j, keys in enumerate(s):
-            step, a = s.start_step + j // s.A, j % s.A
-            yield self.batch([i for _, i in keys], s.epoch, step, a * s.W + s.rank)
 
 # %% ../nbs/07_train.ipynb #dbb223f1
 def amp_setup(amp:str, device:torch.device) -> tuple:
@@ -386,109 +112,6 @@ def pick_device(device:str, info:DistInfo) -> torch.device:
     if d.type == 'cuda' and not torch.cuda.is_available(): raise ConfigError(f"device={device!r} but this machine has no CUDA GPU")
     if d.type == 'cuda' and d.index is None: d = torch.device('cuda', info.local_rank)
     return d
-
-# %% ../nbs/07_train.ipynb #499457ea
-FORMAT = 'semmae_edu.train/1'
-
-class CheckpointError(ValueError):
-    "A checkpoint that cannot be read, or that belongs to another model, strategy or recipe."
-
-def atomic_save(obj, path):
-    "torch.save to a temporary file next to `path`, flushed to disk, then moved over `path` in one step."
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    with open(tmp, 'wb') as f:
-        torch.save(obj, f); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-def rng_states() -> dict:
-    "The global generators' states (torch, CUDA, NumPy, Python), in types `torch.load(weights_only=True)` accepts."
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss), gauss=float(gauss)),
-                python=[random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]])
-
-def set_rng_states(s:dict):
-    "Restore what `rng_states` saved."
-    torch.set_rng_state(s['torch'])
-    if s['cuda'] and torch.cuda.is_available() and len(s['cuda']) == torch.cuda.device_count(): torch.cuda.set_rng_state_all(s['cuda'])
-    n = s['numpy']; np.random.set_state((n['kind'], n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
-    random.setstate((s['python'][0], tuple(s['python'][1]), s['python'][2]))
-
-# %% ../nbs/07_train.ipynb #e6049cba
-def read_checkpoint(path) -> dict:
-    "Load a training checkpoint on the CPU, with a clear `CheckpointError` if it is missing, broken or not ours."
-    path = Path(path)
-    if path.is_dir(): path = path / 'checkpoint.pth'
-    if not path.exists(): raise CheckpointError(f"no checkpoint at {str(path)!r}")
-    try: ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r} ({type(e).__name__}: {str(e)[:200]}); "
-                              f"the file is truncated or corrupt: use another checkpoint or start afresh") from None
-    if not isinstance(ckpt, dict) or ckpt.get('format') != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a semmae_edu training checkpoint (format {FORMAT!r}); "
-                              f"to load MAE weights into a model use semmae_edu.mae.load_checkpoint")
-    return ckpt
-
-# Settings that may change when a run is resumed: they do not change what is computed.
-RESUME_MAY_CHANGE = ('out', 'data_path', 'download', 'device', 'amp', 'fused_attn', 'compile', 'num_workers', 'log_every',
-                     'ckpt_every_epochs', 'ckpt_every_steps', 'progress')
-
-def _diff(saved:dict, now:dict, skip=()) -> list:
-    return [f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in sorted(set(saved) | set(now))
-            if k not in skip and saved.get(k) != now.get(k)]
-
-def check_resumable(ckpt:dict, cfg:PretrainConfig, model_config:dict, batching:dict):
-    "Raise `CheckpointError` naming every difference between a checkpoint and the run that wants to resume it."
-    arch = _diff(ckpt['model_config'], model_config)
-    if arch: raise CheckpointError("the checkpoint is for another architecture: " + '; '.join(arch))
-    if ckpt['strategy']['name'] != cfg.strategy:
-        raise CheckpointError(f"the checkpoint was trained with strategy {ckpt['strategy']['name']!r}, this run uses {cfg.strategy!r}")
-    saved_cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in ckpt['config'].items()}
-    now_cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
-    saved_cfg.pop('accum_iter', None); now_cfg.pop('accum_iter', None); saved_cfg.pop('eff_batch_size', None); now_cfg.pop('eff_batch_size', None)
-    diffs = _diff(saved_cfg, now_cfg, RESUME_MAY_CHANGE)
-    if ckpt['batch']['eff_batch_size'] != batching['eff_batch_size']:
-        diffs.append(f"effective batch: {ckpt['batch']['eff_batch_size']} in the checkpoint, {batching['eff_batch_size']} now")
-    if diffs: raise CheckpointError("resuming must keep the run's recipe; these settings differ: " + '; '.join(diffs))
-
-# %% ../nbs/07_train.ipynb #201fa9bd
-class MetricsLog:
-    "Append-only JSON-lines log (no-op when `path` is None, e.g. on ranks other than 0)."
-    def __init__(self, path=None): self.path = Path(path) if path else None
-    def write(self, record:dict):
-        if self.path is None: return
-        with open(self.path, 'a') as f: f.write(json.dumps(record) + '\n')
-    def truncate_after(self, global_step:int):
-        "Keep only the records up to `global_step` (a resumed run rewrites what came after its checkpoint)."
-        if self.path is None or not self.path.exists(): return
-        keep = [r for r in read_metrics(self.path) if r.get('global_step', 0) <= global_step and r.get('kind') != 'stop']
-        tmp = self.path.with_name(self.path.name + '.tmp')
-        tmp.write_text(''.join(json.dumps(r) + '\n' for r in keep)); os.replace(tmp, self.path)
-
-def read_metrics(path) -> list:
-    "The records of a `metrics.jsonl` (a run folder or the file), skipping a cut last line."
-    path = Path(path)
-    if path.is_dir(): path = path / 'metrics.jsonl'
-    out = []
-    for line in path.read_text().splitlines():
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError: pass
-    return out
-
-def plot_curves(records, title:str='', figsize=(7, 2.6), dpi:int=None):
-    "Loss and learning rate against the optimizer step, from `read_metrics` records (or a run folder)."
-    import matplotlib.pyplot as plt
-    if isinstance(records, (str, Path)): records = read_metrics(records)
-    steps = [r for r in records if r.get('kind') == 'step']
-    x = [r['global_step'] for r in steps]
-    fig, (a, b) = plt.subplots(1, 2, figsize=figsize, dpi=dpi)
-    a.plot(x, [r['loss'] for r in steps], lw=0.9); a.set_xlabel('optimizer step'); a.set_ylabel('loss')
-    b.plot(x, [r['lr'] for r in steps], lw=0.9, color='C1'); b.set_xlabel('optimizer step'); b.set_ylabel('learning rate')
-    b.ticklabel_format(axis='y', style='sci', scilimits=(-2, 2))
-    if title: fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 # %% ../nbs/07_train.ipynb #bede8d55
 class NonFiniteLossError(FloatingPointError):
@@ -571,7 +194,7 @@ def train_one_epoch(run:Run, epoch:int, start_step:int=0):
         t = time.perf_counter()
         lr = set_lr(run.optimizer, lr_at(epoch + step / steps, run.batch['lr'], cfg.epochs, cfg.warmup_epochs, cfg.min_lr))
         try: loss = train_step(run, batches, epoch, step)
-        except NonFiniteLossError as e:
+        except NonFiniteLossError:
             run.log.write(dict(kind='stop', reason='non-finite loss', epoch=epoch, step=step, global_step=run.global_step + 1))
             raise
         run.global_step += 1
@@ -612,7 +235,8 @@ class PretrainResult:
     out:Optional[Path]     # the run folder
     checkpoint:Optional[Path]
 
-def _build_model(cfg):
+def build_model(cfg:PretrainConfig) -> nn.Module:
+    "The run's MAE: `MODELS[cfg.model]` at `cfg.img_size`, initialised from the key `(seed, 'init')` (the global RNG is left as it was), `cfg.fused_attn` in every block."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed_for(cfg.seed, 'init'))
         model = MODELS[cfg.model](img_size=cfg.img_size, norm_pix_loss=cfg.norm_pix_loss)
@@ -687,10 +311,15 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
         # 1. check everything; nothing exists on disk yet
         batching = check_config(cfg, info.world_size)
         device = pick_device(cfg.device, info)
-        mae = _build_model(cfg)
+        mae = build_model(cfg)
         if ckpt: check_resumable(ckpt, cfg, dict(mae.config), batching)
         if train_set is None: train_set, transform, plain_set = build_data(cfg)
         else: transform, plain_set = None, train_set
+        fast = tensor_backed(train_set)   # stacked tensors: gathered and augmented per batch (TensorBatches), no per-item work
+        if fast and cfg.num_workers:     # nothing is loaded item by item, so workers would have nothing to do
+            raise ConfigError(f"num_workers={cfg.num_workers} cannot take effect: the training set is tensor-backed (gathered and "
+                              f"cropped per batch in this process, no DataLoader); use num_workers=0")
+        if fast: plain_set, transform = tensor_items(train_set), None   # the tensors, cropped on the device
         mean, std = data_stats(train_set)
         strategy = _make_strategy(cfg, dict(n_items=len(train_set), grid=tuple(mae.grid_size), patch_size=mae.patch_size, epochs=cfg.epochs,
                                             image_transform=functools.partial(normalize, mean=mean, std=std)))
@@ -698,12 +327,7 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
         if ckpt and ckpt['data_order']['n_items'] != len(train_set):
             raise CheckpointError(f"the training set has {len(train_set)} images, the checkpoint's had {ckpt['data_order']['n_items']}")
         sampler = StepBatches(len(train_set), batching['batch_size'], batching['accum_iter'], info.world_size, info.rank, cfg.seed)
-        items = SeededItems(strategy.wrap_dataset(train_set, transform), cfg.seed)
-        fast = tensor_backed(train_set)   # stacked tensors: gathered and augmented per batch (TensorBatches), no per-item work
-        if fast and cfg.num_workers:     # nothing is loaded item by item, so workers would have nothing to do
-            raise ConfigError(f"num_workers={cfg.num_workers} cannot take effect: the training set is tensor-backed (gathered and "
-                              f"cropped per batch in this process, no DataLoader); use num_workers=0")
-        if fast: plain_set = TensorItems(train_set.tensors())
+        items = SeededItems(strategy.wrap_dataset(plain_set if fast else train_set, transform), cfg.seed)   # the strategy's view, once
         _preflight(strategy, items, sampler, mae.patch_size, cfg)
         out = _prepare_out(cfg, resuming=ckpt is not None)
         # 2. build the run
@@ -719,7 +343,7 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
             out.mkdir(parents=True, exist_ok=True)
             (out / 'config.json').write_text(json.dumps(dict(config=asdict(cfg), batch=batching, model_config=dict(mae.config)), indent=1))
             if ckpt: run.log.truncate_after(run.global_step)
-        run.loader = (TensorBatches(plain_set.tensors(), sampler, strategy.wrap_dataset(plain_set, None), cfg.img_size, cfg.crop_scale,
+        run.loader = (TensorBatches(plain_set.tensors(), sampler, items.dataset, cfg.img_size, cfg.crop_scale,
                                     0.5 if cfg.hflip else 0., cfg.seed, device) if fast else _make_loader(items, sampler, cfg, device))
         if info.world_size > 1:
             run.model = nn.parallel.DistributedDataParallel(mae, device_ids=[device.index] if device.type == 'cuda' else None)

@@ -8,16 +8,14 @@ __all__ = ['VIT_SIZES', 'PatchEmbed', 'get_1d_sincos_pos_embed', 'get_2d_sincos_
            'cls_attention_maps', 'vit_tiny', 'vit_small', 'vit_base', 'vit_large', 'vit_huge']
 
 # %% ../nbs/01_vit.ipynb #87e7839d
-import math
 from contextlib import nullcontext
 from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from fastcore.basics import patch
 from torch import Tensor, nn
 
-from .data import check_int, check_pair
+from .checks import check_int, check_pair, check_images
 
 # %% ../nbs/01_vit.ipynb #c7cb3786
 class PatchEmbed(nn.Module):
@@ -39,15 +37,8 @@ class PatchEmbed(nn.Module):
 
     def check_input(self, x):
         "Raise a clear TypeError/ValueError unless `x` is a float `[N, in_chans, *img_size]` tensor."
-        if not isinstance(x, Tensor): raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point image tensor, got dtype {x.dtype} (use x.float()/255)")
-        if x.ndim != 4: raise ValueError(f"x must be 4-D [N, C, H, W], got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f"x has {x.shape[1]} channels but in_chans={self.in_chans}")
-        if tuple(x.shape[-2:]) != self.img_size:
-            raise ValueError(f"x is {tuple(x.shape[-2:])} (H, W) but img_size={self.img_size}; "
-                             f"resize the image or build the model with this img_size")
+        check_images(x, 'x', self.in_chans, self.img_size,
+                     f" (in_chans={self.in_chans}, img_size={self.img_size}): resize the image or build the model with this img_size")
 
     def forward(self, x:Tensor) -> Tensor: # [N, C, H, W] images -> [N, L, D] tokens, row-major over the grid
         self.check_input(x)
@@ -266,16 +257,15 @@ class VisionTransformer(nn.Module):
         "`forward_head(forward_features(x))`."
         return self.forward_head(self.forward_features(x))
 
-# %% ../nbs/01_vit.ipynb #03a58e20
-@patch
-def get_last_selfattention(self:VisionTransformer, x:Tensor # [N, C, H, W] images
-                          ) -> Tensor:                       # [N, heads, 1+L, 1+L] probabilities of the last block
-    "Attention probabilities of the last block (no gradient; call `model.eval()` first to switch off drop path)."
-    with torch.no_grad():
-        x = self.prepare_tokens(x)
-        for blk in self.blocks[:-1]: x = blk(x)
-        return self.blocks[-1](x, return_attn=True)[1]
+    def get_last_selfattention(self, x:Tensor # [N, C, H, W] images
+                              ) -> Tensor:                       # [N, heads, 1+L, 1+L] probabilities of the last block
+        "Attention probabilities of the last block (no gradient; call `model.eval()` first to switch off drop path)."
+        with torch.no_grad():
+            x = self.prepare_tokens(x)
+            for blk in self.blocks[:-1]: x = blk(x)
+            return self.blocks[-1](x, return_attn=True)[1]
 
+# %% ../nbs/01_vit.ipynb #03a58e20
 def cls_attention(attn:Tensor,                # [N, heads, 1+L, 1+L] attention probabilities
                   grid_size:Tuple[int, int]   # (h, w) patches, h*w = L
                  ) -> Tensor:                 # [N, heads, h, w] CLS -> patch attention
@@ -310,8 +300,7 @@ def cls_attention_maps(model,         # a VisionTransformer (or a MaskedAutoenco
                        imgs:Tensor,   # [N, C, H, W] whole, un-augmented images (as the model expects them)
                       ) -> Tensor:    # [N, h, w] float32 maps in [0, 1]
     "The CLS attention map of each image: last block, CLS→patch, each head min–max normalised, mean over heads."
-    if not isinstance(imgs, Tensor) or imgs.ndim != 4:
-        raise ValueError(f"imgs must be a [N, C, H, W] tensor, got {getattr(imgs, 'shape', type(imgs).__name__)}")
+    check_images(imgs, 'imgs')
     vit = _unwrap(model)
     if not isinstance(vit, VisionTransformer):
         raise TypeError(f"model must be a VisionTransformer (or a MaskedAutoencoder, which is one), got {type(vit).__name__}")

@@ -8,3 +8,6 @@ def _torch_threads(request):
     if want: torch.set_num_threads(want)
     yield
     torch.set_num_threads(n)
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a heavy test (long runs, subprocesses, kill and resume); `pytest -m 'not slow'` is the quick loop")

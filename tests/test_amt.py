@@ -111,7 +111,8 @@ def test_bad_arguments():
 def test_mae_trains_on_amt_plans():
     "The MAE of chapter 03 takes AMT's plans (thrown patches included): finite loss, gradients, and fewer decoder tokens."
     from semmae_edu.mae import mae_vit_micro_patch4
-    from semmae_edu.data import SyntheticParts, mae_transform
+    from semmae_edu.data import mae_transform
+    from semmae_edu.synthetic import SyntheticParts
     torch.manual_seed(0)
     base = SyntheticParts(n=8, size=32, seed=0)
     bank = AttentionBank(len(base), (8, 8), amt_start_epoch=0)

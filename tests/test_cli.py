@@ -3,8 +3,8 @@ subprocess, bad input, and the exit status of a run whose loss stops being finit
 import contextlib, io, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from semmae_edu import cli, train
-from semmae_edu.train import read_metrics, read_checkpoint
+from semmae_edu import cli, train, batches
+from semmae_edu.checkpoint import read_metrics, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +29,7 @@ def test_help():
         assert opt in out, opt
     assert call()[0] == 2 and call('--version')[0] == 0
 
+@pytest.mark.slow
 def test_tiny_run_then_resume_through_the_cli(tmp_path):
     out = tmp_path / 'run'
     args = ['pretrain', '--n-synthetic', '32', '--batch-size', '8', '--epochs', '2', '--device', 'cpu', '--no-progress', '--out', str(out)]
@@ -64,8 +65,8 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     assert rc == 2 and "unknown command 'train'" in err
 
 def test_nonfinite_loss_exits_3(tmp_path, monkeypatch):
-    from semmae_edu.data import SyntheticParts
-    bad = int(train.epoch_permutation(32, 0, 0)[16])          # an image of step 2 (0-based), seed 0
+    from semmae_edu.synthetic import SyntheticParts
+    bad = int(batches.epoch_permutation(32, 0, 0)[16])          # an image of step 2 (0-based), seed 0
     class OneNaN(torch.utils.data.Dataset):
         def __init__(self): self.base = SyntheticParts(n=32, size=32, seed=0)
         def __len__(self): return 32

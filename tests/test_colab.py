@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTER = ROOT / 'nbs' / '02_masking.ipynb'   # imports show_doc, fastcore.test, matplotlib and ipywidgets (the explorer)
+CHAPTER = ROOT / 'nbs' / '02a_viz.ipynb'      # imports show_doc, fastcore.test, matplotlib and ipywidgets (the live explorer)
 SKIP = {'slow', 'gpu', 'notest'}              # settings.ini tst_flags: what nbdev_test skips too
 
 pytestmark = pytest.mark.skipif(os.environ.get('SEMMAE_COLAB_TEST') == '0', reason='SEMMAE_COLAB_TEST=0')

@@ -2,8 +2,10 @@
 import pytest, torch
 from semmae_edu.masking import block_masking, random_masking, BlockStrategy, MASKED
 from semmae_edu.amt import attmask_masking, AttMaskStrategy, AttentionBank, amt_schedule
-from semmae_edu.train import preset, pretrain, STRATEGIES, read_metrics
-from semmae_edu.data import SyntheticParts
+from semmae_edu.train import pretrain, STRATEGIES
+from semmae_edu.config import preset
+from semmae_edu.checkpoint import read_metrics
+from semmae_edu.synthetic import SyntheticParts
 
 THREADS = 1   # one intra-op thread (tests/conftest.py)
 

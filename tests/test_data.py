@@ -1,4 +1,5 @@
-"""Heavier tests for `semmae_edu.data` (chapter nbs/00_data.ipynb): DataLoader workers, pickling,
+"""Heavier tests for `semmae_edu.data`, `semmae_edu.synthetic` and `semmae_edu.datasets` (chapters nbs/00_data, 00a_synthetic,
+00b_datasets): DataLoader workers, pickling,
 fake real-data layouts written to temporary folders (never a download), statistics of SyntheticParts,
 transforms, and bad input."""
 import pickle
@@ -10,9 +11,10 @@ from PIL import Image
 
 from tolerance import reduction
 
-from semmae_edu.data import (CLASS_NAMES, DATASETS, IMAGENET_MEAN, IMAGENET_STD, PART_NAMES, ImageItems,
-                             MAETransform, SyntheticParts, crop_item, get_dataset, mae_transform, normalize,
+from semmae_edu.data import (IMAGENET_MEAN, IMAGENET_STD, MAETransform, crop_item, mae_transform, normalize,
                              patch_parts, patchify, patchify_map, pool_map, rrc_params, unpatchify, unpool_map)
+from semmae_edu.synthetic import CLASS_NAMES, PART_NAMES, SyntheticParts
+from semmae_edu.datasets import DATASETS, ImageItems, get_dataset
 
 
 # ---------------------------------------------------------------- patches
@@ -60,8 +62,8 @@ def test_patch_parts_against_counting():
     (lambda: patchify(torch.zeros(3, 8, 8), 4), ValueError, ['imgs', '4-D']),
     (lambda: patchify(np.zeros((1, 3, 8, 8)), 4), TypeError, ['imgs', 'torch.Tensor']),
     (lambda: patchify(torch.zeros(1, 3, 8, 10), 4), ValueError, ['patch_size', 'divisible']),
-    (lambda: patchify(torch.zeros(1, 3, 8, 8), 0), ValueError, ['patch_size', 'positive']),
-    (lambda: patchify(torch.zeros(1, 3, 8, 8), 2.0), ValueError, ['patch_size']),
+    (lambda: patchify(torch.zeros(1, 3, 8, 8), 0), ValueError, ['patch_size', '>= 1']),
+    (lambda: patchify(torch.zeros(1, 3, 8, 8), 2.0), TypeError, ['patch_size', 'must be an int']),
     (lambda: unpatchify(torch.zeros(1, 4, 48), 4, channels=1), ValueError, ['channels', 'p*p*channels']),
     (lambda: unpatchify(torch.zeros(1, 4, 48), 4, grid=(3, 3)), ValueError, ['grid']),
     (lambda: unpatchify(torch.zeros(1, 6, 48), 4), ValueError, ['grid', 'square']),
@@ -418,7 +420,8 @@ def test_transform_bad_input(call, exc, words):
     for w in words: assert w in str(e.value), str(e.value)
 
 # ---- rendered once, augmented per batch (the training loop's fast path) ----
-from semmae_edu.data import rendered, TensorItems, rrc_boxes, crop_batch
+from semmae_edu.data import TensorItems, rrc_boxes, crop_batch
+from semmae_edu.synthetic import rendered
 
 @pytest.mark.parametrize('seed, n, size', [(0, 50, 32), (3, 20, 48)])
 def test_cache_returns_exactly_what_rendering_returns(seed, n, size):

@@ -1,13 +1,18 @@
-"The demo end to end at a tiny budget: every report file, every method's numbers, options refused before any work, folders left reusable."
+"""The demo end to end at a tiny budget: every report file, every method's numbers, the same numbers as the sweep's cells of
+its point, options refused before any work, folders left reusable."""
 import json, re, math, time
 import pytest
 import torch
-from semmae_edu.demo import run_demo, demo_command, METHODS, DEFAULT_METHODS, POINT
+from semmae_edu.experiments import METHODS, DEFAULT_METHODS, POINT
+from semmae_edu.demo import run_demo
+from semmae_edu.cli import demo_command
+from semmae_edu.sweep import run_cell
 
 THREADS = 1   # one intra-op thread (tests/conftest.py)
 
 TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, part_steps=10, probe_epochs=10, finetune_epochs=1, n_pictures=3, progress=False)
 
+@pytest.mark.slow
 def test_demo_tiny_report(tmp_path):
     out = tmp_path / 'report'
     m = run_demo(out, **TINY)
@@ -26,8 +31,8 @@ def test_demo_tiny_report(tmp_path):
     assert saved['methods']['raw pixels']['probe_cls'] is None          # pixels have no CLS token: no such row entry
     assert saved['methods']['untrained']['finetune'] is None and 0 <= saved['methods']['scratch']['finetune'] <= 1
     for name in DEFAULT_METHODS: assert len(saved['losses'][name]) == 2 * 3   # 2 epochs of 96 // 32 steps
-    cfg = json.loads((out / 'runs' / 'e2' / 's0' / 'random' / 'config.json').read_text())['config']
-    assert cfg['n_synthetic'] == 96 and cfg['epochs'] == 2                # the run records what was trained
+    assert sorted(p.name for p in out.iterdir()) == ['figures', 'metrics.json', 'report.html', 'report.md']   # the report only
+    assert saved['settings']['n_train'] == 96 and saved['settings']['epochs'] == 2   # the report records what was trained
     assert 'not comparable' in ' '.join(saved['notes'])                   # tiny settings: not the sweep's point, and it says so
     page = (out / 'report.html').read_text()
     assert page.count('src="data:image/png;base64,') == 5
@@ -38,6 +43,22 @@ def test_demo_tiny_report(tmp_path):
     with pytest.raises(FileExistsError, match='not empty'): run_demo(out, **TINY)
     assert demo_command(out=str(out), **{k: v for k, v in TINY.items() if k != 'n_pictures'}, methods='random', overwrite=True) == 0
     assert list(json.loads((out / 'metrics.json').read_text())['methods']) == ['random', 'untrained', 'scratch', 'raw pixels']
+
+def _numbers(row:dict) -> dict:
+    "A row's numbers: without which cell it is and without the timings."
+    return {k: v for k, v in row.items() if k not in ('method', 'epochs', 'seed') and not k.endswith('seconds')}
+
+@pytest.mark.parametrize('methods, epochs', [(('random',), 1), pytest.param(DEFAULT_METHODS, 2, marks=pytest.mark.slow)])
+def test_demo_rows_are_the_sweeps_cells(tmp_path, methods, epochs):
+    "A demo is one point of the sweep: at a tiny budget, every number of every row equals the sweep's cell of that point."
+    budget = dict(n_train=32, n_test=10, batch_size=32, part_steps=2, probe_epochs=2, finetune_epochs=1)
+    m = run_demo(tmp_path / 'demo', methods=methods, epochs=epochs, seed=0, n_pictures=2, progress=False, **budget)
+    shown = dict(zip(methods, methods)) | {'untrained': 'untrained', 'scratch': 'scratch', 'pixels': 'raw pixels'}
+    assert list(m['methods']) == list(shown.values())
+    for method, name in shown.items():                                   # the sweep's cells, in the sweep's order
+        cell = run_cell(method, epochs, 0, tmp_path / 'sweep', budget)
+        assert _numbers(m['methods'][name]) == _numbers(cell), method
+    assert all(m['methods'][k]['finetune'] is not None for k in methods)
 
 def test_default_demo_is_a_point_of_the_sweep():
     import inspect
@@ -55,15 +76,16 @@ def test_demo_bad_input_before_any_work(tmp_path, kw, words):
     assert time.perf_counter() - t < 10 and not (tmp_path / 'a').exists()   # refused at once; nothing written
 
 def test_failed_demo_leaves_folder_reusable(tmp_path, monkeypatch):
-    import semmae_edu.demo as demo
+    import semmae_edu.experiments as experiments
     def boom(*a, **k): raise RuntimeError('out of memory, say')
-    monkeypatch.setattr(demo, 'evaluate_model', boom)
+    monkeypatch.setattr(experiments, 'evaluate_model', boom)
     with pytest.raises(RuntimeError): run_demo(tmp_path / 'r', **{**TINY, 'methods': ('random',)})
     assert not (tmp_path / 'r').exists()                                  # nothing left behind: the same command works again
     (tmp_path / 'empty').mkdir()
     with pytest.raises(RuntimeError): run_demo(tmp_path / 'empty', **{**TINY, 'methods': ('random',)})
     assert (tmp_path / 'empty').is_dir() and not any((tmp_path / 'empty').iterdir())
 
+@pytest.mark.slow
 def test_cli_demo(tmp_path):
     from semmae_edu import cli
     args = ['demo', '--out', str(tmp_path / 'r'), '--methods', 'random', '--n-train', '64', '--n-test', '20', '--epochs', '2',

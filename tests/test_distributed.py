@@ -3,7 +3,9 @@ process with the same global batch (nbs/07_train.ipynb, "Several processes")."""
 import os, subprocess, sys, time
 from pathlib import Path
 import torch
-from semmae_edu.train import PretrainConfig, pretrain, read_metrics, read_checkpoint
+from semmae_edu.train import pretrain
+from semmae_edu.config import PretrainConfig
+from semmae_edu.checkpoint import read_metrics, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

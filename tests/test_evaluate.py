@@ -1,13 +1,13 @@
-"Tests for semmae_edu.evaluate beyond the chapter's cells: every probe optimizer, data formats, bad input, LRD on a deeper ViT."
+"Tests for semmae_edu.evaluate beyond the chapter's cells: every probe optimizer, data formats, bad input (layer decay and LARS: tests/test_optim.py)."
 import math
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from semmae_edu.evaluate import (extract_features, linear_probe, knn_classify, accuracy, param_groups_lrd, layer_id,
-                                 finetune, attention_on_object, attention_maps, fg_patches, check_fits, LinearProbe, LARS)
+from semmae_edu.evaluate import (extract_features, linear_probe, knn_classify, accuracy, finetune,
+                                 attention_on_object, attention_maps, fg_patches, check_fits, LinearProbe)
 from semmae_edu.vit import VisionTransformer, cls_attention, cls_attention_maps
-from semmae_edu.data import SyntheticParts
+from semmae_edu.synthetic import SyntheticParts
 from semmae_edu.mae import mae_vit_micro_patch4
 from tolerance import EPS32, EPS_TF32, layers, reduction
 
@@ -40,16 +40,6 @@ def test_probe_head_is_maes():
     torch.manual_seed(0); h = LinearProbe(256, 40)
     assert not h.bn.affine and h.bn.eps == 1e-6 and torch.count_nonzero(h.fc.bias) == 0
     assert abs(h.fc.weight.std().item() - 0.01) < 0.0005   # std 0.01 over 10,240 weights: sampling error ~7e-5
-
-def test_lars_trust_ratio():
-    # one step from zero momentum: matrix update = lr * 0.001 * ||w|| / ||g|| * g; bias update = lr * g
-    w = torch.nn.Parameter(torch.full((2, 2), 3.)); b = torch.nn.Parameter(torch.zeros(2))
-    opt = LARS([w, b], lr=1.0)
-    w.grad = torch.ones(2, 2); b.grad = torch.ones(2)
-    opt.step()
-    # float32 defaults of assert_close (rtol 1.3e-6 ≈ 11 eps): two norms (4-term sums), a ratio and a subtraction
-    torch.testing.assert_close(w.data, torch.full((2, 2), 3. - 0.001 * 6. / 2.))
-    assert torch.equal(b.data, torch.full((2,), -1.))                      # 0 - 1·1: exact
 
 def test_knn_planted_random_and_weights():
     Xtr, ytr = planted(1000, 0); Xte, yte = planted(500, 1)
@@ -99,18 +89,6 @@ def test_encoder_training_flag_restored():
     vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2, seed=0).train()
     extract_features(vit, TensorDataset(torch.rand(4, 3, 16, 16), torch.arange(4)))
     assert vit.training
-
-def test_lrd_deeper_vit_all_params():
-    vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=5, num_heads=2, num_classes=4, global_pool='avg', seed=0)
-    d = 0.65
-    for g in param_groups_lrd(vit, 0.05, d):
-        for n in g['names']:
-            lid = 0 if n.startswith(('patch_embed', 'cls_token')) else int(n.split('.')[1]) + 1 if n.startswith('blocks.') else 6
-            assert g['layer_id'] == lid == layer_id(n, 5)
-            assert math.isclose(g['lr_scale'], d ** (6 - lid))
-            p = dict(vit.named_parameters())[n]
-            assert g['weight_decay'] == (0. if p.ndim == 1 or n == 'cls_token' else 0.05)
-    with pytest.raises(ValueError, match='layer_decay'): param_groups_lrd(vit, layer_decay=0.)
 
 def test_finetune_learns_planted_images_and_keeps_encoder():
     # images whose class is the brightness of one quadrant: a learnable task for a 1-block ViT

@@ -1,6 +1,6 @@
 "Learning actually happens: a tiny MAE overfits 64 SyntheticParts images on the CPU."
 import time, torch
-from semmae_edu.data import SyntheticParts
+from semmae_edu.synthetic import SyntheticParts
 from semmae_edu.mae import mae_vit_micro_patch4
 
 def test_micro_mae_overfits_64_images():

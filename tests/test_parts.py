@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from semmae_edu.data import SyntheticParts, patch_parts
+from semmae_edu.data import patch_parts
+from semmae_edu.synthetic import SyntheticParts
 from semmae_edu.mae import mae_vit_micro_patch4, pretrain_mae
-from semmae_edu.parts import (PartLearner, grid_parts, kmeans_parts, load_parts, matched_miou, nmi, part_bank,
-                              save_parts, timm_features, train_parts)
+from semmae_edu.parts import PartLearner, load_parts, part_bank, save_parts, timm_features, train_parts
+from semmae_edu.part_metrics import grid_parts, kmeans_parts, matched_miou, nmi
 
 
 def _load(n, seed):

@@ -1,24 +1,145 @@
-"README, chapter 09 and the sweep agree: the generated reading cells are exactly what `sweep_reading` says of bench/sweep.json."
-import json, sys
+"""README, chapter 10d and the sweep agree: the generated reading cells are exactly what `sweep_reading` says of bench/sweep.json,
+and every number the README's reading states is recomputed here from bench/sweep.json with numpy and scipy, not with the
+library's own statistics."""
+import json, re, sys
 from pathlib import Path
+import numpy as np, pytest, scipy.stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'bench'))
 from update_reading import reading_cell, MARK, TARGETS
+from semmae_edu.report import sweep_reading
+from semmae_edu.stats import PRIMARY, GATE
 
 SWEEP = json.loads((ROOT / 'bench' / 'sweep.json').read_text())
+ROWS = SWEEP['rows']
+LONGEST = max(r['epochs'] for r in ROWS)
 
 def _cell(nb):
     d = json.loads((ROOT / nb).read_text(encoding='utf-8'))
     return [''.join(c['source']) for c in d['cells'] if c['cell_type'] == 'markdown' and ''.join(c['source']).startswith(MARK)]
 
+def _readme_reading() -> str:
+    "The generated block of README.md: from the marker to the next level-2 heading."
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    start = readme.index(MARK)
+    return readme[start:readme.index('\n## ', readme.index('## What the sweep finds', start) + 3)]
+
+def _seeds(method, key, epochs) -> dict:
+    return {r['seed']: r[key] for r in ROWS if r['method'] == method and r['epochs'] == epochs and r.get(key) is not None}
+
+def _diff(a:dict, b:dict):
+    "a − b as scipy computes it: ttest_rel on the same seeds, else Welch's ttest_ind. (mean, half-width, p, test, n text)."
+    if set(a) == set(b):
+        x, y = np.array([a[s] for s in sorted(a)]), np.array([b[s] for s in sorted(a)])
+        res, d = scipy.stats.ttest_rel(x, y), x - y
+        lo, hi = scipy.stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=scipy.stats.sem(d))
+        return d.mean(), (hi - lo) / 2, res.pvalue, 'paired', f"n={len(d)}"
+    x, y = np.array(list(a.values())), np.array(list(b.values()))
+    res = scipy.stats.ttest_ind(x, y, equal_var=False)
+    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
+    half = scipy.stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    assert np.isclose((x.mean() - y.mean()) / np.sqrt(va + vb), res.statistic, rtol=1e-12)
+    return x.mean() - y.mean(), half, res.pvalue, 'Welch', f"n={len(x)} vs {len(y)}"
+
+def _fmt_diff(d) -> str: return f"{100 * d[0]:+.1f} ± {100 * d[1]:.1f} points ({d[3]}, {d[4]})"
+
+def _fmt_p(p) -> str: return '< 0.001' if p < 0.001 else f"{p:.3f}"
+
+def _mean_interval(v) -> str:
+    v = np.array(list(v)); h = scipy.stats.t.ppf(0.975, len(v) - 1) * scipy.stats.sem(v)
+    return f"{v.mean():.3f} ± {h:.3f} (n={len(v)})"
+
 def test_reading_cells_equal_the_sweep():
     for nb in TARGETS: assert _cell(nb) == [reading_cell(SWEEP, nb)], f"{nb}: run python bench/update_reading.py"
 
-def test_readme_numbers_equal_the_sweep():
+def test_readme_reading_is_the_generated_one():
     readme = (ROOT / 'README.md').read_text(encoding='utf-8')
     assert reading_cell(SWEEP, 'nbs/index.ipynb') in readme, "README.md: run python bench/update_reading.py"
 
+def test_readme_probe_table_equals_the_sweep():
+    "Every mean ± interval in the README's probe table, recomputed from bench/sweep.json."
+    text = _readme_reading()
+    head = next(l for l in text.splitlines() if l.startswith('| linear probe (mean-pooled) |'))
+    budgets = [int(c.split()[0]) for c in head.strip('|').split('|')[1:]]
+    lines = [l for l in text.splitlines()[text.splitlines().index(head) + 2:] if l.startswith('| ')]
+    assert budgets == sorted({r['epochs'] for r in ROWS}) and len(lines) == len({r['method'] for r in ROWS if r.get('probe_mean') is not None})
+    for l in lines:
+        method, *cells = [c.strip() for c in l.strip('|').split('|')]
+        for E, cell in zip(budgets, cells):
+            v = _seeds(method, 'probe_mean', E)
+            assert cell == (_mean_interval(v.values()) if v else '–'), (method, E)
+
+def test_readme_primary_family_equals_the_sweep():
+    "The primary family's rows, p-values, Holm-adjusted p-values and verdicts, recomputed from bench/sweep.json."
+    text = _readme_reading()
+    rows = [l for l in text.splitlines() if re.match(r'^\| \S+ − random, ', l)]
+    declared = [(m, ref, k) for m, ref, k, budget in PRIMARY if budget == 'longest']
+    present = [(m, ref, k) for m, ref, k in declared if any(r['method'] == m and r['epochs'] == LONGEST for r in ROWS)]
+    assert len(rows) == len(present) > 0
+    assert f"the {len(present)} comparisons of" in text and f"at {LONGEST} epochs" in text
+    diffs = [_diff(_seeds(m, k, LONGEST), _seeds(ref, k, LONGEST)) for m, ref, k in present]
+    p = np.array([d[2] for d in diffs]); m = len(p); order = np.argsort(p, kind='stable')
+    holm = np.empty(m); holm[order] = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    names = {'probe_mean': 'linear probe (mean-pooled)', 'finetune': 'fine-tuned'}
+    for line, (meth, ref, k), d, q in zip(rows, present, diffs, holm):
+        verdict = 'not separated' if q >= 0.05 else 'better' if d[0] > 0 else 'worse'
+        assert line == f"| {meth} − {ref}, {names[k]} | {_fmt_diff(d)} | {_fmt_p(d[2])} | {_fmt_p(q)} | {verdict} |"
+    won = int((holm < 0.05).sum())
+    assert (f"none of the {m} is separated" if won == 0 else f"{won} of {m} separated") in text
+
+def test_readme_gate_equals_the_sweep():
+    "The gate's lines: pixels' probe, random − pixels (probe), random − scratch (fine-tuned), seeds, test images, flattening."
+    text = _readme_reading()
+    px = _seeds('pixels', 'probe_mean', LONGEST)
+    probe = _diff(_seeds('random', 'probe_mean', LONGEST), px)
+    ft = _diff(_seeds('random', 'finetune', LONGEST), _seeds('scratch', 'finetune', LONGEST))
+    word = lambda ok: 'passes' if ok else '**fails**'
+    beats = lambda d: d[0] >= GATE['margin'] and d[0] - d[1] > 0
+    n_test = (SWEEP.get('config') or SWEEP['point'])['n_test']
+    seeds = [len(_seeds('random', 'probe_mean', LONGEST)), len(px), len(_seeds('scratch', 'finetune', LONGEST))]
+    checks = [np.mean(list(px.values())) <= GATE['pixels_probe'], beats(probe), beats(ft), min(seeds) >= GATE['seeds'],
+              n_test >= GATE['n_test']]
+    assert f"- raw pixels' linear probe: {_mean_interval(px.values())}; required ≤ 0.35: {word(checks[0])}." in text
+    assert f"- random − pixels on the linear probe: {_fmt_diff(probe)}; required ≥ +10 points with the interval above 0: {word(checks[1])}." in text
+    assert f"- random − scratch fine-tuned: {_fmt_diff(ft)}; required ≥ +10 points with the interval above 0: {word(checks[2])}." in text
+    assert f"- seeds: random {seeds[0]}, pixels {seeds[1]}, scratch {seeds[2]}; required ≥ 5 on every side: {word(checks[3])}." in text
+    assert f"- test images: {n_test:,}; required ≥ 2,000: {word(checks[4])}." in text
+    assert ('**it passes**' if all(checks) else '**it fails**') in text
+    prev = sorted({r['epochs'] for r in ROWS})[-2]
+    flat = _diff(_seeds('random', 'probe_mean', LONGEST), _seeds('random', 'probe_mean', prev))
+    assert f"random's linear probe gains {_fmt_diff(flat)} from {prev} to {LONGEST} epochs" in text
+    acc = np.mean(list(_seeds('random', 'probe_mean', LONGEST).values())); se = np.sqrt(acc * (1 - acc) / n_test)
+    assert f"√(p(1−p)/n) = {100 * se:.1f} points at random masking's probe accuracy {acc:.3f}" in text
+    assert f"±{100 * scipy.stats.norm.ppf(0.975) * se:.1f} points at 95 %" in text
+
+def test_committed_sweep_fails_the_gate_plainly():
+    "The committed sweep (the old testbed) fails the gate, and the reading says so before any comparison of masks."
+    text = _readme_reading()
+    assert text.index('**it fails**, so this sweep cannot tell the masks apart') < text.index('**The primary family**')
+
+def _variants():
+    "The committed sweep and cut-down versions of it (one budget, fewer seeds, one seed, no baselines)."
+    yield SWEEP
+    budgets = sorted({r['epochs'] for r in ROWS})
+    for keep in (lambda r: r['epochs'] == budgets[0], lambda r: r['seed'] < 2, lambda r: r['seed'] == 0,
+                 lambda r: r['method'] not in ('pixels', 'scratch', 'untrained'), lambda r: r['method'] in ('random', 'amt')):
+        yield dict(SWEEP, rows=[r for r in ROWS if keep(r)])
+    yield dict(config=dict(data='SyntheticParts', n_train=64, n_test=2000, probe='L-BFGS'), rows=ROWS)
+
+@pytest.mark.parametrize('full', [False, True])
+def test_no_generated_text_says_no_difference(full):
+    "'Not separated' is never written as 'no difference', in any generated text."
+    for sweep in _variants():
+        assert 'no difference' not in sweep_reading(sweep, full=full).lower()
+    for text in [(ROOT / 'README.md').read_text(encoding='utf-8')] + [c for nb in TARGETS for c in _cell(nb)]:
+        assert 'no difference' not in text.lower()
+    from semmae_edu.demo import _notes
+    from semmae_edu.experiments import POINT
+    assert not any('no difference' in n.lower() for n in _notes(('random', 'amt', 'semmae-true'), 30, 0, POINT, None))
+
 def test_no_stale_claims():
     readme = (ROOT / 'README.md').read_text(encoding='utf-8')
-    for stale in ('3.2 ± 1.9', 'demo_seeds', 'over five seeds (chapter 09)'): assert stale not in readme
+    for stale in ('3.2 ± 1.9', 'demo_seeds', 'over five seeds (chapter 09)', 'are not separated on the linear probe'):
+        assert stale not in readme
     assert not (ROOT / 'bench' / 'demo_seeds.json').exists()

@@ -3,8 +3,8 @@ import math, pickle
 import pytest
 import torch
 from tolerance import EPS64
-from semmae_edu.semmae import (semantic_masking, part_sizes, intra_part_counts, inter_part_counts, mix_counts, fix_counts,
-                               mask_in_parts, lam_schedule, lam_at, patch_parts, PartBank, SemMAEStrategy)
+from semmae_edu.semmae import semantic_masking, part_sizes, intra_part_counts, inter_part_counts, mix_counts, fix_counts, mask_in_parts, lam_schedule, lam_at, PartBank, SemMAEStrategy
+from semmae_edu.data import patch_parts
 
 
 def layouts(g, N, L):
@@ -178,7 +178,7 @@ def test_devices_and_dtypes():
     (dict(parts=torch.zeros(2, 4, dtype=torch.long), mask_ratio=0.), ValueError, 'mask_ratio'),
     (dict(parts=torch.zeros(2, 4, dtype=torch.long), mask_ratio=1.2), ValueError, 'mask_ratio'),
     (dict(parts=torch.zeros(2, 4, dtype=torch.long), mask_ratio=0.8), ValueError, 'no visible patch'),
-    (dict(parts=torch.zeros(2, 4, dtype=torch.long), n_parts=2.5), ValueError, 'n_parts'),
+    (dict(parts=torch.zeros(2, 4, dtype=torch.long), n_parts=2.5), TypeError, 'n_parts'),
 ])
 def test_bad_input(bad, err, msg):
     with pytest.raises(err, match=None) as e: semantic_masking(**bad)
@@ -246,7 +246,8 @@ def test_strategy_with_dataloader_oracle_and_bank():
 
 def test_strategy_on_synthetic_parts_with_mae_transform():
     "The oracle (true parts) and a bank (the same parts on the patch grid) give the same plans after the same crops."
-    from semmae_edu.data import SyntheticParts, mae_transform, patch_parts as data_patch_parts
+    from semmae_edu.data import mae_transform, patch_parts as data_patch_parts
+    from semmae_edu.synthetic import SyntheticParts
     base = SyntheticParts(n=12, size=32)
     K, P = SyntheticParts.n_parts, 4
     # bank: the true parts pooled to the 8x8 patch grid

@@ -1,8 +1,9 @@
 "The sweep: cells in budget-first order, one JSON per finished cell, and a sweep killed in the middle continues where it stopped."
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
-import pytest
-from semmae_edu.demo import run_sweep, sweep_cells, sweep_rows, interval, paired_gain
+import pytest, scipy.stats
+from semmae_edu.sweep import run_sweep, run_cell, sweep_cells, sweep_rows
+from semmae_edu.stats import interval, gain, t975, difference, paired_diff, welch_diff, holm, primary_family, PRIMARY
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ['--budgets', '1,2', '--methods', 'random,pixels,scratch', '--seeds', '2', '--n-train', '64', '--n-test', '40',
@@ -19,6 +20,7 @@ def test_cells_budget_first():
     assert cells == [('random', 10, 0), ('semmae', 10, 0), ('pixels', 10, 0), ('random', 10, 1), ('pixels', 10, 1),
                      ('random', 30, 0), ('semmae', 30, 0), ('pixels', 30, 0), ('random', 30, 1), ('pixels', 30, 1)]
 
+@pytest.mark.slow
 def test_sweep_resumes_after_kill(tmp_path):
     out = tmp_path / 'sweep'
     p = _sweep(out)
@@ -48,16 +50,65 @@ def test_sweep_bad_input(tmp_path):
     from semmae_edu import cli
     assert cli.main(['sweep', '--out', str(tmp_path / 's'), '--budgets', '10,x']) == 2 and not (tmp_path / 's').exists()
 
-def test_interval_and_paired_gain():
+def test_interval_and_gain():
     m, h, n = interval([0.5, 0.7])
-    assert (round(m, 12), n) == (0.6, 2) and abs(h - 12.706 * (0.02 ** 0.5) / 2 ** 0.5) < 1e-9   # t(0.975, 1) * s / sqrt(2)
+    lo, hi = scipy.stats.t.interval(0.95, 1, loc=0.6, scale=scipy.stats.sem([0.5, 0.7]))
+    assert (round(m, 12), n) == (0.6, 2) and abs(h - (hi - lo) / 2) < 1e-12          # t(0.975, 1) * s / sqrt(2)
     rows = [dict(method=k, epochs=10, seed=s, probe_mean=v) for s, (a, b) in enumerate([(0.4, 0.5), (0.6, 0.8)]) for k, v in (('random', a), ('amt', b))]
-    assert abs(paired_gain(rows, 'amt', epochs=10)[0] - 0.15) < 1e-12
+    g = gain(rows, 'amt', epochs=10)
+    assert abs(g.mean - 0.15) < 1e-12 and g.test == 'paired' and g.n == 2
 
+def test_paired_difference_equals_scipys():
+    "The paired interval and p equal scipy's one-sample t on the differences (ttest_rel), for 2 to 12 seeds."
+    for n in range(2, 13):
+        a = [0.5 + 0.03 * ((3 * k) % 7) for k in range(n)]; b = [0.45 + 0.02 * ((5 * k) % 4) for k in range(n)]
+        d = paired_diff(a, b); diffs = [x - y for x, y in zip(a, b)]
+        lo, hi = scipy.stats.t.interval(0.95, n - 1, loc=sum(diffs) / n, scale=scipy.stats.sem(diffs))
+        assert abs(d.half - (hi - lo) / 2) < 1e-12 and abs(d.mean - (hi + lo) / 2) < 1e-12
+        assert abs(d.p - scipy.stats.ttest_rel(a, b).pvalue) < 1e-12 and d.df == n - 1
+        assert difference(dict(enumerate(a)), dict(enumerate(b))) == d
+
+def test_welch_difference_equals_scipys():
+    "Welch's interval (Welch-Satterthwaite df) and p equal scipy's ttest_ind(equal_var=False) for unequal seed sets."
+    for na, nb in [(3, 5), (5, 3), (2, 7), (4, 4)]:
+        a = [0.55 + 0.02 * ((3 * k) % 5) for k in range(na)]; b = [0.48 + 0.035 * ((2 * k) % 3) for k in range(nb)]
+        w = welch_diff(a, b); r = scipy.stats.ttest_ind(a, b, equal_var=False)
+        va, vb = scipy.stats.tvar(a) / na, scipy.stats.tvar(b) / nb
+        df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
+        lo, hi = scipy.stats.t.interval(0.95, df, loc=sum(a) / na - sum(b) / nb, scale=(va + vb) ** 0.5)
+        assert abs(w.half - (hi - lo) / 2) < 1e-12 and abs(w.df - df) < 1e-9 and abs(w.p - r.pvalue) < 1e-12
+        lo, hi = r.confidence_interval(0.95)                                          # scipy's own (>= 1.11, the floor)
+        assert abs(w.half - (hi - lo) / 2) < 1e-12 and abs(w.df - r.df) < 1e-9
+        other = {s + 10: v for s, v in enumerate(b)}                                  # different seeds: Welch, never pairs
+        assert difference(dict(enumerate(a)), other) == w
+
+def test_holm_hand_worked():
+    "Holm by hand: p = 0.01, 0.04, 0.03, 0.005; sorted x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04; carried forward: 0.06."
+    assert [round(q, 12) for q in holm([0.01, 0.04, 0.03, 0.005])] == [0.03, 0.06, 0.06, 0.02]
+    assert holm([0.5, 0.5]) == [1.0, 1.0] and holm([]) == []
+
+def test_primary_family_on_the_committed_sweep():
+    "The declared family, restricted to the methods present: amt, semmae, block x probe, fine-tune at the longest budget."
+    rows = json.loads((ROOT / 'bench' / 'sweep.json').read_text())['rows']
+    fam = primary_family(rows)
+    E = max(r['epochs'] for r in rows)
+    present = [(m, k) for m, ref, k, _ in PRIMARY if any(r['method'] == m and r['epochs'] == E for r in rows)]
+    assert [(c['method'], c['key']) for c in fam] == present and all(c['epochs'] == E and c['ref'] == 'random' for c in fam)
+    assert all(c['p_holm'] >= c['diff'].p for c in fam) and all(c['diff'].test == 'paired' for c in fam)
+
+def test_t_quantiles_equal_scipys():
+    "The interval's factor is scipy's Student t for every number of seeds (the typed table it replaces fell back to 1.96 at n >= 12)."
+    for n in range(2, 41):
+        assert t975(n - 1) == scipy.stats.t.ppf(0.975, n - 1)
+        v = [0.4 + 0.03 * ((5 * k) % 7) for k in range(n)]
+        lo, hi = scipy.stats.t.interval(0.95, n - 1, loc=sum(v) / n, scale=scipy.stats.sem(v))
+        assert abs(interval(v)[1] - (hi - lo) / 2) < 1e-12, n
+    assert (round(t975(1), 3), round(t975(11), 3)) == (12.706, 2.201)
+
+@pytest.mark.slow
 def test_semmae_cell_without_random_weights(tmp_path):
     "A random cell committed without its weights (a new machine): SemMAE's stage 1 trains the same random run again."
     import shutil
-    from semmae_edu.demo import run_cell
     point = dict(n_train=64, n_test=40, probe_epochs=2, finetune_epochs=1, part_steps=2)
     kept = run_cell('random', 1, 0, tmp_path / 'a', point)
     shutil.rmtree(tmp_path / 'a' / 'runs')                             # only cells/ survives, as in the repository

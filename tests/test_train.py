@@ -3,8 +3,10 @@ non-finite loss, checkpoint refusals, DataLoader workers. CPU only, tiny models,
 import json, math, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
-from semmae_edu.train import (PretrainConfig, pretrain, read_checkpoint, read_metrics, epoch_permutation,
-                              CheckpointError, ConfigError, NonFiniteLossError, STRATEGIES)
+from semmae_edu.train import pretrain, NonFiniteLossError, STRATEGIES
+from semmae_edu.config import PretrainConfig, ConfigError
+from semmae_edu.checkpoint import read_checkpoint, read_metrics, CheckpointError
+from semmae_edu.batches import epoch_permutation
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny run: 48 images, micro-batches of 8, 2 accumulated -> 16 images per step, 3 steps per epoch.
@@ -27,7 +29,8 @@ def assert_same_weights(a, b):
 DRIVER = """
 import json, sys, time, torch
 torch.set_num_threads(1)
-from semmae_edu.train import PretrainConfig, pretrain
+from semmae_edu.train import pretrain
+from semmae_edu.config import PretrainConfig
 pretrain(PretrainConfig(**json.loads(sys.argv[1])), on_step=lambda rec: time.sleep(float(sys.argv[2])))
 """
 
@@ -98,7 +101,7 @@ class Poisoned(torch.utils.data.Dataset):
         return item
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    from semmae_edu.data import SyntheticParts
+    from semmae_edu.synthetic import SyntheticParts
     cfg = PretrainConfig(**dict(TINY, epochs=1, accum_iter=1, ckpt_every_steps=1), out=str(tmp_path / 'nan'))
     bad = int(epoch_permutation(48, cfg.seed, 0)[8 * 3 + 2])                   # an image of step 3 (0-based) of epoch 0
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 0, step 3 .*last good checkpoint is .*checkpoint.pth"):
@@ -127,7 +130,7 @@ def test_refuses_broken_or_foreign_checkpoints(finished, tmp_path):
         pretrain(PretrainConfig(**dict(cfg, blr=1e-3)), resume=finished)
     with pytest.raises(CheckpointError, match="effective batch: 16 in the checkpoint, 8 now"):
         pretrain(PretrainConfig(**dict(cfg, accum_iter=1)), resume=finished)
-    from semmae_edu.data import SyntheticParts
+    from semmae_edu.synthetic import SyntheticParts
     with pytest.raises(CheckpointError, match="the training set has 64 images, the checkpoint's had 48"):
         pretrain(PretrainConfig(**cfg), resume=finished, train_set=SyntheticParts(n=64, size=32))
     cut = tmp_path / 'cut.pth'
@@ -145,7 +148,7 @@ def test_bad_settings_write_nothing(tmp_path):
                      (dict(n_synthetic=10), 'fewer than one optimizer step'), (dict(mask_ratio=1.0), 'mask_ratio')]:
         with pytest.raises((ConfigError, ValueError), match=msg): pretrain(PretrainConfig(**dict(TINY, out=str(out), **bad)))
         assert not out.exists()
-    from semmae_edu.data import SyntheticParts     # SemMAE without part maps (no PartBank, items without 'parts')
+    from semmae_edu.synthetic import SyntheticParts     # SemMAE without part maps (no PartBank, items without 'parts')
     class NoParts(torch.utils.data.Dataset):
         def __init__(self): self.base = SyntheticParts(n=48, size=32)
         def __len__(self): return 48
@@ -155,7 +158,8 @@ def test_bad_settings_write_nothing(tmp_path):
     assert not out.exists()
 
 def test_dataloader_workers_change_nothing(tmp_path):
-    from semmae_edu.data import SyntheticParts, AugmentedItems
+    from semmae_edu.data import AugmentedItems
+    from semmae_edu.synthetic import SyntheticParts
     cfg = dict(TINY, epochs=1)
     items = lambda: AugmentedItems(SyntheticParts(n=48, size=32))   # item by item: the DataLoader path, where workers exist
     a = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'w0')), train_set=items())
@@ -170,7 +174,8 @@ def test_workers_for_map_strategies(tmp_path, strategy, monkeypatch):
     built, make = [], train._make_loader
     monkeypatch.setattr(train, '_make_loader', lambda *a: built.append(1) or make(*a))
     cfg = dict(TINY, strategy=strategy, strategy_kw=STRATEGY_KW.get(strategy, {}))
-    from semmae_edu.data import SyntheticParts, AugmentedItems
+    from semmae_edu.data import AugmentedItems
+    from semmae_edu.synthetic import SyntheticParts
     items = lambda: AugmentedItems(SyntheticParts(n=48, size=32))   # not tensor-backed: the DataLoader path, where workers exist
     a = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'w0')), train_set=items())
     assert len(built) == 1                                      # no workers: one loader

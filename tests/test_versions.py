@@ -42,4 +42,6 @@ def test_notebooks_extra_has_what_a_chapter_imports():
     cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini', encoding='utf-8')
     extra = cfg['DEFAULT']['notebooks_requirements']
     assert 'nbdev' in extra and 'execnb' in extra and 'timm' in extra   # 01_vit compares with timm
+    assert 'ipywidgets' in extra and 'ipywidgets' in cfg['DEFAULT']['dev_requirements']   # viz.live_explorer, in a running notebook
+    assert 'ipywidgets' not in cfg['DEFAULT']['requirements'], 'the library itself never imports ipywidgets'
     assert "'notebooks': notebooks_requirements" in (ROOT / 'setup.py').read_text()

@@ -1,4 +1,4 @@
-// semmae_edu docs: search over the site's sections (the index is search-index.js, made by tools/build_docs.py).
+// semmae_edu docs: search over the site's sections, headings and maths (the index is search-index.js, made by tools/build_docs.py).
 (function () {
   var box = document.getElementById('search-box'), list = document.getElementById('search-results');
   if (!box || !list || !window.SEARCH_INDEX) return;
@@ -16,7 +16,8 @@
   function search() {
     var q = box.value.trim().toLowerCase();
     list.innerHTML = '';
-    if (q.length < 2) { list.hidden = true; return; }
+    // two letters at least, or one symbol (λ, σ, √)
+    if (q.length < 2 && !/[^\x00-\x7f]/.test(q)) { list.hidden = true; return; }
     var words = q.split(/\s+/), hits = [];
     index.forEach(function (e) {
       if (words.every(function (w) { return e[1].indexOf(w) >= 0; }))
