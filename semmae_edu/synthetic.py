@@ -10,7 +10,7 @@ import torch
 from .checks import check_int
 
 # %% auto #0
-__all__ = ['PART_NAMES', 'CLASS_NAMES', 'VARIANTS', 'SyntheticParts', 'rendered']
+__all__ = ['PART_NAMES', 'CLASS_NAMES', 'PALETTE', 'VARIANTS', 'SyntheticParts', 'SharedPaletteParts', 'rendered']
 
 # %% ../nbs/00a_synthetic.ipynb #452391d7
 PART_NAMES = ('background', 'head', 'body', 'limb', 'tail', 'wing', 'eye', 'horn', 'shell', 'fin', 'stripe')
@@ -101,49 +101,53 @@ def _canvas(size, n_clutter):
     return _pixel_grid(size), noise, _layer_tables(n_clutter)
 
 # %% ../nbs/00a_synthetic.ipynb #e44c1612
-def _render(seed, index, label, canvas, size):
-    "Image `[3, size, size]` float32 in [0, 1] and part map `[size, size]` int64, fixed by (seed, index)."
-    grid, noise, tables = canvas
-    base, span, ids = tables[label]
-    hw, L = grid.shape[1], len(ids)
-    D = L - len(_CLASS_TABLES[label]) - 1                      # layers: background, D clutter blobs, parts
-    rng = np.random.default_rng([seed, index])
-    u = rng.random((L + 1, 14), dtype=np.float32)              # every random number this image needs:
-    o = u[L].tolist()                                          # a row per layer, and one for the whole image
-    types = ids.copy()                                         # looks of each layer; background and clutter: random
-    types[:1 + D] = (u[:1 + D, 13] * (len(PART_NAMES) - 1)).astype(np.int64) + 1
-    st = _STYLE[types]
-    P = u[:L, :5] * span; P += base
-    pu, pv, a, b, ang = P.T                                    # centre, half-axes, angle of each layer
-    # each layer's own coordinates (du along, dv across, in half-axes) are affine in the coordinates it
-    # is placed in: rows of A, applied to (x, y, 1)
+def _type_colours(types, u, rng):
+    """Colour pairs `[L, 6]` (colour0 rgb, colour1 rgb) of an image's layers: each layer wears its look type's pair from
+    `_STYLE`, jittered by ±0.08 per channel; the background's second colour is anything. `types` [L]: look type per layer,
+    `u` [L+1, 14]: the image's uniforms (row L: the whole image's), `rng`: its generator (unused here)."""
+    col = _STYLE[types, 2:8] + 0.16 * (u[:-1, 5:11] - 0.5)
+    col[0, 3:6] = u[-1, 8:11]
+    return col
+
+def _pose(o):
+    "The animal's pose from the image's uniforms `o`: the `[3, 3]` affine map from image to animal coordinates."
+    ox, oy, s = o[0] * 0.4 - 0.2, o[1] * 0.4 - 0.2, 0.7 + 0.25 * o[2]      # centre ±0.2, scale 0.7-0.95
+    th = (o[3] * 2 - 1) * math.pi / 4.5                                      # rotation within ±40°
+    m = 1.0 if o[4] < 0.5 else -1.0                                          # mirror
+    ct, sn = math.cos(th) / s, math.sin(th) / s
+    return np.array([[m * ct, m * sn, -m * (ct * ox + sn * oy)], [-sn, ct, sn * ox - ct * oy], [0, 0, 1]], np.float32)
+
+def _layer_maps(P, taper, to_animal, D):
+    """`A` `[3, L, 3]`: rows applied to (x, y, 1) give each layer's own coordinates (along, across, in half-axes) and
+    the width its taper leaves. `P` [L, 5]: centre u, v, half-axes, angle; the parts (layers 1+D on) are placed in
+    the animal's coordinates, so composing with its pose `to_animal` places them all at once."""
+    pu, pv, a, b, ang = P.T
     ca, sa = np.cos(ang), np.sin(ang)
-    A = np.empty((3, L, 3), np.float32)
+    A = np.empty((3, len(P), 3), np.float32)
     A[0, :, 0] = ca; A[0, :, 1] = sa; A[0, :, 2] = -(pu * ca + pv * sa); A[0] /= a[:, None]
     A[1, :, 0] = -sa; A[1, :, 1] = ca; A[1, :, 2] = pu * sa - pv * ca; A[1] /= b[:, None]
-    # the animal's pose (centre, scale, rotation within ±40°, mirror) maps image coordinates to the
-    # animal's: composing with it places every part at once
-    ox, oy, s = o[0] * 0.4 - 0.2, o[1] * 0.4 - 0.2, 0.7 + 0.25 * o[2]
-    th = (o[3] * 2 - 1) * math.pi / 4.5
-    m = 1.0 if o[4] < 0.5 else -1.0
-    ct, sn = math.cos(th) / s, math.sin(th) / s
-    to_animal = np.array([[m * ct, m * sn, -m * (ct * ox + sn * oy)], [-sn, ct, sn * ox - ct * oy], [0, 0, 1]], np.float32)
     A[:2, 1 + D:] = A[:2, 1 + D:] @ to_animal
-    A[2] = (-0.5 * st[:, 1])[:, None] * A[0]; A[2, :, 2] += 1 - 0.5 * st[:, 1]   # width left by the taper
+    A[2] = (-0.5 * taper)[:, None] * A[0]; A[2, :, 2] += 1 - 0.5 * taper
+    return A
+
+def _front_layer(A, roundness, grid):
+    "The front-most layer covering each pixel, `[HW]` uint8 (layer 0, the background, covers every pixel). `roundness` [L, 1]."
+    L = A.shape[1]
     duv = A.reshape(3 * L, 3) @ grid                           # [3L, HW]: all layers at all pixels, one matmul
     au = np.abs(duv[:L])
     av = np.abs(duv[L:2 * L]); av /= np.maximum(duv[2 * L:], 0.05)
-    # the outline: box distance m = max(|u|, |v|) blended towards diamond distance |u| + |v|
-    m = np.maximum(au, av)
-    au += av; au -= m; au *= st[:, :1]; au += m                # dist = m + round * (|u| + |v| - m)
+    m = np.maximum(au, av)                                     # the outline: box distance max(|u|, |v|) ...
+    au += av; au -= m; au *= roundness; au += m                # ... blended towards diamond distance |u| + |v|
     inside = au <= 1
     inside[0] = True
-    top = np.multiply(inside, _LAYER_IDS[:L, None], dtype=np.uint8).max(0)   # the front-most layer at each pixel
-    # colours and texture, per layer: colour0, colour1 - colour0, grain, and the two texture waves
-    # (also affine in x, y); looked up for each pixel's front-most layer in one gather
+    return np.multiply(inside, _LAYER_IDS[:L, None], dtype=np.uint8).max(0)
+
+def _paint(top, A, st, col, u, grid, noise):
+    """Image `[3, HW]` in [0, 1]: every pixel in the colours `col` [L, 6], texture and grain (`st` [L, 12]) of its
+    front-most layer `top` [HW]. Per layer: colour0, colour1 - colour0, grain and two texture waves (affine in x, y),
+    looked up for each pixel in one gather."""
+    L, o = len(st), u[-1].tolist()
     tab = np.empty((L, 13), np.float32)
-    col = st[:, 2:8] + 0.16 * (u[:L, 5:11] - 0.5)             # colour0, colour1, jittered
-    col[0, 3:6] = o[8:11]                                      # background: a random part type's looks, one colour anything
     tab[:, 0:3] = col[:, 0:3]; tab[:, 3:6] = col[:, 3:6] - col[:, 0:3]
     tab[:, 0:6] *= 0.8 + 0.35 * o[5]                           # brightness
     tab[:, 6] = st[:, 11]; tab[0, 6] = 0.06                    # grain
@@ -157,8 +161,26 @@ def _render(seed, index, label, canvas, size):
     tex = np.sin(w1, out=w1); tex *= np.cos(w2, out=w2); tex += 1; tex *= 0.5
     img = g[3:6] * tex; img += g[0:3]
     off = int(o[6] * _NOISE_LEN)
-    img += noise[off:off + hw] * g[6]                          # grain: the noise strip read from a random offset
+    img += noise[off:off + grid.shape[1]] * g[6]               # grain: the noise strip read from a random offset
     np.maximum(img, 0, out=img); np.minimum(img, 1, out=img)
+    return img
+
+def _render(seed, index, label, canvas, size, colours=_type_colours):
+    """Image `[3, size, size]` float32 in [0, 1] and part map `[size, size]` int64, fixed by (seed, index): the part
+    id of each pixel's front-most layer, the layer its colours come from. `colours`: the layers' colour pairs."""
+    grid, noise, tables = canvas
+    base, span, ids = tables[label]
+    L = len(ids)
+    D = L - len(_CLASS_TABLES[label]) - 1                      # layers: background, D clutter blobs, parts
+    rng = np.random.default_rng([seed, index])
+    u = rng.random((L + 1, 14), dtype=np.float32)              # every random number of the geometry: a row per
+    types = ids.copy()                                         # layer, and one for the whole image
+    types[:1 + D] = (u[:1 + D, 13] * (len(PART_NAMES) - 1)).astype(np.int64) + 1   # background, clutter: random looks
+    st = _STYLE[types]
+    P = u[:L, :5] * span; P += base                            # centre, half-axes, angle of each layer
+    A = _layer_maps(P, st[:, 1], _pose(u[L].tolist()), D)
+    top = _front_layer(A, st[:, :1], grid)
+    img = _paint(top, A, st, colours(types, u, rng), u, grid, noise)
     return img.reshape(3, size, size), ids[top].reshape(size, size)
 
 # %% ../nbs/00a_synthetic.ipynb #9daab001
@@ -172,6 +194,7 @@ class SyntheticParts(torch.utils.data.Dataset):
                    for k, v in _CLASSES.items()}   # the part types each class is made of
     mean = (0.497, 0.465, 0.393)          # per-channel mean and std of the images (default clutter; measured, tested)
     std = (0.243, 0.230, 0.251)
+    _colours = staticmethod(_type_colours)   # the layers' colour pairs (a variant may draw them otherwise)
 
     def __init__(self,
                  n:int=10000, # number of images
@@ -199,7 +222,7 @@ class SyntheticParts(torch.utils.data.Dataset):
         if i < 0: i += self.n
         if not 0 <= i < self.n: raise IndexError(f"index {i} out of range for {self.n} images")
         label = i % len(CLASS_NAMES)
-        img, parts = _render(self.seed, i, label, self._canvas, self.size)
+        img, parts = _render(self.seed, i, label, self._canvas, self.size, self._colours)
         parts = torch.from_numpy(parts)
         item = dict(image=torch.from_numpy(img), label=label, parts=parts, fg=parts > 0, index=i)
         return self.transform(item) if self.transform is not None else item
@@ -213,8 +236,28 @@ class SyntheticParts(torch.utils.data.Dataset):
         return (f"{type(self).__name__}(n={self.n}, size={self.size}, seed={self.seed}, clutter={self.clutter}, "
                 f"transform={self.transform!r})")
 
+# %% ../nbs/00a_synthetic.ipynb #c0a1b2d3
+PALETTE = _STYLE[1:, 2:8].copy()   # [10, 6]: the ten part types' colour pairs, one palette for every layer of `SharedPaletteParts`
+
+def _shared_colours(types, u, rng):
+    """Colour pairs `[L, 6]` of an image's layers drawn from `PALETTE` whatever the layer's part type (each part, each
+    blob, the background), in either order, jittered by ±0.08 per channel. Draws 6 more uniforms per row of `u`
+    from `rng` (two are used), the block the screens' prototype drew, so that the images are the ones screened."""
+    x = rng.random((len(u), 6), dtype=np.float32)
+    pal = PALETTE[(x[:-1, 0] * len(PALETTE)).astype(np.int64)]
+    swap = x[:-1, 1] < 0.5
+    pal[swap] = pal[swap][:, [3, 4, 5, 0, 1, 2]]
+    return pal + 0.16 * (u[:-1, 5:11] - 0.5)
+
+class SharedPaletteParts(SyntheticParts):
+    "`SyntheticParts` whose layers all draw their colours from one palette shared by every part type and class: the class is in the parts, not the paint."
+    variant = 'synthetic-shared'
+    mean = (0.510, 0.455, 0.368)          # per-channel mean and std of the images (default clutter; measured, tested)
+    std = (0.265, 0.243, 0.272)
+    _colours = staticmethod(_shared_colours)
+
 # %% ../nbs/00a_synthetic.ipynb #52e715ed
-VARIANTS = {'synthetic': SyntheticParts}   # generator name -> its data set class (a harder variant is one more entry)
+VARIANTS = {'synthetic': SyntheticParts, 'synthetic-shared': SharedPaletteParts}   # generator name -> its data set class
 _RENDERED = {}   # (variant, seed, n, size, clutter) -> tensors; at most `_KEEP` sets are kept
 _KEEP = 4
 
