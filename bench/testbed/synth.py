@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, asdict, field
 import numpy as np
 import torch
-from semmae_edu.data import _STYLE, _CLASSES, PART_NAMES, CLASS_NAMES, _pixel_grid, _NOISE_LEN
+from semmae_edu.synthetic import _STYLE, _CLASSES, PART_NAMES, CLASS_NAMES, _pixel_grid, _NOISE_LEN
 
 _TABLES = [np.concatenate([np.array(v, np.float32)[:, :5], np.deg2rad(np.array(v, np.float32)[:, 5:])], 1) for v in _CLASSES.values()]
 _IDS8 = np.arange(256, dtype=np.uint8)
