@@ -11,12 +11,11 @@ import torch
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from synth import CANDIDATES, render_set
-from probe import linear_probe, LAMS
 from semmae_edu.mae import MaskedAutoencoder
 from semmae_edu.data import rrc_boxes, crop_batch, normalize
-from semmae_edu.train import lr_at, make_optimizer, generator_for, seed_for
-from semmae_edu.evaluate import extract_features
-from semmae_edu.data import TensorItems
+from semmae_edu.optim import lr_at, make_optimizer
+from semmae_edu.batches import generator_for, seed_for
+from semmae_edu.evaluate import lbfgs_probe, PROBE_LAMS as LAMS
 
 MODELS = dict(  # name -> encoder / decoder sizes, patch 4
     micro=dict(embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4),
@@ -45,7 +44,7 @@ def probe_model(mae, tr, te, n_probe, mean, std):
     fa, fb = features(enc, tr['image'][:n_probe], mean, std), features(enc, te['image'], mean, std)
     out['feat_cpu_s'] = time.process_time() - t0
     for k, pool in enumerate(('mean', 'cls')):
-        p = linear_probe(fa[k], tr['label'][:n_probe], fb[k], te['label'], lams=LAMS[:9])   # 1 .. 1e-4
+        p = lbfgs_probe(fa[k], tr['label'][:n_probe], fb[k], te['label'], lams=LAMS[:9])   # 1 .. 1e-4
         out[pool] = dict(acc=p['acc'], se=p['se'], lam=p['lam'], grad=p['grad'], train_acc=p['train_acc'], converged=p['converged'])
     out['eval_cpu_s'] = time.process_time() - t0
     return out

@@ -8,7 +8,7 @@ import torch
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from synth import CANDIDATES, render_set, part_features
-from probe import linear_probe, LAMS
+from semmae_edu.evaluate import lbfgs_probe, PROBE_LAMS as LAMS
 LAMS_PIX = (1., 0.1, 0.01, 1e-3, 1e-4)   # decades for the wide pixel features (each fit ~0.1-0.2 cpu-s per evaluation)
 
 def pca(Xtr, Xte, k=128, seed=0):
@@ -31,7 +31,9 @@ def screen(name, n_train, n_test, pixels=True):
     feats['part_layout4'] = (part_features(tr['parts'], grid=4).double(), part_features(te['parts'], grid=4).double())
     res = dict(name=name, spec=asdict(spec), n_train=n_train, n_test=n_test, data_seeds=(0, 1), render_seconds=render_s)
     for k, (a, b) in feats.items():
-        p = linear_probe(a, ytr, b, yte, lams=LAMS_PIX if a.shape[1] > 1000 else LAMS)
+        t0 = time.perf_counter()
+        p = lbfgs_probe(a, ytr, b, yte, lams=LAMS_PIX if a.shape[1] > 1000 else LAMS)
+        p['seconds'] = time.perf_counter() - t0
         res[k] = {key: p[key] for key in ('acc', 'se', 'train_acc', 'lam', 'grad', 'converged', 'path_converged', 'iters', 'seconds')}
         print(name, k, f"acc {p['acc']:.3f} ± {p['se']:.3f}  lam {p['lam']:g}  grad {p['grad']:.1e}  {p['seconds']:.0f}s", flush=True)
     out = HERE / 'screens' / f'{name}-n{n_train}{"" if pixels else "-nopix"}.json'   # a screen without pixels never replaces one with

@@ -1,7 +1,9 @@
 """Candidate harder SyntheticParts generators (issue 18, Build 1): the class is carried by which parts an animal has
-and how they are arranged, not by paint. Prototype, standalone from the library's renderer (it reads only the
-library's part and class tables); deterministic in (seed, index); the part map is exact (the front-most layer's part
-id at every pixel, as in `semmae_edu.data._render`).
+and how they are arranged, not by paint. The screens' prototype renderer (it reads only the library's part and class
+tables); deterministic in (seed, index); the part map is exact (the front-most layer's part id at every pixel, as in
+`semmae_edu.synthetic._render`). Two candidates are now library generators, equal to `render` bit for bit
+(tests/test_data.py::test_screens_ran_on_the_library_data): 'original' is `SyntheticParts` ('synthetic'), 'shared' is
+`SharedPaletteParts` ('synthetic-shared'); `render_set` takes those from the library (`synthetic.rendered`).
 
 What a `Spec` changes against today's `SyntheticParts` (colour='type', texture='type', shift 0.2, scale 0.7-0.95,
 rotation +-40 deg, 5 clutter blobs):
@@ -17,14 +19,13 @@ rotation +-40 deg, 5 clutter blobs):
 """
 from __future__ import annotations
 import math
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, replace
 import numpy as np
 import torch
-from semmae_edu.synthetic import _STYLE, _CLASSES, PART_NAMES, CLASS_NAMES, _pixel_grid, _NOISE_LEN
+from semmae_edu.synthetic import _STYLE, _CLASSES, PART_NAMES, CLASS_NAMES, _pixel_grid, _NOISE_LEN, PALETTE, rendered
 
 _TABLES = [np.concatenate([np.array(v, np.float32)[:, :5], np.deg2rad(np.array(v, np.float32)[:, 5:])], 1) for v in _CLASSES.values()]
 _IDS8 = np.arange(256, dtype=np.uint8)
-PALETTE = _STYLE[1:, 2:8].copy()            # [10, 6] colour pairs, shared by every part type and class ('shared')
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,12 @@ def render(spec:Spec, cv, seed:int, index:int, label:int, looks:bool=False):
     return img.reshape(3, S, S), ids[top].reshape(S, S)
 
 
+LIBRARY = {'original': 'synthetic', 'shared': 'synthetic-shared'}   # candidate -> its name in semmae_edu.synthetic.VARIANTS
+
 def render_set(spec:Spec, n:int, seed:int, looks:bool=False) -> dict:
     "image [n, 3, S, S] float32, parts [n, S, S] int64, fg bool, label [n] (index % 10), index [n]; looks [n, S, S] (clutter's look types too)."
+    if not looks and spec.name in LIBRARY and replace(spec, size=CANDIDATES[spec.name].size) == CANDIDATES[spec.name]:
+        return rendered(seed, n, spec.size, spec.clutter, LIBRARY[spec.name])     # the library's generator: the same images
     cv = canvas(spec)
     imgs = np.empty((n, 3, spec.size, spec.size), np.float32); parts = np.empty((n, spec.size, spec.size), np.uint8)
     lk = np.empty((n, spec.size, spec.size), np.uint8) if looks else None
