@@ -179,8 +179,10 @@ def standardise(train:Tensor, # [n, D] training features
     sd = torch.where(sd > eps * sd.max().clamp_min(1e-30), sd, torch.ones_like(sd))
     return tuple((X - mu) / sd for X in (train,) + others)
 
-def logreg_objective(W:Tensor, b:Tensor, # [D, K] weights, [K] biases
-                     X:Tensor, y:Tensor, # [n, D] features, [n] class ids
+def logreg_objective(W:Tensor, # [D, K] weights
+                     b:Tensor, # [K] biases
+                     X:Tensor, # [n, D] features
+                     y:Tensor, # [n] class ids
                      lam:float, # L2 weight
                     ) -> Tensor: # scalar
     "The probe's objective: mean cross-entropy of the logits `X W + b` plus `lam/2 ||W||²` (the bias is not penalised)."
@@ -193,7 +195,7 @@ def _max_grad(W, b, X, y, lam) -> float:
 
 def fit_logreg(X:Tensor, # [n, D] features (standardised)
                y:Tensor, # [n] int64 class ids in [0, n_classes)
-               n_classes:int,
+               n_classes:int, # K: the logits' width
                lam:float, # L2 weight (> 0: the optimum is unique)
                init:tuple=None, # (W [D, K], b [K]): a warm start
                tol:float=1e-5, # stop when max |gradient| <= tol
