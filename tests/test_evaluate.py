@@ -238,3 +238,14 @@ def test_features_on_gpu_match_cpu():
     Xg, _ = extract_features(mae.cuda(), ds)
     # cuDNN convolutions default to TF32 (10-bit mantissa) for the patch embedding; relative ~EPS_TF32 of the features
     torch.testing.assert_close(Xc, Xg, atol=EPS_TF32 * Xc.abs().max().item(), rtol=EPS_TF32)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_lbfgs_probe_on_gpu_matches_cpu():
+    """The same optimum on either device (one lam, so the path's ties cannot differ): both fits stop within |g|_2 / lam
+    of it in W (the objective is lam-strongly convex in W), |g|_2 <= sqrt(P) * tol, so the two W differ by at most twice that."""
+    Xtr, ytr = planted(800, 0, signal=0.5); Xte, yte = planted(400, 1, signal=0.5)
+    c = lbfgs_probe(Xtr, ytr, Xte, yte, lams=(0.1,), extend=False)
+    g = lbfgs_probe(Xtr.cuda(), ytr.cuda(), Xte.cuda(), yte.cuda(), lams=(0.1,), extend=False)
+    assert g['W'].is_cuda and g['pred'].device.type == 'cpu' and g['converged'] and c['converged']
+    P = c['W'].numel() + c['b'].numel()
+    assert (g['W'].cpu() - c['W']).norm() <= 2 * 2 * P ** 0.5 * 1e-5 / 0.1
