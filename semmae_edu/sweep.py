@@ -18,6 +18,7 @@ from .experiments import (SWEEP_METHODS, BUDGET_FREE, BASELINES, POINT, PROBE, F
                                     baseline_numbers, cell_row, compute_cell)
 from .report import plot_sweep
 from .synthetic import VARIANTS
+import semmae_edu
 from .checkpoint import atomic_write
 
 # %% ../nbs/10d_sweep.ipynb #77965b75
@@ -29,7 +30,7 @@ def _write_json(path:Path, obj):
 def provenance(device:str='cpu') -> dict: # commit (None outside a git clone), device (the card or the CPU), versions
     "Where a cell ran: the code's commit, the device and the library versions, recorded in every row."
     try: commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=10,
-                                 cwd=Path(__file__).parent).stdout.strip() or None
+                                 cwd=Path(semmae_edu.__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError): commit = None
     card = torch.cuda.get_device_name(torch.device(device)) if device.startswith('cuda') else (platform.processor() or platform.machine())
     return dict(commit=commit, device=f"{device} ({card}, {os.cpu_count()} cores)", torch=torch.__version__)
