@@ -20,7 +20,7 @@ from .zoo import masked_patch_losses
 # %% ../nbs/09a_alignment.ipynb #b841c854
 def patch_truth(parts:Tensor,    # [N, H, W] integer part id of every pixel (SyntheticParts' `parts`)
                 fg:Tensor,       # [N, H, W] bool, the pixel is on the object (SyntheticParts' `fg`)
-                patch_size:int,
+                patch_size:int,  # pixels per patch side
                 n_parts:int,     # K (SyntheticParts.n_parts)
                ) -> tuple:       # (parts [N, L] long: majority part of each patch, fg [N, L] bool)
     "The true part of every patch (its majority label) and whether it is on the object (at least half of its pixels)."
@@ -74,9 +74,9 @@ def mask_alignment(plan,                  # a MaskPlan, or its states [N, L] (0 
 @torch.no_grad()
 def loss_map(mae:nn.Module,             # a MaskedAutoencoder
              imgs:Tensor,               # [N, C, H, W] normalised images
-             mask_ratio:float=0.75,
+             mask_ratio:float=0.75,     # the ratio of every random plan (MAE's)
              n_plans:int=8,             # random plans; a patch's loss is averaged over those that mask it
-             generator:torch.Generator=None,
+             generator:torch.Generator=None, # draws the plans
             ) -> Tensor:                # [N, L] float32 on the CPU; NaN for a patch no plan masked
     "The real loss of every patch: the MAE's per-patch loss averaged over `n_plans` random plans that mask it."
     check_int('n_plans', n_plans, 1)
@@ -105,7 +105,7 @@ ALIGNMENT_COLUMNS = ('mask_on_object', 'parts_whole', 'parts_partly', 'parts_unt
 
 def ranking_scores(strategy,         # a masking strategy; those that rank patches have `patch_weights(batch, patch_size)`
                    batch:dict,       # collated items as the strategy sees them (batch['image'] [N, C, H, W])
-                   patch_size:int,
+                   patch_size:int,   # pixels per patch side
                   ) -> Tensor:       # [N, L] float32 on the CPU, higher = chosen first; None if the strategy ranks nothing
     "The per-patch scores a strategy ranks patches by: AMT's and AttMask's pooled attention, HPM's predicted loss; None for the others."
     if not hasattr(strategy, 'patch_weights'): return None
@@ -113,7 +113,7 @@ def ranking_scores(strategy,         # a masking strategy; those that rank patch
 
 def alignment_fields(plan,              # a MaskPlan [N, L] on the images of `truth`
                      truth:dict,        # 'parts' [N, H, W] part id and 'fg' [N, H, W] bool of every pixel (SyntheticParts' tensors)
-                     patch_size:int,
+                     patch_size:int,    # pixels per patch side
                      n_parts:int,       # K of the true parts
                      scores:Tensor=None, # [N, L] the strategy's ranking (`ranking_scores`), or None
                     ) -> dict:          # ALIGNMENT_COLUMNS -> float (choice_on_object: None without scores)

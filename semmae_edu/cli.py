@@ -111,7 +111,8 @@ def _with_options(cfg, chosen:dict) -> dict:
         kw[arg] = value
     return kw
 
-def strategy_flags(strategy:str=None) -> dict:
+def strategy_flags(strategy:str=None, # a key of train.STRATEGIES (None: no strategy's own names)
+                  ) -> dict:           # argument name -> option, e.g. {'schedule': '--hard-schedule'} for 'hpm'
     "A strategy's argument names -> the options that set them, for its errors (HPM's `schedule` is --hard-schedule)."
     return {arg: _flag(opt) for opt, (s, arg) in STRATEGY_OPTIONS.items() if s == strategy}
 

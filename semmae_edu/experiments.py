@@ -245,7 +245,8 @@ def _learned_pixels(learner, images:Tensor) -> Tensor:  # [N, H, W] the learned 
 def final_alignment(method:str,     # one of METHODS
                     model,          # its trained MaskedAutoencoder
                     test_set,       # held-out SyntheticParts: the plans are drawn on every image and measured against its true parts
-                    epochs:int, seed:int=0,
+                    epochs:int,     # its budget: the plans are those of its last epoch
+                    seed:int=0,     # the cell's seed: the plans' generator
                     learned=None,   # 'semmae': [N, H, W] the learned part of every pixel of test_set
                     n_parts:int=None,  # K of `learned`
                     kw:dict=None,   # options beyond the method's RECIPES entry
