@@ -92,6 +92,12 @@ def _notes(methods, epochs, seed, point, parts) -> list:
                      f"{parts['kmeans_miou']:.3f}, fixed grid {parts['grid_miou']:.3f}.")
     if 'semmae-true' in methods:
         notes.append("semmae-true masks by SyntheticParts' TRUE parts: an upper bound for learned parts, not SemMAE as published.")
+    if 'colormae' in methods:
+        notes.append("ColorMAE: green-noise masks (chapter 09), blind to the image: the control for clumped masks without meaning.")
+    if 'hpm' in methods:
+        notes.append("HPM: its loss 'final_loss' is the pixel loss alone (the relative loss of its predictor is logged apart); the "
+                     "teacher's share of the masked set grows from 0 to 0.5 over the run, its EMA at the official lag in epochs. "
+                     "HPM's masks are not in the masks picture: its plans need the teacher of its run.")
     notes.append("One seed: a difference smaller than the seed-to-seed spread (chapter 10d's sweep) is not separated from seed noise, which does not make the two equal.")
     return notes
 

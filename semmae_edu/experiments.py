@@ -15,7 +15,7 @@ from torch import Tensor
 __all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'BUDGET_FREE', 'RECIPES', 'POINT', 'PROBE', 'FINETUNE',
            'BUDGETS', 'DATA', 'METRICS', 'ROW_COLUMNS', 'PART_SCORES', 'n_seeds', 'sweep_data', 'normalized',
            'pretrain_method', 'learn_parts', 'finetune_model', 'probe', 'evaluate_model', 'pixel_baseline',
-           'untrained_mae', 'Cell', 'cell_row', 'baseline_numbers', 'compute_cell', 'final_plans']
+           'untrained_mae', 'Cell', 'cell_row', 'baseline_numbers', 'final_alignment', 'compute_cell', 'final_plans']
 
 # %% ../nbs/10_experiments.ipynb #9dc21813
 from .synthetic import VARIANTS
@@ -28,9 +28,10 @@ from .config import preset
 from .train import pretrain, make_strategy
 from .checkpoint import read_metrics
 from .train import build_model
+from .alignment import ALIGNMENT_COLUMNS, alignment_fields, ranking_scores
 
 # %% ../nbs/10_experiments.ipynb #c40d601b
-METHODS = ('random', 'amt', 'amt-middle', 'semmae', 'semmae-true', 'block', 'attmask')   # pre-trained with a masking
+METHODS = ('random', 'amt', 'amt-middle', 'semmae', 'semmae-true', 'block', 'attmask', 'colormae', 'hpm')   # pre-trained with a masking
 BASELINES = ('pixels', 'untrained', 'scratch')     # raw pixels; the encoder at init; fine-tuning from random weights
 SWEEP_METHODS = METHODS + BASELINES
 DEFAULT_METHODS = ('random', 'amt', 'semmae')
@@ -40,7 +41,9 @@ BUDGET_FREE = ('pixels', 'untrained', 'scratch')   # do not depend on the pre-tr
 RECIPES = {'random': ('random', {}), 'amt': ('amt', {}), 'amt-middle': ('amt', dict(throw='middle')),
            'semmae': ('semmae', {}),          # parts learned in the run (stage 1 on the random-masking encoder)
            'semmae-true': ('semmae', {}),     # SyntheticParts' TRUE parts: an upper bound, not SemMAE as published
-           'block': ('block', {}), 'attmask': ('attmask', {})}
+           'block': ('block', {}), 'attmask': ('attmask', {}),
+           'colormae': ('colormae', {}),      # green noise, the paper's best (chapter 09)
+           'hpm': ('hpm', {})}                # hard share 0 -> 0.5, the teacher's EMA at the official lag in epochs
 
 # One point of the sweep: every setting but the method, the budget (epochs) and the seed.
 POINT = dict(data='synthetic-shared',  # the testbed (chapter 00a): parts, not paint, carry the class
@@ -98,7 +101,7 @@ def pretrain_method(method:str,        # one of METHODS
                     n_parts:int=None,  # 'semmae': K, the number of learned parts
                     strategy_kw:dict=None,  # options for the strategy beyond its RECIPES entry (e.g. AMT's throw_ratio)
                     out=None,          # run folder, kept (a checkpoint there is resumed); None: a temporary one
-                   ) -> dict:          # model, losses (one per optimizer step), seconds, images_per_s, config
+                   ) -> dict:          # model, losses (one per optimizer step), seconds, images_per_s, config, strategy
     "Pre-train the micro MAE with one method's masking, the strategy from the training loop's registry (chapter 07)."
     if method not in METHODS: raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if (method == 'semmae') != (parts is not None):
@@ -118,8 +121,9 @@ def pretrain_method(method:str,        # one of METHODS
         sec = time.perf_counter() - t0
         if resumed:                  # the steps before the checkpoint were logged by an earlier process
             steps = [r for r in read_metrics(folder) if r.get('kind') == 'step']
+    if getattr(res.strategy, 'head', None) is not None: res.strategy.head.cpu()   # HPM's teacher, beside the model
     return dict(model=res.model.cpu().eval(), losses=[r['loss'] for r in steps], seconds=sec,
-                images_per_s=None if resumed else epochs * len(train_set) / sec, config=cfg)
+                images_per_s=None if resumed else epochs * len(train_set) / sec, config=cfg, strategy=res.strategy)
 
 # %% ../nbs/10_experiments.ipynb #c5892686
 def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its encoder is frozen
@@ -217,7 +221,7 @@ def untrained_mae(seed:int=0):
 
 # %% ../nbs/10_experiments.ipynb #2483dfeb
 METRICS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou', 'kmeans_miou', 'grid_miou')
-ROW_COLUMNS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'attention_iou', 'attention_chance')
+ROW_COLUMNS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'attention_iou', 'attention_chance') + ALIGNMENT_COLUMNS
 PART_SCORES = dict(part_miou='miou', kmeans_miou='kmeans_miou', grid_miou='grid_miou',   # row column -> learn_parts key
                    part_nmi='nmi', kmeans_nmi='kmeans_nmi', grid_nmi='grid_nmi', part_seconds='seconds')
 
@@ -228,6 +232,7 @@ class Cell:
     model:object = None      # the pre-trained MaskedAutoencoder (None for a baseline)
     losses:list = None       # its loss at every optimizer step
     learner:object = None    # 'semmae': the stage-1 PartLearner whose parts it masked by
+    strategy:object = None   # the strategy its run ended with (HPM's holds the trained teacher its plans need)
 
 def cell_row(method:str, epochs:int, seed:int, numbers:dict, seconds:float) -> dict:
     "A sweep row: which cell, its numbers, None for each column it has not, its time."
@@ -246,6 +251,46 @@ def baseline_numbers(method:str, seed:int, point:dict=None, device:str='cpu', pr
         return dict(finetune=finetune_model(untrained_mae(seed), train, test, point['finetune_epochs'], seed, device,
                                             point['n_finetune']))
     raise ValueError(f"method must be one of {BUDGET_FREE}, got {method!r}")
+
+# %% ../nbs/10_experiments.ipynb #cf31a10b
+def _last_epoch(method:str, model, batch:dict, epochs:int, learned=None, n_parts:int=None, kw:dict=None, trained=None) -> tuple:
+    """(strategy, collated batch): `method`'s strategy as it stands in its last epoch for the images of `batch`: the run's own when
+    it trained something (HPM's teacher), else built from the registry for these images (AMT, AttMask: `model`'s attention on them)."""
+    imgs = batch['image']; N, _, H, W = imgs.shape
+    p = model.patch_size
+    tensors = {k: v for k, v in batch.items() if isinstance(v, Tensor)}
+    if method == 'semmae': items = TensorItems(tensors | {'parts': learned}, n_parts=n_parts)
+    else: items = TensorItems(tensors, n_parts=DATA.n_parts)
+    if trained is not None and hasattr(trained, 'attach'): s = trained
+    else:
+        name, recipe = RECIPES[method]
+        context = dict(n_items=N, grid=(H // p, W // p), patch_size=p, epochs=epochs,
+                       image_transform=functools.partial(normalize, mean=DATA.mean, std=DATA.std))
+        s = make_strategy(name, context, **(recipe | (kw or {})))
+    s.epoch_start(epochs - 1, epochs, model, items)   # AMT, AttMask: the trained encoder's maps; SemMAE: the last λ; HPM: the last share
+    wrapped = s.wrap_dataset(items, None)
+    return s, torch.utils.data.default_collate([wrapped[i] for i in range(N)])
+
+def _learned_pixels(learner, images:Tensor) -> Tensor:  # [N, H, W] the learned part of every pixel
+    "SemMAE's stage 1 on new images: the part of each patch, spread over its pixels."
+    (n, _, H, W), (h, w) = images.shape, learner.grid_size
+    return learner.assign_parts(images).reshape(n, h, w).repeat_interleave(H // h, 1).repeat_interleave(W // w, 2)
+
+def final_alignment(method:str,     # one of METHODS
+                    model,          # its trained MaskedAutoencoder
+                    test_set,       # held-out images of the point's data: the plans are drawn on every image and measured against its true parts
+                    epochs:int,     # its budget: the plans are those of its last epoch
+                    seed:int=0,     # the cell's seed: the plans' generator
+                    learned=None,   # 'semmae': [N, H, W] the learned part of every pixel of test_set
+                    n_parts:int=None,  # K of `learned`
+                    kw:dict=None,   # options beyond the method's RECIPES entry
+                    strategy=None,  # the strategy its run ended with (needed for 'hpm')
+                   ) -> dict:       # ALIGNMENT_COLUMNS -> float (choice_on_object None for a strategy that ranks nothing)
+    "Where `method`'s last-epoch plans fall on held-out images: chapter 09a's fields for the cell's row."
+    t = test_set.tensors()
+    s, b = _last_epoch(method, model, t, epochs, learned, n_parts, kw, strategy)
+    plan = s(b, model.patch_size, torch.Generator().manual_seed(seed))
+    return alignment_fields(plan, t, model.patch_size, DATA.n_parts, ranking_scores(s, b, model.patch_size))
 
 # %% ../nbs/10_experiments.ipynb #fc3e010a
 def compute_cell(method:str,      # one of SWEEP_METHODS
@@ -278,8 +323,11 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
     numbers |= evaluate_model(r['model'], train, test, progress=progress, finetune_epochs=point['finetune_epochs'],
                               seed=seed, device=device, n_finetune=point['n_finetune'])
     numbers |= dict(final_loss=r['losses'][-1], pretrain_seconds=r['seconds'])
+    learned = _learned_pixels(stage1['learner'], test.tensors()['image']) if stage1 else None
+    numbers |= final_alignment(method, r['model'], test, epochs, seed, learned, point['n_parts'] if stage1 else None,
+                               (strategy_kw or {}).get(method), r['strategy'])
     row = cell_row(method, epochs, seed, numbers, time.perf_counter() - t0)
-    return Cell(row, r['model'], r['losses'], stage1['learner'] if stage1 else None)
+    return Cell(row, r['model'], r['losses'], stage1['learner'] if stage1 else None, r['strategy'])
 
 # %% ../nbs/10_experiments.ipynb #39fd822e
 def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
@@ -289,22 +337,13 @@ def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
                 learned=None,       # [N, H, W] learned part of every pixel of `batch` (for 'semmae')
                 n_parts:int=None,   # K of `learned`
                 strategy_kw:dict=None,  # method -> options beyond its RECIPES entry
+                strategies:dict=None,   # method -> the strategy its run ended with ('hpm' needs it: its teacher was trained there)
                ) -> dict:           # method -> MaskPlan
     "The plan each method's strategy draws for `batch` in its last epoch, asked from the training loop's registry."
-    imgs = batch['image']; N, _, H, W = imgs.shape
     plans = {}
     for m, model in models.items():
-        if m == 'semmae' and learned is None: continue
-        name, kw = RECIPES[m]
-        p = model.patch_size
-        tensors = {k: v for k, v in batch.items() if isinstance(v, Tensor)}
-        if m == 'semmae': items = TensorItems(tensors | {'parts': learned}, n_parts=n_parts)
-        else: items = TensorItems(tensors, n_parts=DATA.n_parts)
-        context = dict(n_items=N, grid=(H // p, W // p), patch_size=p, epochs=epochs,
-                       image_transform=functools.partial(normalize, mean=DATA.mean, std=DATA.std))
-        s = make_strategy(name, context, **(kw | (strategy_kw or {}).get(m, {})))
-        s.epoch_start(epochs - 1, epochs, model, items)   # AMT, AttMask: the trained encoder's maps; SemMAE: the last λ
-        wrapped = s.wrap_dataset(items, None)
-        b = torch.utils.data.default_collate([wrapped[i] for i in range(N)])
-        plans[m] = s(b, p, torch.Generator().manual_seed(seed))
+        trained = (strategies or {}).get(m)
+        if (m == 'semmae' and learned is None) or (m == 'hpm' and trained is None): continue
+        s, b = _last_epoch(m, model, batch, epochs, learned, n_parts, (strategy_kw or {}).get(m), trained)
+        plans[m] = s(b, model.patch_size, torch.Generator().manual_seed(seed))
     return plans
