@@ -91,13 +91,13 @@ def _notes(methods, epochs, seed, point, parts) -> list:
                      f"pre-train s). Held-out matched mIoU: learned {parts['part_miou']:.3f}, k-means on the same tokens "
                      f"{parts['kmeans_miou']:.3f}, fixed grid {parts['grid_miou']:.3f}.")
     if 'semmae-true' in methods:
-        notes.append("semmae-true masks by SyntheticParts' TRUE parts: an upper bound for learned parts, not SemMAE as published.")
+        notes.append("semmae-true masks by the generator's TRUE parts: an upper bound for learned parts, not SemMAE as published.")
     if 'colormae' in methods:
         notes.append("ColorMAE: green-noise masks (chapter 09), blind to the image: the control for clumped masks without meaning.")
     if 'hpm' in methods:
         notes.append("HPM: its loss 'final_loss' is the pixel loss alone (the relative loss of its predictor is logged apart); the "
-                     "teacher's share of the masked set grows from 0 to 0.5 over the run, its EMA at the official lag in epochs. "
-                     "HPM's masks are not in the masks picture: its plans need the teacher of its run.")
+                     "teacher's share of the masked set grows from 0 to 0.5 over the run, its EMA at the official lag in epochs; "
+                     "its masks in the pictures are drawn by the teacher its run trained.")
     notes.append("One seed: a difference smaller than the seed-to-seed spread (chapter 10d's sweep) is not separated from seed noise, which does not make the two equal.")
     return notes
 
@@ -126,7 +126,7 @@ def _pictures(cells, epochs, seed, point, strategy_kw, n_pictures) -> dict:
         learned = learner.assign_parts(batch['image']).reshape(n, h, w)
         learned = learned.repeat_interleave(H // h, 1).repeat_interleave(W // w, 2)
     return figures({m: cells[m].losses for m in trained}, {m: cells[m].model for m in trained}, batch, epochs,
-                   untrained_mae(seed), learned, point['n_parts'], strategy_kw)
+                   untrained_mae(seed), learned, point['n_parts'], strategy_kw, {m: cells[m].strategy for m in trained})
 
 def _replace_report(out:Path, metrics:dict, figs:dict) -> dict:
     "Write the report folder once (an older report there is replaced); a report half written is removed again."

@@ -30,12 +30,13 @@ def _png(fig) -> bytes:
 
 def figures(losses:dict,            # method -> loss per optimizer step
             models:dict,            # method -> its trained MaskedAutoencoder
-            batch:dict,             # collated SyntheticParts test items to draw (image, parts, ...)
+            batch:dict,             # collated held-out items to draw (image, parts, ...)
             epochs:int,             # the budget (the masks are those of the last epoch)
             untrained=None,         # the encoder at initialisation, drawn beside the trained ones' attention
             learned=None,           # [N, H, W] learned part of every pixel of `batch` (SemMAE's stage 1)
             n_parts:int=None,       # K of `learned`
             strategy_kw:dict=None,  # method -> options beyond its recipe
+            strategies:dict=None,   # method -> the strategy its run ended with (HPM's plans need its trained teacher)
            ) -> dict:               # name -> PNG bytes
     "The report's figures: losses, masks, reconstructions, attention, parts."
     figs = {}
@@ -43,7 +44,8 @@ def figures(losses:dict,            # method -> loss per optimizer step
     for m, l in losses.items(): ax.plot(l, lw=0.9, label=m)
     ax.set_xlabel('optimizer step'); ax.set_ylabel('MAE loss (masked patches)'); ax.legend(fontsize=8)
     figs['losses'] = _png(fig)
-    plans = final_plans(models, batch, epochs, learned=learned, n_parts=n_parts, strategy_kw=strategy_kw)
+    plans = final_plans(models, batch, epochs, learned=learned, n_parts=n_parts, strategy_kw=strategy_kw,
+                        strategies=strategies)
     n = len(batch['image']); rows = [m for m in models if m in plans]
     fig, ax = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.4 * len(rows)), squeeze=False)
     for i, m in enumerate(rows):
@@ -150,6 +152,12 @@ _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, 
                finetune='fine-tuned', attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 _PART_SERIES = {'learned parts': 'part_miou', 'k-means': 'kmeans_miou', 'fixed grid': 'grid_miou'}
 
+_BASELINE_COLOURS = dict(pixels='k', untrained='0.55', scratch='0.3')   # greys, dashed: not masking methods
+
+def _colour(method:str) -> str:
+    "A method's colour in every sweep figure: C0..C8 for the masking methods, greys for the baselines."
+    return _BASELINE_COLOURS.get(method) or f'C{METHODS.index(method) % 10}'
+
 def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou')):
     "Each metric against the pre-training budget: mean and 95 % interval over seeds per method."
     cols = (len(keys) + 1) // 2
@@ -162,7 +170,7 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
             for m in methods:
                 pts = [(E, *tab[E][m]) for E in tab if m in tab[E]]
                 x = [p[0] for p in pts]; y = [p[1] for p in pts]; e = [0 if p[3] < 2 else p[2] for p in pts]
-                colour = f'C{(SWEEP_METHODS.index(m) if series is None else i) % 10}'
+                colour = _colour(m) if series is None else f'C{i}'
                 ax.errorbar(x, y, yerr=e, marker='o', ms=3, lw=1, capsize=2, color=colour,
                             label=(m if series is None else label), ls='--' if m in BASELINES else '-')
         if key == 'attention_mass':
