@@ -45,8 +45,9 @@ def test_demo_tiny_report(tmp_path):
     assert list(json.loads((out / 'metrics.json').read_text())['methods']) == ['random', 'untrained', 'scratch', 'raw pixels']
 
 def _numbers(row:dict) -> dict:
-    "A row's numbers: without which cell it is and without the timings."
-    return {k: v for k, v in row.items() if k not in ('method', 'epochs', 'seed') and not k.endswith('seconds')}
+    "A row's numbers: without which cell it is, the timings and where it ran (the sweep's rows record commit, device, torch)."
+    return {k: v for k, v in row.items()
+            if k not in ('method', 'epochs', 'seed', 'commit', 'device', 'torch') and not k.endswith('seconds')}
 
 @pytest.mark.parametrize('methods, epochs', [(('random',), 1), pytest.param(DEFAULT_METHODS, 2, marks=pytest.mark.slow),
                                              pytest.param(('colormae', 'hpm'), 2, marks=pytest.mark.slow)])
