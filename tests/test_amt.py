@@ -2,6 +2,7 @@
 import os, subprocess, sys, textwrap, time
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -30,6 +31,7 @@ SCRIPT = textwrap.dedent('''
     dist.barrier(); dist.destroy_process_group()   # the barrier: torch 2.4 can hang in destroy when a rank leaves first
 ''')
 
+@pytest.mark.slow
 def test_refresh_distributed_gathers_every_shard(tmp_path):
     "Two gloo processes compute one shard each; after all_gather both hold exactly the single-process maps."
     script = tmp_path / 'refresh.py'

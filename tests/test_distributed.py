@@ -1,5 +1,6 @@
 """torch.distributed on the CPU (gloo): two processes launched by torchrun compute the same steps as one
 process with the same global batch (nbs/07_train.ipynb, "Several processes")."""
+import pytest
 import os, subprocess, sys, time
 from pathlib import Path
 import torch
@@ -9,6 +10,7 @@ from semmae_edu.checkpoint import read_metrics, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tmp_path):
     # global batch 8 = 2 processes x micro-batch 4, or 1 process x micro-batch 4 x accum_iter 2 (derived from eff_batch_size)
     common = dict(n_synthetic=32, batch_size=4, eff_batch_size=8, epochs=2, warmup_epochs=1, seed=1)

@@ -87,6 +87,7 @@ def trained():
     return dict(mae=mae, runs=runs, learner=runs[0][0], ds=ds, seconds=time.time() - t0)
 
 
+@pytest.mark.slow
 def test_part_learning_lowers_Lr_and_beats_the_grid(trained):
     _, Xe, Te = _load(256, seed=1)
     n_true = trained['ds'].n_parts
@@ -129,6 +130,7 @@ def test_kmeans_and_grid_scores_equal_a_reference():
         _assert_scores(pred, T, K, n_true, matched_miou(pred, T, K, n_true), nmi(pred, T))
 
 
+@pytest.mark.slow
 def test_part_bank_save_load(trained, tmp_path):
     learner, ds = trained['learner'], trained['ds']
     sub = torch.utils.data.Subset(ds, range(40))   # items carry 'index' 0..39

@@ -61,6 +61,7 @@ def test_equal_to_timm_both_ways(name, factory, cfg, size):
     with torch.no_grad(): ref = fresh(x); assert (ours(x) - ref).abs().max() <= tol(ref)
 
 
+@pytest.mark.slow
 def test_vit_base_224_equal_to_timm():
     "ViT-B/16 at 224, the MAE model's encoder size."
     ours = vit_base(img_size=224, patch_size=16, seed=0).eval()
