@@ -116,10 +116,6 @@ def _check_xy(X, y, what):
     if len(X) == 0: raise ValueError(f"{what}_feats is empty")
     if y.is_floating_point() or y.min() < 0: raise ValueError(f"{what}_labels must be class ids >= 0 (integers)")
 
-def _lr_factor(step:int, total:int, warmup:int) -> float:
-    "The one warm-up + half-cosine schedule (`optim.lr_at`, peak 1) at optimizer step `step`; the warm-up counts the step being taken, so no step runs at lr 0."
-    return lr_at(step + 1 if step < warmup else step, 1., total, warmup)
-
 # %% ../nbs/08_evaluate.ipynb #3c7951e1
 def linear_probe(train_feats:Tensor,     # [n, D] cached features
                  train_labels:Tensor,    # [n] class ids
@@ -156,7 +152,7 @@ def linear_probe(train_feats:Tensor,     # [n, D] cached features
     for ep in range(epochs):
         head.train(); perm = torch.randperm(n, generator=g).to(device); tot = 0.
         for s in range(steps):
-            set_lr(opt, lr * _lr_factor(ep * steps + s, epochs * steps, warmup_epochs * steps))
+            set_lr(opt, lr_at(ep + s / steps, lr, epochs, warmup_epochs))   # the pre-training's schedule (chapter 07b)
             idx = perm[s * bs:(s + 1) * bs]
             loss = F.cross_entropy(head(X[idx]), y[idx])
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); tot += loss.item()
@@ -364,7 +360,7 @@ def _finetune(encoder, train, test, epochs, blr, layer_decay, batch_size, weight
     lr = blr * batch_size / 256
     groups = param_groups_lrd(model, weight_decay, layer_decay)
     opt = torch.optim.AdamW([{k: v for k, v in gr.items() if k != 'names'} for gr in groups], lr=lr, betas=(0.9, 0.999))
-    steps = len(tl); total = epochs * steps; losses = []
+    steps = len(tl); losses = []
     bar = range(epochs)
     if progress:
         from tqdm.auto import tqdm
@@ -378,7 +374,7 @@ def _finetune(encoder, train, test, epochs, blr, layer_decay, batch_size, weight
             if hflip:
                 flip = torch.rand(len(x), generator=g) < 0.5
                 x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
-            set_lr(opt, lr * _lr_factor(ep * steps + s, total, warmup_epochs * steps))   # times each group's lr_scale
+            set_lr(opt, lr_at(ep + s / steps, lr, epochs, warmup_epochs))   # times each group's lr_scale
             loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); tot += loss.item()
         losses.append(tot / max(steps, 1))

@@ -60,6 +60,7 @@ print(json.dumps(dict(installs=installs, ran=ran, device=sh.user_ns['DEVICE'])))
 '''
 
 
+@pytest.mark.slow
 def test_chapter_runs_with_only_what_the_setup_cell_installs(tmp_path):
     from importlib.metadata import version
     src = setup_cell(CHAPTER)

@@ -33,6 +33,7 @@ def test_attmask_masks_the_top_patches():
     assert torch.equal(p.masked, torch.zeros(30, 64, dtype=torch.bool).scatter_(1, w.topk(48, 1).indices, True))
     assert torch.equal(attmask_masking(torch.ones(1, 8), 0.5).masked[0], torch.tensor([True] * 4 + [False] * 4))   # ties: lower index
 
+@pytest.mark.slow
 def test_both_in_the_registry_and_the_loop(tmp_path):
     assert {'block', 'attmask'} <= set(STRATEGIES)
     for name in ('block', 'attmask'):
@@ -44,6 +45,7 @@ def test_both_in_the_registry_and_the_loop(tmp_path):
     la = [r['loss'] for r in read_metrics(attm.out) if r.get('kind') == 'step']; lr = [r['loss'] for r in read_metrics(rnd.out) if r.get('kind') == 'step']
     assert la[:2] == lr[:2] and la[2:] != lr[2:]      # epoch 0: random masking (the same draw); from epoch 1 (5 % of 3, at least 1): AttMask
 
+@pytest.mark.slow
 def test_amt_example_trains_amt(tmp_path):
     "The README's `semmae-edu pretrain --strategy amt --epochs 5` masks by attention (from epoch 1), so its losses differ from random's."
     from semmae_edu import cli

@@ -9,6 +9,7 @@ from semmae_edu.checkpoint import read_metrics, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
+@pytest.mark.slow
 @pytest.mark.parametrize('strategy', ['random', pytest.param('hpm', marks=pytest.mark.slow)])
 def test_two_gloo_processes_equal_one_process(tmp_path, strategy):
     "HPM too: its head is DDP-wrapped beside the MAE, its teacher follows the same averaged student on every rank."

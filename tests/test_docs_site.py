@@ -167,6 +167,7 @@ def check_static(site):
     assert not problems, '\n'.join(problems)
     return parsed
 
+@pytest.mark.slow
 def test_fixture_site_renders_every_kind_of_cell(fixture_site):
     parsed = check_static(fixture_site)
     assert set(parsed) == {'docs_fixture.html', 'other.html'}
@@ -202,6 +203,7 @@ def test_fixture_site_renders_every_kind_of_cell(fixture_site):
     toc = page.split('<nav class="toc-inline"', 1)[1].split('</nav>', 1)[0]        # contents in page order
     assert [m for m in re.findall(r'href="#([\w.-]+)"', toc)][:4] == ['markdown', 'code-and-outputs', 'add', 'twice']
 
+@pytest.mark.slow
 def test_fixture_figures_carry_their_text_size(fixture_site):
     "While the build runs a notebook, each PNG matplotlib writes records its smallest text and its legends."
     figs = sorted((fixture_site/'figures').glob('docs_fixture-*.png'))
@@ -209,6 +211,7 @@ def test_fixture_figures_carry_their_text_size(fixture_site):
     facts = _figure_facts(figs[0])
     assert facts is not None and facts['min_font_pt'] == 10.0 and facts['legends'] == []   # matplotlib's default 10 pt ticks
 
+@pytest.mark.slow
 def test_index_shows_the_sweep_figure_once_committed(docs_site):
     "The sweep's figure (nbs/images/sweep.png, once committed) goes on the index, after the first section."
     body = '<div class="cell md-cell">\n<h2 id="a">A</h2><p>x</p></div><div class="cell md-cell">\n<h2 id="b">B</h2></div>'
@@ -272,6 +275,7 @@ def test_links_follow_the_repository(tmp_path):
     out = mk(None).fix_repo(body, '05_parts.ipynb')
     assert 'href="https://' not in out and 'href="nbs/05_parts.ipynb" download' in out and 'source</a>' not in out
 
+@pytest.mark.slow
 def test_docs_site_static(docs_site):
     parsed = check_static(docs_site)
     assert 'index.html' in parsed
@@ -285,6 +289,7 @@ KEY_CODE = {'masking.html': ['class MaskPlan', 'def random_masking', 'def plan_f
             'semmae.html': ['def semantic_masking', 'def lam_schedule'],
             'mae.html': ['def forward_loss'], 'vit.html': ['class Attention', 'def cls_attention_maps']}
 
+@pytest.mark.slow
 def test_docs_site_shows_the_code(docs_site):
     "Each chapter shows the code it builds, where it builds it (not only a signature card)."
     for name, needles in KEY_CODE.items():
@@ -292,6 +297,7 @@ def test_docs_site_shows_the_code(docs_site):
         missing = [n for n in needles if n not in text]
         assert not missing, f'{name} does not show {missing}'
 
+@pytest.mark.slow
 def test_docs_site_has_no_build_paths_or_raw_markdown(docs_site):
     for name in _site_pages(docs_site):
         text = ''.join(_parse(docs_site/name).text)
@@ -301,6 +307,7 @@ def test_docs_site_has_no_build_paths_or_raw_markdown(docs_site):
 
 _re_bar = re.compile(r'\d{1,3}%\|[^|\n]*\|\s*\d|(?:it/s|s/it)\]')
 
+@pytest.mark.slow
 def test_no_progress_bars_on_pages(docs_site):
     "A tqdm bar is the state of one run at one moment: it never reaches a page."
     hits = {}
@@ -312,6 +319,7 @@ def test_no_progress_bars_on_pages(docs_site):
 
 # --- a no-execute build is whole -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_no_execute_build_is_whole(report):
     """The committed notebooks store every explorer their pages need (expect.yml: explorers) and every
     output the pages show, so `build_docs.py --no-execute` gives the same site (allow: explorers_not_stored,
@@ -333,6 +341,7 @@ def test_no_execute_build_is_whole(report):
         for c in r['not_stored'] or []: print(f'  {p}: cell {c["cell"]} {"/".join(c["kinds"])} not stored: {c["source"]}')
     _within(counts, ALLOW.get('outputs_not_stored') or {}, 'outputs a --no-execute build lacks')
 
+@pytest.mark.slow
 def test_maths_all_typeset(report):
     "Every $...$ and $$...$$ became MathML, apart from allow: raw_tex (the build itself fails on others)."
     errs = [f'{p}: {e["tex"]}' for p, r in report['pages'].items() for e in r['math_errors']]
@@ -376,6 +385,7 @@ def _cards(path):
     p = _Cards(); p.feed(lighter(path.read_text(encoding='utf-8'))); p.close()
     return p.cards
 
+@pytest.mark.slow
 def test_api_cards(docs_site):
     """Each exported function appears once: its source inside its card, never a signature line beside source
     the page shows; the blank "Meaning" cells (no docment) are counted per page (allow: blank_meanings)."""
@@ -421,6 +431,7 @@ def figure_problems(site, name):
             out.append(f'{f.name}: text of {facts["min_font_pt"]:g} pt ("{facts.get("smallest", "")}"), under {MIN_FONT_PT} pt')
     return out
 
+@pytest.mark.slow
 def test_figures_meet_the_style(docs_site):
     "Every figure on every page (chapter 09 too) at the book's dpi with text >= 9 pt (allow: figures)."
     counts = {}
@@ -511,6 +522,7 @@ def test_chapter_opens_in_colab(nb):
     assert any(badge.search(s) for s, c in zip(head, cells) if c['cell_type'] == 'markdown'), f'{nb}: no local Colab badge linking to nbs/{nb} near the top'
     assert any(INSTALL_CELL in s for s in src[:5]), f'{nb}: no Colab install cell near the top'
 
+@pytest.mark.slow
 def test_pages_link_only_a_real_repository(docs_site, report):
     "Links go to the clone's own repository (report: repo) or nowhere: never to one settings.ini invents."
     from nbdev.config import get_config
@@ -550,6 +562,7 @@ def test_claim_harness():
     assert claim_values(prose, out, steps) == ('1000', '40') and not same_number(*claim_values(prose, out, steps))
     assert same_number(*claim_values(prose, out, probe))
 
+@pytest.mark.slow
 def test_prose_matches_outputs(docs_site):
     "Each claim of expect.yml: the number the prose states is the one the page's output shows (known: true while it differs)."
     bad, fixed = [], []
@@ -563,6 +576,7 @@ def test_prose_matches_outputs(docs_site):
     if fixed: print('\nnote: claims that agree now: drop `known: true` from ' + ', '.join(fixed))
     assert not bad, '\n'.join(bad)
 
+@pytest.mark.slow
 def test_search_covers_symbols_and_headings(docs_site):
     "The search index holds the maths (λ as a symbol and as `lambda`) and every h2 heading of every page."
     raw = (docs_site/'search-index.js').read_text(encoding='utf-8')
@@ -819,6 +833,7 @@ def check_page(browser, base, name, shot):
     except BaseException:
         ctx.close(); raise
 
+@pytest.mark.slow
 def test_fixture_site_in_browser(browser, serve, fixture_site):
     base = serve(fixture_site)
     for name in _site_pages(fixture_site):
@@ -835,6 +850,7 @@ def test_fixture_site_in_browser(browser, serve, fixture_site):
             assert not problems, f'{name}, after interaction:\n' + '\n'.join(problems)
         finally: ctx.close()
 
+@pytest.mark.slow
 def test_layout_check_catches_what_it_should(browser, serve, tmp_path):
     "The width check sees a wide element and a split number; the TeX check sees a raw `$`; a contents list is required."
     (tmp_path/'site.css').write_text('main.content { width: 300px; padding: 0 } td { overflow-wrap: anywhere; width: 1px }')
@@ -847,6 +863,7 @@ def test_layout_check_catches_what_it_should(browser, serve, tmp_path):
         assert 'overflow: div' in got and 'contents: no visible' in got and 'raw TeX' in got and 'split' in got, got
     finally: ctx.close()
 
+@pytest.mark.slow
 def test_fixture_site_from_files(browser, fixture_site):
     "Opened straight from the disk (file://, no server), a page still works: styles, search, explorer."
     ctx, page, problems = open_page(browser, (fixture_site/'docs_fixture.html').as_uri())
@@ -864,6 +881,7 @@ _shot_taken = []
 _layout, _colours = {}, {}
 
 @pytest.mark.parametrize('name', _site_pages(SITE) or ['<not built>'])
+@pytest.mark.slow
 def test_docs_page_in_browser(browser, serve, docs_site, name):
     "At 1280 px: loads clean, explorers work; at every width: layout, contents, words, TeX (recorded for the tests below)."
     if name.startswith('<'): _unavailable(f'{SITE} has no pages')
@@ -877,6 +895,7 @@ def test_docs_page_in_browser(browser, serve, docs_site, name):
         assert not problems, f'{name}, after interaction:\n' + '\n'.join(problems)
     finally: ctx.close()
 
+@pytest.mark.slow
 def test_docs_page_at_every_width(docs_site):
     """At 1280, 1024, 800 and 390 px no element is wider than its column, an "on this page" list shows, no word
     or number is split across lines, no raw TeX shows (allow: layout, as "page@width: problem" or "page@*: problem")."""
@@ -889,6 +908,7 @@ def test_docs_page_at_every_width(docs_site):
     new = [f for f in found if f not in allowed and re.sub(r'@\d+:', '@*:', f, count=1) not in allowed]
     assert not new, 'layout problems (tools/docs_site/expect.yml, allow: layout, lists the known ones):\n' + '\n'.join(new)
 
+@pytest.mark.slow
 def test_colours_do_not_collide(docs_site):
     """Mask-state colours and every legend's colours, read from the pages' players and figures, at least
     MIN_DELTA_E (CIEDE2000) apart (allow: colour_collisions, as "page: pair")."""
@@ -931,6 +951,7 @@ def _explorer(page, title):
     assert ex.count() == 1, f'no explorer titled {title!r}'
     return ex.first
 
+@pytest.mark.slow
 def test_explorers_explain(browser, serve, docs_site):
     "The explorers open on the papers' settings, are big enough, have a legend and count what they show."
     base = serve(docs_site)
@@ -970,6 +991,7 @@ def test_explorers_explain(browser, serve, docs_site):
         assert page.evaluate('(img) => img.naturalHeight', ex.locator('img.mask-explorer-frame').element_handle()) >= 256
     finally: ctx.close()
 
+@pytest.mark.slow
 def test_search_finds_a_symbol_in_the_browser(browser, serve, docs_site):
     "Typing λ finds the SemMAE schedule; typing a heading finds that heading first."
     if not (docs_site/'semmae.html').exists(): pytest.skip('no SemMAE chapter')

@@ -37,6 +37,23 @@ def test_probe_same_seed_same_result():
     b = linear_probe(Xtr, ytr, Xte, yte, epochs=5, batch_size=32, seed=4)
     assert a['losses'] == b['losses'] and torch.equal(a['pred'], b['pred'])
 
+def test_probe_and_finetune_follow_the_pretraining_schedule(monkeypatch):
+    "One warm-up convention: before step s of epoch e, both set optim.lr_at(e + s / steps, ...), as pre-training does."
+    import semmae_edu.evaluate as ev
+    from semmae_edu.optim import lr_at, set_lr
+    seen = []
+    monkeypatch.setattr(ev, 'set_lr', lambda opt, lr: seen.append(lr) or set_lr(opt, lr))
+    Xtr, ytr = planted(96, 0); Xte, yte = planted(20, 1)
+    linear_probe(Xtr, ytr, Xte, yte, epochs=4, batch_size=32, warmup_epochs=2, lr=0.1)      # 3 steps per epoch
+    assert seen == [lr_at(e + s / 3, 0.1, 4, 2) for e in range(4) for s in range(3)] and seen[0] == 0.
+    seen.clear()
+    data = TensorDataset(torch.rand(8, 3, 32, 32), torch.arange(8) % 2)
+    torch.manual_seed(0)
+    finetune(mae_vit_micro_patch4(), data, data, epochs=2, batch_size=4, blr=2e-3, warmup_epochs=1)   # 2 steps per epoch
+    lr = 2e-3 * 4 / 256
+    assert seen == [lr_at(e + s / 2, lr, 2, 1) for e in range(2) for s in range(2)] and seen[0] == 0.
+
+
 def test_probe_head_is_maes():
     torch.manual_seed(0); h = LinearProbe(256, 40)
     assert not h.bn.affine and h.bn.eps == 1e-6 and torch.count_nonzero(h.fc.bias) == 0

@@ -1,8 +1,10 @@
 "Learning actually happens: a tiny MAE overfits 64 SyntheticParts images on the CPU."
+import pytest
 import time, torch
 from semmae_edu.synthetic import SyntheticParts
 from semmae_edu.mae import mae_vit_micro_patch4
 
+@pytest.mark.slow
 def test_micro_mae_overfits_64_images():
     t0 = time.time()
     torch.manual_seed(0); g = torch.Generator().manual_seed(0)

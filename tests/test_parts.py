@@ -15,8 +15,50 @@ import torch
 from semmae_edu.data import patch_parts
 from semmae_edu.synthetic import SyntheticParts
 from semmae_edu.mae import mae_vit_micro_patch4, pretrain_mae
-from semmae_edu.parts import PartLearner, load_parts, part_bank, save_parts, timm_features, train_parts
+from semmae_edu.parts import PartLearner, kmeans, load_parts, part_bank, save_parts, timm_features, train_parts
 from semmae_edu.part_metrics import grid_parts, kmeans_parts, matched_miou, nmi
+from tolerance import EPS64, reduction
+
+
+def _best_matching(iou):
+    "The largest summed IoU over one-to-one matchings of the rows [K] to the columns [T] of `iou`: a DP over subsets of rows."
+    K, T = iou.shape
+    best = {0: 0.}                                     # rows already matched (a bit mask) -> best sum so far
+    for j in range(T):                                 # column j stays unmatched, or takes one free row
+        nxt = dict(best)
+        for mask, v in best.items():
+            for i in range(K):
+                if not mask >> i & 1: nxt[mask | 1 << i] = max(nxt.get(mask | 1 << i, -1.), v + iou[i, j])
+        best = nxt
+    return max(best.values())
+
+
+def _reference_scores(pred, true, K, T):
+    """Matched mIoU and NMI of `pred` against `true` recomputed with numpy from the counts (IoU by its definition, the best
+    matching by `_best_matching`, NMI by its formula), each with the float64 rounding budget of the two computations."""
+    p, t = pred.reshape(-1).numpy(), true.reshape(-1).numpy()
+    M = np.zeros((K, T)); np.add.at(M, (p, t), 1)
+    union = M.sum(1, keepdims=True) + M.sum(0, keepdims=True) - M
+    iou = np.divide(M, union, out=np.zeros_like(M), where=union > 0)
+    present = int((M.sum(0) > 0).sum())               # true classes that occur: the mean runs over these
+    miou = _best_matching(iou) / present
+    tol_miou = reduction(K + T + 2, 1., EPS64)        # two sums of <= K + T IoUs (each <= 1) in other orders, one division
+    P = M[M.sum(1) > 0][:, M.sum(0) > 0] / M.sum()
+    pa, pb = P.sum(1), P.sum(0); nz = P > 0
+    terms = P[nz] * np.log(P[nz] / np.outer(pa, pb)[nz])
+    I, Ha, Hb = terms.sum(), -(pa * np.log(pa)).sum(), -(pb * np.log(pb)).sum()
+    D = (Ha + Hb) / 2
+    # each term rounds ~4 times (product, quotient, log, product) and the sums add K·T (I) and K + T (H) terms
+    dI, dD = reduction(K * T + 4, np.abs(terms).sum(), EPS64), reduction(K + T + 4, D, EPS64)
+    return miou, tol_miou, max(0., I / D), dI / D + abs(I) * dD / D ** 2
+
+
+def _assert_scores(pred, true, K, T, miou, nmi_):
+    "`miou` and `nmi_` (as the library computed them) equal the reference within the rounding budget, and lie in [0, 1]."
+    ref_m, tol_m, ref_n, tol_n = _reference_scores(pred, true, K, T)
+    assert abs(miou - ref_m) <= tol_m, (miou, ref_m)
+    assert abs(nmi_ - ref_n) <= tol_n, (nmi_, ref_n)
+    assert 0 <= miou <= 1 and 0 <= nmi_ <= 1
 
 
 def _load(n, seed):
@@ -45,6 +87,7 @@ def trained():
     return dict(mae=mae, runs=runs, learner=runs[0][0], ds=ds, seconds=time.time() - t0)
 
 
+@pytest.mark.slow
 def test_part_learning_lowers_Lr_and_beats_the_grid(trained):
     _, Xe, Te = _load(256, seed=1)
     n_true = trained['ds'].n_parts
@@ -57,15 +100,37 @@ def test_part_learning_lowers_Lr_and_beats_the_grid(trained):
         pred = learner.assign_parts(Xe)
         assert len(torch.unique(pred)) >= 3          # no collapse onto one or two parts
         ms.append(matched_miou(pred, Te, K, n_true)); ns.append(nmi(pred, Te))
+        _assert_scores(pred, Te, K, n_true, ms[-1], ns[-1])
     grid = grid_parts(len(Xe), learner.grid_size, K)
     km = kmeans_parts(learner, Xe, K, seed=0)
     m_g, m_k, n_g, n_k = matched_miou(grid, Te, K, n_true), matched_miou(km, Te, K, n_true), nmi(grid, Te), nmi(km, Te)
-    print(f"\nmatched mIoU learned {ms}  k-means {m_k:.3f}  grid {m_g:.3f};  "
-          f"NMI learned {ns}  k-means {n_k:.3f}  grid {n_g:.3f};  training {trained['seconds']:.0f} s")
+    # the k-means baseline is k-means on the tokens the learner reads (normalised, frozen), and its numbers and the
+    # grid's are the scores by definition (no claim about their size: that is the measurement, not a property)
+    x = learner.encode(Xe)[1]
+    assert torch.equal(km.flatten(), kmeans(x.reshape(-1, x.shape[-1]), K, generator=torch.Generator().manual_seed(0))[0])
+    _assert_scores(km, Te, K, n_true, m_k, n_k)
+    _assert_scores(grid, Te, K, n_true, m_g, n_g)
     assert np.mean(ms) > 1.25 * m_g and min(ms) > m_g, (ms, m_g)
     assert np.mean(ns) > 1.5 * n_g and min(ns) > n_g, (ns, n_g)
 
 
+def test_kmeans_and_grid_scores_equal_a_reference():
+    "The quick loop's version of the above, on an untrained encoder: k-means on the learner's tokens, scores by definition."
+    _, X, T = _load(24, seed=2)
+    torch.manual_seed(0)
+    learner = PartLearner(mae_vit_micro_patch4().encoder(), n_parts=6, seed=0)
+    K, n_true = learner.n_parts, SyntheticParts(n=1, size=32).n_parts
+    km, km2 = kmeans_parts(learner, X, K, seed=1), kmeans_parts(learner, X, K, seed=1)
+    assert torch.equal(km, km2) and km.shape == (24, 64) and 0 <= km.min() and km.max() < K
+    x = learner.encode(X)[1]
+    labels, cent = kmeans(x.reshape(-1, x.shape[-1]), K, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(km.flatten(), labels)
+    assert torch.equal(labels, torch.cdist(x.reshape(-1, x.shape[-1]).float(), cent).argmin(1))   # every token at its nearest centroid
+    for pred in (km, grid_parts(24, learner.grid_size, K), learner.assign_parts(X)):
+        _assert_scores(pred, T, K, n_true, matched_miou(pred, T, K, n_true), nmi(pred, T))
+
+
+@pytest.mark.slow
 def test_part_bank_save_load(trained, tmp_path):
     learner, ds = trained['learner'], trained['ds']
     sub = torch.utils.data.Subset(ds, range(40))   # items carry 'index' 0..39

@@ -35,6 +35,7 @@ from semmae_edu.config import PretrainConfig
 pretrain(PretrainConfig(**json.loads(sys.argv[1])), on_step=lambda rec: time.sleep(float(sys.argv[2])))
 """
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     cfg = dict(TINY, ckpt_every_steps=2)
     # the run that is killed: a subprocess that sleeps after each step so the kill lands mid-run
@@ -175,6 +176,7 @@ def test_dataloader_workers_change_nothing(tmp_path):
     assert_same_weights(a.model, b.model)
 
 @pytest.mark.parametrize('strategy', ['amt', 'semmae'])
+@pytest.mark.slow
 def test_workers_for_map_strategies(tmp_path, strategy, monkeypatch):
     "Workers change no number for AMT and SemMAE; the loader is rebuilt only when the maps the workers read change."
     import semmae_edu.train as train
@@ -208,7 +210,8 @@ def _grad_norms(norms):
     from torch.optim.optimizer import register_optimizer_step_pre_hook
     return register_optimizer_step_pre_hook(hook)
 
-@pytest.mark.parametrize('amp,strategy', [('none', 'random'), ('fp16', 'random'), ('none', 'hpm')])
+@pytest.mark.parametrize('amp,strategy', [('none', 'random'), pytest.param('fp16', 'random', marks=pytest.mark.slow),
+                                          ('none', 'hpm')])   # fp16 on a CPU: slow; test_fp16_gradscaler_path stays quick
 def test_clip_grad_bounds_the_step(tmp_path, amp, strategy):
     "With clip_grad the optimizer never sees a larger gradient norm (with fp16: after the GradScaler unscaled it); HPM: MAE and predictor together."
     free, clipped = [], []
