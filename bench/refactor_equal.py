@@ -45,7 +45,7 @@ def tiny_sweep(tmp):
     out = Path(tmp) / 'sweep'
     methods = ('random', 'semmae', 'pixels', 'untrained', 'scratch')
     rows = run_sweep(out, budgets=(1, 2), methods=methods, seeds={m: 1 for m in methods}, progress=False,
-                     n_train=64, n_test=40, probe_epochs=3, finetune_epochs=1, part_steps=3)
+                     n_train=64, n_test=40, n_finetune=64, finetune_epochs=1, part_steps=3)
     saved = json.loads((out / 'sweep.json').read_text())
     return dict(rows=drop_timings(rows), saved=drop_timings(saved), png=sha(out / 'sweep.png'))
 
@@ -54,7 +54,7 @@ def committed_sweep(tmp):
     out = Path(tmp) / 'committed'
     shutil.copytree(ROOT / 'bench' / 'sweep' / 'cells', out / 'cells')
     sweep = json.loads((ROOT / 'bench' / 'sweep.json').read_text())
-    write_sweep(out, sweep['budgets'], sweep['point'])
+    write_sweep(out, sweep['budgets'], sweep.get('config') or sweep['point'])
     return dict(json_equal=(out / 'sweep.json').read_text() == (ROOT / 'bench' / 'sweep.json').read_text(),
                 png_equal=sha(out / 'sweep.png') == sha(ROOT / 'bench' / 'sweep.png'),
                 reading=sweep_reading(sweep), reading_full=sweep_reading(sweep, full=True))
