@@ -46,13 +46,13 @@ def main():
     ap.add_argument('--json', default='')
     ap.add_argument('--library', action='store_true',
                     help="the library's sweep: semmae_edu.experiments' BUDGETS (epochs of n_train), POINT and n_seeds, "
-                         "fine-tuning at every budget (as compute_cell does)")
+                         "fine-tuning at the longest budget (finetune_from)")
     a = ap.parse_args()
     seeds = lambda m: a.seeds
     if a.library:
         from semmae_edu.experiments import BUDGETS, POINT, n_seeds
         a.n_train, a.n_test, a.batch = POINT['n_train'], POINT['n_test'], POINT['batch_size']
-        a.n_ft, a.ft_epochs, a.ft_all = POINT['n_finetune'], POINT['finetune_epochs'], True
+        a.n_ft, a.ft_epochs, a.ft_all = POINT['n_finetune'], POINT['finetune_epochs'], False   # budgets >= finetune_from: the longest
         a.budgets = ','.join(str(E * a.n_train // a.batch) for E in BUDGETS)
         seeds = n_seeds
     r = measured()
