@@ -293,13 +293,13 @@ def module_twin(sym):
 
 def _docments(sym):
     from fastcore.docments import docments
-    try: dm = docments(sym, full=True, returns=True)
+    try: dm = docments(sym, full=True, returns=True, args_kwargs=True)
     except Exception: dm = {}
     if not any((v or {}).get('docment') for v in dm.values()):  # defined in a notebook cell: read the module's twin
         twin = module_twin(sym)
         if twin is not None and twin is not sym:
             try:
-                dm2 = docments(twin, full=True, returns=True)
+                dm2 = docments(twin, full=True, returns=True, args_kwargs=True)
                 if any((v or {}).get('docment') for v in dm2.values()): dm = dm2
             except Exception: pass
     return dm
