@@ -96,7 +96,8 @@ def _md_table(first:str, columns:list, lines:dict) -> str:
     head = f"| {first} | " + ' | '.join(columns) + ' |\n|---|' + '---|' * len(columns) + '\n'
     return head + ''.join(f"| {name} | " + ' | '.join(cells) + ' |\n' for name, cells in lines.items())
 
-def results_table(metrics:dict) -> str:
+def results_table(metrics:dict # the experiment's metrics.json: metrics['methods'] maps each method to its numbers
+                 ) -> str:
     "A markdown table: one row per method and baseline."
     return _md_table('method', [c for _, c in _COLS],
                      {m: [_fmt(r.get(k), k) for k, _ in _COLS] for m, r in metrics['methods'].items()})
@@ -150,7 +151,8 @@ _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, 
                finetune='fine-tuned', attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 _PART_SERIES = {'learned parts': 'part_miou', 'k-means': 'kmeans_miou', 'fixed grid': 'grid_miou'}
 
-def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou')):
+def plot_sweep(rows:list, # sweep rows: dicts with method, seed, epochs and the metrics
+               keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou')): # the metrics, one panel each (2 rows)
     "Each metric against the pre-training budget: mean and 95 % interval over seeds per method."
     cols = (len(keys) + 1) // 2
     fig, axes = plt.subplots(2, cols, figsize=(3.0 * cols, 5.2), squeeze=False)
@@ -257,7 +259,9 @@ def _parts(rows:list, E:int) -> str:
     verdict = _PART_WORDS[_sign(g)]
     return f"SemMAE's learned parts {verdict} k-means on the same tokens: {scores} (paired difference {g[0]:+.3f} ± {g[1]:.3f})."
 
-def budget_findings(rows:list, E:int) -> list:
+def budget_findings(rows:list, # sweep rows: dicts with method, seed, epochs and the metrics
+                    E:int      # the budget (epochs) the sentences are about
+                   ) -> list:  # markdown sentences
     "Sentences about budget E (exploratory: uncorrected intervals), each computed from the rows."
     tab = {k: sweep_table(rows, k).get(E, {}) for k in ('probe_mean', 'finetune', 'attention_mass', 'attention_chance')}
     pre = [m for m in tab['probe_mean'] if m not in BASELINES]
@@ -278,7 +282,8 @@ def _setting(v) -> str: return ', '.join(f"{k} {x}" for k, x in v.items()) if is
 
 def _count(n) -> str: return f"{n:,}" if isinstance(n, int) else str(n)
 
-def sweep_config(sweep:dict) -> dict:
+def sweep_config(sweep:dict # the content of a sweep.json
+                ) -> dict:
     "A sweep's settings: `config` (new sweeps) over `point` (older ones), with what an older file leaves out filled in."
     c = dict(sweep.get('point') or {}) | dict(sweep.get('config') or {})
     c.setdefault('data', 'SyntheticParts')
@@ -307,7 +312,10 @@ def _reading_head(rows:list, cfg:dict, budgets:list) -> str:
                    "whose interval contains 0 is reported as *not separated*: these seeds do not tell the two apart, which "
                    "does not make them equal.\n")
 
-def gate_reading(rows:list, n_test:int=None, gate:dict=GATE) -> str:
+def gate_reading(rows:list,       # sweep rows: dicts with method, seed, epochs and the metrics
+                 n_test:int=None, # test images the probes were measured on (None: unknown, the gate fails)
+                 gate:dict=GATE   # the rule: pixels_probe, margin, seeds, n_test
+                ) -> str:         # markdown
     "The testbed's gate at the longest budget, condition by condition with each difference's interval; random's flattening."
     g = testbed_gate(rows, n_test, gate); ok = lambda c: 'passes' if g['checks'][c] else '**fails**'
     req = f"required ≥ {100 * gate['margin']:+.0f} points with the interval above 0"
@@ -333,7 +341,10 @@ def gate_reading(rows:list, n_test:int=None, gate:dict=GATE) -> str:
                      f"{b[0]} to {b[1]} epochs: {state}.")
     return '\n'.join(lines) + '\n'
 
-def primary_reading(rows:list, primary:list=PRIMARY, alpha:float=ALPHA) -> str:
+def primary_reading(rows:list,             # sweep rows: dicts with method, seed, epochs and the metrics
+                    primary:list=PRIMARY,  # the declared comparisons: (method, ref, key, budget)
+                    alpha:float=ALPHA      # family-wise error rate for the verdicts
+                   ) -> str:               # markdown
     "The declared primary family as it stands in the rows: which comparisons, how many, Holm-adjusted p, verdicts."
     declared = list(dict.fromkeys(m for m, *_ in primary))
     fam = primary_family(rows, primary, alpha)
