@@ -55,12 +55,15 @@ FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batc
 
 BUDGETS = (10, 30, 90)             # the sweep's pre-training budgets (epochs)
 
-def n_seeds(method:str) -> int:
+def n_seeds(method:str # one of SWEEP_METHODS
+           ) -> int:
     "Seeds per method in the sweep: 5 for the four main methods, 3 for the rest."
     return 5 if method in ('random', 'amt', 'semmae', 'block') else 3
 
 # %% ../nbs/10_experiments.ipynb #3bdcf2d6
-def sweep_data(n_train:int=POINT['n_train'], n_test:int=POINT['n_test']) -> tuple:
+def sweep_data(n_train:int=POINT['n_train'], # training images (data seed 0)
+               n_test:int=POINT['n_test']    # held-out images (data seed 1)
+              ) -> tuple:
     "(train, test): SyntheticParts with data seeds 0 and 1, the same for every method, budget and seed."
     return SyntheticParts(n=n_train, size=32, seed=0), SyntheticParts(n=n_test, size=32, seed=1)
 
@@ -69,7 +72,8 @@ def _items(ds, n_parts:int=None, **extra) -> TensorItems:
     return TensorItems(ds.tensors() | extra, mean=SyntheticParts.mean, std=SyntheticParts.std,
                        n_parts=n_parts or SyntheticParts.n_parts)
 
-def normalized(images:Tensor) -> Tensor: # [N, 3, H, W] normalised as the encoders see them
+def normalized(images:Tensor # [N, 3, H, W] SyntheticParts images in [0, 1]
+              ) -> Tensor: # [N, 3, H, W] normalised as the encoders see them
     "SyntheticParts images [N, 3, H, W] in [0, 1], normalised with the data set's mean and std."
     return normalize(images, SyntheticParts.mean, SyntheticParts.std)
 
@@ -82,8 +86,12 @@ def _run_folder(out):
 
 def pretrain_method(method:str,        # one of METHODS
                     train_set,         # SyntheticParts (or TensorItems of it) the MAE is pre-trained on
-                    epochs:int, batch_size:int=64, seed:int=0, device:str='cpu', progress:bool=True,
-                    norm_pix_loss:bool=True,
+                    epochs:int,        # pre-training budget in epochs
+                    batch_size:int=64, # images per optimizer step
+                    seed:int=0,        # the run's seed (weights, batches, crops, masks)
+                    device:str='cpu',  # where to train: cpu | cuda | auto
+                    progress:bool=True, # show progress bars
+                    norm_pix_loss:bool=True, # MAE's per-patch normalised target
                     parts=None,        # 'semmae': [n, H, W] learned part of every pixel of every training image
                     n_parts:int=None,  # 'semmae': K, the number of learned parts
                     strategy_kw:dict=None,  # options for the strategy beyond its RECIPES entry (e.g. AMT's throw_ratio)
@@ -113,11 +121,12 @@ def pretrain_method(method:str,        # one of METHODS
 
 # %% ../nbs/10_experiments.ipynb #c5892686
 def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its encoder is frozen
-                train_set, test_set, # SyntheticParts sets: parts are learned on train_set, scored on test_set
+                train_set,           # SyntheticParts set the parts are learned on
+                test_set,            # SyntheticParts set they are scored on
                 n_parts:int=6,       # K
                 steps:int=300,       # part-learning steps (batch 64)
-                seed:int=0,
-                progress:bool=True,
+                seed:int=0,          # the learner's weights, its batches and the k-means
+                progress:bool=True,  # show progress bars
                 layers=None,         # which blocks' tokens the learner reads (default: all)
                ) -> dict:            # parts [n, H, W] per pixel of train_set; miou/nmi (learned, k-means, grid)
                                      # on test_set; seconds; learner
@@ -143,15 +152,27 @@ def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its enco
 
 # %% ../nbs/10_experiments.ipynb #4d99339f
 def finetune_model(model,            # a MaskedAutoencoder or ViT whose encoder starts the fine-tuning (not modified)
-                   train_set, test_set, epochs:int=POINT['finetune_epochs'], seed:int=0, device:str='cpu') -> float:
+                   train_set,        # SyntheticParts (or TensorItems of it) to fine-tune on
+                   test_set,         # SyntheticParts set for the test accuracy
+                   epochs:int=POINT['finetune_epochs'], # fine-tuning epochs
+                   seed:int=0,       # head initialisation, shuffling, flips, drop path
+                   device:str='cpu'  # where to fine-tune
+                  ) -> float:        # test accuracy in [0, 1]
     "Test accuracy after the one short fine-tuning recipe (`FINETUNE`: layer decay, AdamW, warm-up + cosine, flips)."
     tr, te = _items(train_set), _items(test_set)
     return finetune(model, tr, te, epochs=epochs, seed=seed, device=device,
                     mean=SyntheticParts.mean, std=SyntheticParts.std, **FINETUNE)['acc']
 
-def evaluate_model(model, train_set, test_set, probe_epochs:int=90, n_attention:int=200, progress:bool=True,
+def evaluate_model(model,                   # a MaskedAutoencoder (its encoder is read) or a ViT
+                   train_set,               # SyntheticParts set the probes and k-NN are fitted on
+                   test_set,                # SyntheticParts set they are scored on (with its fg masks for the attention)
+                   probe_epochs:int=90,     # linear-probe epochs
+                   n_attention:int=200,     # test images whose CLS attention is scored
+                   progress:bool=True,      # show progress bars
                    finetune_epochs:int=0,   # 0: no fine-tuning
-                   seed:int=0, device:str='cpu') -> dict:
+                   seed:int=0,              # the probes' (and fine-tuning's) seed
+                   device:str='cpu'         # where fine-tuning runs (the probes run on the CPU)
+                  ) -> dict:
     "Linear probes on CLS and mean-pooled tokens (MAE head, SGD), k-NN (k=20, T=0.07), attention on the object, fine-tuning."
     enc = model.encoder().eval() if hasattr(model, 'encoder') else model.eval()
     tr, te = _items(train_set), _items(test_set)
@@ -170,14 +191,18 @@ def evaluate_model(model, train_set, test_set, probe_epochs:int=90, n_attention:
     res['finetune'] = None if not finetune_epochs else finetune_model(model, train_set, test_set, finetune_epochs, seed, device)
     return res
 
-def pixel_baseline(train_set, test_set, probe_epochs:int=90, seed:int=0) -> dict:
+def pixel_baseline(train_set,            # SyntheticParts set the probe and k-NN are fitted on
+                   test_set,             # SyntheticParts set they are scored on
+                   probe_epochs:int=90,  # linear-probe epochs
+                   seed:int=0            # the probe's seed
+                  ) -> dict:
     "Linear probe and k-NN on the raw (normalised) pixels: what a feature must beat. Pixels have no CLS token."
     (Xtr, ytr), (Xte, yte) = [(normalized(t['image']).flatten(1), t['label'])
                               for t in (train_set.tensors(), test_set.tensors())]
     return dict(probe_mean=linear_probe(Xtr, ytr, Xte, yte, epochs=probe_epochs, batch_size=128, seed=seed)['acc'],
                 probe_cls=None, knn=accuracy(knn_classify(Xtr, ytr, Xte, k=min(20, len(Xtr))), yte))
 
-def untrained_mae(seed:int=0):
+def untrained_mae(seed:int=0): # the run seed whose initial weights to build
     "The micro MAE at initialisation as `pretrain` builds it for `seed` (the `untrained` and `scratch` baselines)."
     return build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
@@ -195,13 +220,23 @@ class Cell:
     losses:list = None       # its loss at every optimizer step
     learner:object = None    # 'semmae': the stage-1 PartLearner whose parts it masked by
 
-def cell_row(method:str, epochs:int, seed:int, numbers:dict, seconds:float) -> dict:
+def cell_row(method:str,     # one of SWEEP_METHODS
+             epochs:int,     # the budget
+             seed:int,       # the seed
+             numbers:dict,   # the cell's numbers (ROW_COLUMNS and any more)
+             seconds:float   # the cell's wall-clock time
+            ) -> dict:
     "A sweep row: which cell, its numbers, None for each column it has not, its time."
     row = dict(method=method, epochs=epochs, seed=seed) | numbers
     for k in ROW_COLUMNS: row.setdefault(k, None)
     return row | dict(seconds=seconds)
 
-def baseline_numbers(method:str, seed:int, point:dict=None, device:str='cpu', progress:bool=False) -> dict:
+def baseline_numbers(method:str,       # one of BUDGET_FREE: pixels | untrained | scratch
+                     seed:int,         # the seed
+                     point:dict=None,  # the sweep's other settings (default POINT)
+                     device:str='cpu', # where fine-tuning runs
+                     progress:bool=False # show progress bars
+                    ) -> dict:
     "The numbers of a baseline (one of BUDGET_FREE): the same at every budget."
     point = POINT | (point or {})
     train, test = sweep_data(point['n_train'], point['n_test'])
@@ -218,7 +253,8 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
                  epochs:int,      # pre-training budget
                  seed:int,        # seed of the pre-training, the probes and the fine-tuning (the data are fixed)
                  point:dict=None, # the sweep's other settings (default POINT)
-                 device:str='cpu', progress:bool=False,
+                 device:str='cpu', # where to pre-train and fine-tune
+                 progress:bool=False, # show progress bars
                  strategy_kw:dict=None,  # method -> options beyond its RECIPES entry (the demo's AMT options)
                  random=None,     # 'semmae': random masking's MAE of this budget and seed; None: pre-trained here
                  run_dir=None,    # folder of the pre-training run, kept so that a stopped run resumes; None: temporary
@@ -251,7 +287,7 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
 def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
                 batch:dict,         # collated SyntheticParts items (image, parts, ...)
                 epochs:int,         # the budget: the plans are those of the last epoch
-                seed:int=0,
+                seed:int=0,         # seeds the plans' draws
                 learned=None,       # [N, H, W] learned part of every pixel of `batch` (for 'semmae')
                 n_parts:int=None,   # K of `learned`
                 strategy_kw:dict=None,  # method -> options beyond its RECIPES entry
