@@ -74,8 +74,8 @@ def plan_legend(fig,                                   # the matplotlib Figure t
     kw = dict(loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=len(hs), frameon=False) | kwargs
     return fig.legend(handles=hs, **kw)
 
-# one colour per part id, the same in every chapter (0 = background, dark)
-PART_PALETTE = ['#202020', '#e6194b', '#3cb44b', '#ffe119', '#4363d8', '#f58231', '#911eb4', '#46f0f0',
+# one colour per part id, the same in every chapter (0 = background: a mid grey, between thrown's near-black and masked's grey)
+PART_PALETTE = ['#606060', '#e6194b', '#3cb44b', '#ffe119', '#4363d8', '#f58231', '#911eb4', '#46f0f0',
                 '#f032e6', '#bcf60c', '#fabebe', '#008080', '#e6beff', '#9a6324', '#fffac8', '#800000',
                 '#aaffc3', '#808000', '#ffd8b1', '#000075']
 
