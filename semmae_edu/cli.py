@@ -9,22 +9,28 @@ from pathlib import Path
 from typing import Literal, Optional, get_args, get_origin
 
 # %% auto #0
-__all__ = ['PRETRAIN_FLAGS', 'CHOICES', 'FLAGS', 'SECTIONS', 'DEMO_FLAGS', 'SWEEP_FLAGS', 'COMMANDS', 'USAGE', 'pretrain',
-           'config_from_args', 'command_flags', 'flag_words', 'command_parser', 'demo_command', 'sweep_command', 'main']
+__all__ = ['STRATEGY_OPTIONS', 'PRETRAIN_FLAGS', 'CHOICES', 'FLAGS', 'SECTIONS', 'DEMO_FLAGS', 'SWEEP_FLAGS', 'COMMANDS', 'USAGE',
+           'pretrain', 'config_from_args', 'strategy_flags', 'command_flags', 'flag_words', 'command_parser',
+           'demo_command', 'sweep_command', 'main']
 
 # %% ../nbs/11_cli.ipynb #14cefb83
 from fastcore.docments import docments
 from . import train, config, checkpoint, datasets, __version__
 from .amt import THROW_MODES
+from .zoo import NOISE_COLOURS, HARD_SCHEDULES
+from .synthetic import VARIANTS
 from .experiments import BUDGETS, SWEEP_METHODS
 from .demo import run_demo
 from .sweep import run_sweep
 
 # %% ../nbs/11_cli.ipynb #140b42fa
 def pretrain(preset:str='cpu',            # recipe the other options start from: cpu | cifar10 | imagenet-vit-b
-             strategy:str=None,           # masking strategy: random (MAE) | amt | semmae | block | attmask
+             strategy:str=None,           # masking strategy: random (MAE) | amt | semmae | block | attmask | colormae | hpm
              mask_ratio:float=None,       # fraction of patches masked (default: the strategy's own; random 0.75, amt 0.45, semmae 0.75)
              strategy_kw:str=None,        # more strategy arguments as JSON, e.g. '{"throw_ratio": 0.4}' (AMT's start and refresh: a twentieth of --epochs unless given)
+             colour:str=None,             # colormae: the noise filter (default green, the paper's best; white is random masking)
+             hard_share:float=None,       # hpm: share of the masked patches taken from the teacher's ranking at the end of training, in [0, 1] (default 0.5)
+             hard_schedule:str=None,      # hpm: how that share grows: linear, (epoch+1)/epochs of it (official; default), or constant
              data:str=None,               # training data: synthetic | cifar10 | cifar100 | stl10 | tiny-imagenet | folder
              data_path:str=None,          # folder holding the data set (all but synthetic)
              download:bool=None,          # let torchvision download CIFAR / STL-10 into --data-path
@@ -55,13 +61,14 @@ def pretrain(preset:str='cpu',            # recipe the other options start from:
             ) -> int:                     # exit status: 0 done, 2 bad input, 3 the loss stopped being finite
     "Pre-train a masked autoencoder with a masking strategy (the loop of chapter 07)."
     opts = dict(locals())
+    flags = PRETRAIN_FLAGS | strategy_flags(strategy)
     try:
         cfg, ckpt_path = config_from_args(**opts)
         result = train.pretrain(cfg, resume=ckpt_path)
     except (config.ConfigError, checkpoint.CheckpointError) as e:
-        print(f"semmae-edu pretrain: error: {flag_words(str(e), PRETRAIN_FLAGS)}", file=sys.stderr); return 2
+        print(f"semmae-edu pretrain: error: {flag_words(str(e), flags)}", file=sys.stderr); return 2
     except train.NonFiniteLossError as e:
-        print(f"semmae-edu pretrain: stopped: {flag_words(str(e), PRETRAIN_FLAGS)}", file=sys.stderr); return 3
+        print(f"semmae-edu pretrain: stopped: {flag_words(str(e), flags)}", file=sys.stderr); return 3
     if result.out is None: return 0                       # ranks > 0 of a torchrun job say nothing
     if not result.history: print(f"nothing to do: the run in {result.out} had already finished its {cfg.epochs} epochs")
     else:
@@ -73,21 +80,46 @@ def pretrain(preset:str='cpu',            # recipe the other options start from:
 # %% ../nbs/11_cli.ipynb #35ae59f9
 _RENAME = dict(workers='num_workers')
 
+# the strategies' options that have a flag: option -> (strategy, the strategy's argument); the rest go through --strategy-kw
+STRATEGY_OPTIONS = dict(colour=('colormae', 'colour'), hard_share=('hpm', 'hard_share'), hard_schedule=('hpm', 'schedule'))
+
 def config_from_args(preset='cpu',     # the recipe the options start from (a PRESETS name)
                      resume=False,     # continue the run in --out (its checkpoint's config, then the options)
                      strategy_kw=None, # --strategy-kw: a JSON object of strategy options, as text
                      **opts            # the other options by Python name; None: not given
                     ) -> tuple:
     "(PretrainConfig, checkpoint path or None) from command-line options (None = not given)."
+    chosen = {k: opts.pop(k) for k in STRATEGY_OPTIONS if opts.get(k) is not None}
+    opts = {k: v for k, v in opts.items() if k not in STRATEGY_OPTIONS}
     given = {_RENAME.get(k, k): v for k, v in opts.items() if v is not None}
     if strategy_kw is not None:
         try: given['strategy_kw'] = json.loads(strategy_kw)
         except json.JSONDecodeError as e: raise config.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r} ({e})") from None
         if not isinstance(given['strategy_kw'], dict): raise config.ConfigError(f"--strategy-kw must be a JSON object, got {strategy_kw!r}")
-    if not resume: return config.preset(preset, **given), None
-    out = given.get('out', config.preset(preset).out)
-    ckpt = checkpoint.read_checkpoint(out)
-    return config.PretrainConfig(**{**ckpt['config'], **given, 'out': out}), Path(out) / 'checkpoint.pth'
+    if not resume: cfg, path = config.preset(preset, **given), None
+    else:
+        out = given.get('out', config.preset(preset).out)
+        ckpt = checkpoint.read_checkpoint(out)
+        cfg, path = config.PretrainConfig(**{**ckpt['config'], **given, 'out': out}), Path(out) / 'checkpoint.pth'
+    return dataclasses.replace(cfg, strategy_kw=_with_options(cfg, chosen)) if chosen else cfg, path
+
+def _with_options(cfg, chosen:dict) -> dict:
+    "cfg.strategy_kw with the strategy options given as flags; a flag of another strategy, or one --strategy-kw also sets, is refused."
+    kw = dict(cfg.strategy_kw)
+    for opt, value in chosen.items():
+        strategy, arg = STRATEGY_OPTIONS[opt]
+        if cfg.strategy != strategy:
+            raise config.ConfigError(f"{_flag(opt)} is an option of --strategy {strategy}, and this run's strategy is {cfg.strategy}: "
+                                     f"add --strategy {strategy}, or leave {_flag(opt)} out")
+        if arg in kw and kw[arg] != value:
+            raise config.ConfigError(f"{_flag(opt)} {value} disagrees with --strategy-kw, which gives {kw[arg]!r}: give it once")
+        kw[arg] = value
+    return kw
+
+def strategy_flags(strategy:str=None, # a key of train.STRATEGIES (None: no strategy's own names)
+                  ) -> dict:           # argument name -> option, e.g. {'schedule': '--hard-schedule'} for 'hpm'
+    "A strategy's argument names -> the options that set them, for its errors (HPM's `schedule` is --hard-schedule)."
+    return {arg: _flag(opt) for opt, (s, arg) in STRATEGY_OPTIONS.items() if s == strategy}
 
 def _flag(name:str) -> str: return '--' + name.replace('_', '-')
 
@@ -114,8 +146,8 @@ def flag_words(msg:str, # an error message that names Python settings (`data_pat
 # %% ../nbs/11_cli.ipynb #509171ce
 # fixed sets of values per command (a command can also annotate a parameter `Literal['a', 'b']`)
 CHOICES = dict(pretrain=dict(preset=list(config.PRESETS), strategy=list(train.STRATEGIES), data=list(datasets.DATASETS), model=list(config.MODELS),
-                             amp=list(config.AMP_MODES)),
-               demo=dict(amt_throw=list(THROW_MODES)))
+                             amp=list(config.AMP_MODES), colour=list(NOISE_COLOURS), hard_schedule=list(HARD_SCHEDULES)),
+               demo=dict(amt_throw=list(THROW_MODES), data=list(VARIANTS)), sweep=dict(data=list(VARIANTS)))
 FLAGS = ('resume',)   # plain on/off switches (no --no- form)
 SECTIONS = dict(preset='recipe', strategy='masking', data='data', model='model', epochs='optimisation',
                 device='machine', seed='records and resume')   # the option that opens each help section
@@ -164,11 +196,12 @@ def _ints(text:str, name:str) -> tuple:
 
 def demo_command(out:str=None,            # report folder (default: semmae_demo_report); must be empty or new
                  overwrite:bool=None,     # replace the report in a non-empty report folder
-                 methods:str=None,        # comma-separated, from random,amt,amt-middle,semmae,semmae-true,block,attmask (default: random,amt,semmae)
-                 epochs:int=None,         # pre-training epochs, the same for every method (default: 30)
+                 methods:str=None,        # comma-separated, from random,amt,amt-middle,semmae,semmae-true,block,attmask,colormae,hpm (default: random,amt,semmae)
+                 epochs:int=None,         # pre-training epochs, the same for every method (default: 4, the sweep's shortest budget)
                  seed:int=None,           # seed of the pre-training, probes and fine-tuning (default: 0)
-                 n_train:int=None,        # SyntheticParts training images (default: 512)
-                 n_test:int=None,         # held-out images (default: 500)
+                 data:str=None,           # the generator: synthetic-shared (the testbed; default) or synthetic
+                 n_train:int=None,        # training images (default: 8192)
+                 n_test:int=None,         # held-out images (default: 2000)
                  batch_size:int=None,     # images per step (default: 64)
                  norm_pix_loss:bool=None, # predict per-patch normalised pixels (default: on)
                  amt_start_epoch:int=None,  # AMT: first attention-driven epoch (default: a twentieth of --epochs, at least 1)
@@ -177,12 +210,12 @@ def demo_command(out:str=None,            # report folder (default: semmae_demo_
                  amt_throw_ratio:float=None,  # AMT: fraction thrown (default: 0.4; 0: attention-driven masking alone)
                  n_parts:int=None,        # SemMAE stage 1: parts to learn (default: 6)
                  part_steps:int=None,     # SemMAE stage 1: part-learning steps (default: 300)
-                 probe_epochs:int=None,   # linear-probe epochs on the cached features (default: 90)
-                 finetune_epochs:int=None,  # fine-tuning epochs, the same for every encoder and for scratch (default: 10)
+                 n_finetune:int=None,     # labelled training images for fine-tuning (default: 1000)
+                 finetune_epochs:int=None,  # fine-tuning epochs, the same for every encoder and for scratch (default: 20)
                  device:str=None,         # cpu | cuda (default: cpu)
                  progress:bool=None,      # progress bars (default: on)
                 ) -> int:                 # exit status: 0 done, 2 bad input
-    "Pre-train the micro MAE with random, AMT and SemMAE masking under one budget on SyntheticParts, evaluate each, write a report."
+    "Pre-train the micro MAE with random, AMT and SemMAE masking under one budget on the synthetic testbed, evaluate each, write a report."
     kw = {k: v for k, v in locals().items() if v is not None}
     if 'methods' in kw: kw['methods'] = _names(kw['methods'])
     try: run_demo(**kw)
@@ -191,20 +224,21 @@ def demo_command(out:str=None,            # report folder (default: semmae_demo_
     return 0
 
 def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep); finished cells in it are kept and skipped
-                  budgets:str=None,       # comma-separated pre-training epochs (default: 10,30,90)
-                  methods:str=None,       # comma-separated, from random,amt,amt-middle,semmae,semmae-true,block,attmask,pixels,untrained,scratch (default: all)
-                  seeds:int=None,         # seeds for every method (default: 5 for random, amt, semmae, block; 3 for the rest)
+                  budgets:str=None,       # comma-separated pre-training epochs (default: 4,8,16)
+                  methods:str=None,       # comma-separated, from random,amt,amt-middle,semmae,semmae-true,block,attmask,colormae,hpm,pixels,untrained,scratch (default: all)
+                  seeds:int=None,         # seeds for every method (default: 3 for amt-middle, semmae-true, attmask; 5 for the rest)
                   workers:int=None,       # processes, one thread each (default: 1)
-                  n_train:int=None,       # SyntheticParts training images (default: 512)
-                  n_test:int=None,        # held-out images (default: 500)
-                  probe_epochs:int=None,  # linear-probe epochs (default: 90)
-                  finetune_epochs:int=None,  # fine-tuning epochs (default: 10)
+                  data:str=None,          # the generator: synthetic-shared (the testbed; default) or synthetic
+                  n_train:int=None,       # training images (default: 8192)
+                  n_test:int=None,        # held-out images (default: 2000)
+                  n_finetune:int=None,    # labelled training images for fine-tuning (default: 1000)
+                  finetune_epochs:int=None,  # fine-tuning epochs (default: 20)
                   part_steps:int=None,    # SemMAE stage 1 steps (default: 300)
                   device:str=None,        # cpu | cuda (default: cpu)
                   progress:bool=None,     # one line per finished cell (default: on)
                  ) -> int:                # exit status: 0 done, 2 bad input
-    "Budgets x seeds x methods on SyntheticParts, resumable: writes sweep.json and sweep.png (run it again to continue a stopped sweep)."
-    point = {k: v for k, v in dict(n_train=n_train, n_test=n_test, probe_epochs=probe_epochs, finetune_epochs=finetune_epochs,
+    "Budgets x seeds x methods on the synthetic testbed, resumable: writes sweep.json and sweep.png (run it again to continue a stopped sweep)."
+    point = {k: v for k, v in dict(data=data, n_train=n_train, n_test=n_test, n_finetune=n_finetune, finetune_epochs=finetune_epochs,
                                    part_steps=part_steps).items() if v is not None}
     try:
         methods = _names(methods) if methods else SWEEP_METHODS
@@ -232,13 +266,15 @@ Masked image modeling with semantic masks (MAE, AMT, SemMAE), from the semmae_ed
 
 commands:
   demo       random vs AMT vs SemMAE masking on a CPU in minutes; writes a report (start here)
-  pretrain   pre-train a masked autoencoder with a masking strategy (random, amt, semmae, block, attmask)
-  sweep      budgets x seeds x methods on SyntheticParts, resumable; writes sweep.json and sweep.png
+  pretrain   pre-train a masked autoencoder with a masking strategy (random, amt, semmae, block, attmask, colormae, hpm)
+  sweep      budgets x seeds x methods on the synthetic testbed, resumable; writes sweep.json and sweep.png
 
 examples:
   semmae-edu demo                                      # the main job: report in ./semmae_demo_report
   semmae-edu pretrain                                  # CPU demo: micro MAE on synthetic images
   semmae-edu pretrain --strategy amt --epochs 20 --out runs/amt
+  semmae-edu pretrain --strategy colormae --colour red --epochs 3 --out runs/red   # ColorMAE's noise masks
+  semmae-edu pretrain --strategy hpm --hard-share 0.5 --epochs 3 --out runs/hpm    # HPM's hard patches
   semmae-edu pretrain --preset cifar10 --data-path ~/data/cifar10 --out runs/c10
   semmae-edu pretrain --out runs/c10 --resume          # continue a stopped run exactly
   semmae-edu sweep --out sweep --budgets 10,30         # run it again to continue a stopped sweep

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 from .checks import check_int, check_ratio
 from .datasets import DATASETS
+from .synthetic import VARIANTS
 from .mae import (mae_vit_micro_patch4, mae_vit_tiny_patch4, mae_vit_base_patch16, mae_vit_large_patch16,
                             mae_vit_huge_patch14)
 
@@ -35,7 +36,7 @@ class PretrainConfig:
     mask_ratio:Optional[float] = None  # passed to the strategy; None: its own default (random 0.75, AMT 0.45, SemMAE 0.75)
     strategy_kw:dict = field(default_factory=dict)  # more strategy arguments (e.g. AMT's throw_ratio)
     # data
-    data:str = 'synthetic'           # synthetic | cifar10 | cifar100 | stl10 | tiny-imagenet | folder
+    data:str = 'synthetic'           # synthetic | synthetic-shared | cifar10 | cifar100 | stl10 | tiny-imagenet | folder
     data_path:Optional[str] = None   # root folder of a real data set (not needed for synthetic)
     download:bool = False            # let torchvision download CIFAR / STL-10 into data_path
     n_synthetic:int = 512            # images in the synthetic training set
@@ -121,7 +122,7 @@ def check_config(cfg:PretrainConfig, # the run's settings
     if not isinstance(cfg, PretrainConfig): raise TypeError(f"cfg must be a PretrainConfig, got {type(cfg).__name__}")
     _need(cfg.model in MODELS, f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
     _need(cfg.data in DATASETS, f"unknown data set {cfg.data!r}; choose one of {', '.join(DATASETS)}")
-    if cfg.data != 'synthetic':
+    if cfg.data not in VARIANTS:                   # the generators need no folder
         _need(cfg.data_path is not None, f"data={cfg.data!r} needs data_path (the folder that holds it)")
         _need(cfg.download or Path(cfg.data_path).exists(), f"data_path {cfg.data_path!r} does not exist")
     _need(cfg.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")

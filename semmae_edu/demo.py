@@ -13,6 +13,7 @@ __all__ = ['BASELINE_NAMES', 'REPORT_FILES', 'amt_options', 'run_demo']
 
 # %% ../nbs/10c_demo.ipynb #e2db4aed
 from .checks import check_int
+from .synthetic import VARIANTS
 from .train import make_strategy, pick_device, DistInfo
 from .experiments import (METHODS, DEFAULT_METHODS, RECIPES, POINT, FINETUNE, BUDGETS, sweep_data, untrained_mae,
                                     compute_cell)
@@ -47,10 +48,13 @@ def _check_args(methods, epochs, seed, device, point, strategy_kw):
         raise ValueError(f"methods must be a non-empty subset of {', '.join(METHODS)} without repeats, "
                          f"got {','.join(map(str, methods))!r}")
     check_int('epochs', epochs, 1); check_int('seed', seed, 0)
-    for k in ('n_test', 'probe_epochs', 'finetune_epochs', 'part_steps', 'batch_size'): check_int(k, point[k], 1)
+    for k in ('n_test', 'finetune_epochs', 'part_steps', 'batch_size'): check_int(k, point[k], 1)
     check_int('n_parts', point['n_parts'], 2)
-    if not isinstance(point['n_train'], int) or point['n_train'] < max(point['batch_size'], 20):
-        raise ValueError(f"n_train must be an int >= max(batch_size, 20), got {point['n_train']!r}")
+    check_int('n_train', point['n_train'], max(point['batch_size'], 20), ' (at least max(batch_size, 20))')
+    check_int('n_finetune', point['n_finetune'], 1, f" and <= n_train ({point['n_train']})")
+    if point['n_finetune'] > point['n_train']:
+        raise ValueError(f"n_finetune must be <= n_train ({point['n_train']}), got {point['n_finetune']}")
+    if point['data'] not in VARIANTS: raise ValueError(f"data must be one of {', '.join(VARIANTS)}, got {point['data']!r}")
     if not isinstance(device, str) or not re.fullmatch(r'cpu|cuda(:\d+)?', device):
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     pick_device(device, DistInfo())                                   # cuda on a machine without a GPU
@@ -91,6 +95,12 @@ def _notes(methods, epochs, seed, point, parts) -> list:
                      f"{parts['kmeans_miou']:.3f}, fixed grid {parts['grid_miou']:.3f}.")
     if 'semmae-true' in methods:
         notes.append("semmae-true masks by SyntheticParts' TRUE parts: an upper bound for learned parts, not SemMAE as published.")
+    if 'colormae' in methods:
+        notes.append("ColorMAE: green-noise masks (chapter 09), blind to the image: the control for clumped masks without meaning.")
+    if 'hpm' in methods:
+        notes.append("HPM: its loss 'final_loss' is the pixel loss alone (the relative loss of its predictor is logged apart); the "
+                     "teacher's share of the masked set grows from 0 to 0.5 over the run, its EMA at the official lag in epochs. "
+                     "HPM's masks are not in the masks picture: its plans need the teacher of its run.")
     notes.append("One seed: a difference smaller than the seed-to-seed spread (chapter 10d's sweep) is not separated from seed noise, which does not make the two equal.")
     return notes
 
@@ -110,7 +120,7 @@ def _run_cells(methods, epochs, seed, point, strategy_kw, device, progress) -> d
 def _pictures(cells, epochs, seed, point, strategy_kw, n_pictures) -> dict:
     "The report's figures on the first `n_pictures` test images, from the cells' models, losses and SemMAE's learner."
     trained = [m for m in METHODS if m in cells]
-    _, test = sweep_data(point['n_train'], point['n_test'])
+    _, test = sweep_data(point['n_train'], point['n_test'], point['data'])
     batch = {k: v[:n_pictures] for k, v in test.tensors().items()}
     learned = None
     if 'semmae' in cells:                         # the learned part of every pixel of the pictures
@@ -138,27 +148,28 @@ def _replace_report(out:Path, metrics:dict, figs:dict) -> dict:
 def run_demo(out='semmae_demo_report',     # report folder (refused if not empty, unless overwrite)
              overwrite:bool=False,         # write into a folder that is not empty
              methods=None,                 # from METHODS (default: random, amt, semmae)
-             epochs:int=30,                # pre-training budget, the same for every method
+             epochs:int=BUDGETS[0],        # pre-training budget, the same for every method (the sweep's shortest)
              seed:int=0,                   # seed of every pre-training, probe and fine-tuning (the data are fixed)
-             n_train:int=POINT['n_train'], # SyntheticParts training images (data seed 0)
+             n_train:int=POINT['n_train'], # training images (data seed 0)
              n_test:int=POINT['n_test'],   # held-out images (data seed 1)
              batch_size:int=POINT['batch_size'], # images per optimizer step
              norm_pix_loss:bool=POINT['norm_pix_loss'], # MAE's per-patch normalised target
              n_parts:int=POINT['n_parts'], # SemMAE stage 1: K parts
              part_steps:int=POINT['part_steps'], # SemMAE stage 1: part-learning steps
-             probe_epochs:int=POINT['probe_epochs'], # linear-probe epochs
+             n_finetune:int=POINT['n_finetune'],  # labelled training images for fine-tuning
              finetune_epochs:int=POINT['finetune_epochs'], # fine-tuning epochs, >= 1
+             data:str=POINT['data'],       # the generator (synthetic.VARIANTS)
              amt_start_epoch:int=None,     # AMT: first attention-driven epoch (default: epochs / 20, at least 1)
              refresh_every:int=None,       # AMT: epochs between refreshes (default: epochs / 20, at least 1)
              amt_throw:str=None,           # AMT: 'low' (paper; default) or 'middle' (official code)
              amt_throw_ratio:float=None,   # AMT: fraction thrown (default 0.40; 0: attention-driven masking alone)
-             n_pictures:int=6,             # test images in the report's pictures
+             n_pictures:int=6,             # held-out images in the report's pictures
              device:str='cpu',             # where to train: 'cpu', 'cuda' or 'cuda:N'
              progress:bool=True,           # show progress bars
             ) -> dict:                     # the metrics (also in metrics.json)
     "Pre-train the micro MAE with each masking under one budget, evaluate it and the baselines, write the report once."
-    point = dict(n_train=n_train, n_test=n_test, batch_size=batch_size, norm_pix_loss=norm_pix_loss, n_parts=n_parts,
-                 part_steps=part_steps, probe_epochs=probe_epochs, finetune_epochs=finetune_epochs)
+    point = dict(data=data, n_train=n_train, n_test=n_test, batch_size=batch_size, norm_pix_loss=norm_pix_loss,
+                 n_parts=n_parts, part_steps=part_steps, n_finetune=n_finetune, finetune_epochs=finetune_epochs)
     strategy_kw = amt_options(amt_start_epoch, refresh_every, amt_throw, amt_throw_ratio)
     methods = _check_args(methods, epochs, seed, device, point, strategy_kw)
     out = _check_out(out, overwrite)

@@ -12,25 +12,26 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'BUDGET_FREE', 'RECIPES', 'POINT', 'FINETUNE', 'BUDGETS',
-           'METRICS', 'ROW_COLUMNS', 'PART_SCORES', 'n_seeds', 'sweep_data', 'normalized', 'pretrain_method',
-           'learn_parts', 'finetune_model', 'evaluate_model', 'pixel_baseline', 'untrained_mae', 'Cell', 'cell_row',
-           'baseline_numbers', 'compute_cell', 'final_plans']
+__all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'BUDGET_FREE', 'RECIPES', 'POINT', 'PROBE', 'FINETUNE',
+           'BUDGETS', 'DATA', 'METRICS', 'ROW_COLUMNS', 'PART_SCORES', 'n_seeds', 'sweep_data', 'normalized',
+           'pretrain_method', 'learn_parts', 'finetune_model', 'probe', 'evaluate_model', 'pixel_baseline',
+           'untrained_mae', 'Cell', 'cell_row', 'baseline_numbers', 'final_alignment', 'compute_cell', 'final_plans']
 
 # %% ../nbs/10_experiments.ipynb #9dc21813
-from .synthetic import SyntheticParts
+from .synthetic import VARIANTS
 from .data import TensorItems, patch_parts, normalize
 from .parts import PartLearner, train_parts, part_bank
 from .part_metrics import matched_miou, nmi, kmeans_parts, grid_parts
-from .evaluate import (extract_features, linear_probe, knn_classify, accuracy, attention_maps,
+from .evaluate import (extract_features, lbfgs_probe, knn_classify, accuracy, attention_maps,
                                  attention_on_object, fg_patches, finetune)
 from .config import preset
 from .train import pretrain, make_strategy
 from .checkpoint import read_metrics
 from .train import build_model
+from .alignment import ALIGNMENT_COLUMNS, alignment_fields, ranking_scores
 
 # %% ../nbs/10_experiments.ipynb #c40d601b
-METHODS = ('random', 'amt', 'amt-middle', 'semmae', 'semmae-true', 'block', 'attmask')   # pre-trained with a masking
+METHODS = ('random', 'amt', 'amt-middle', 'semmae', 'semmae-true', 'block', 'attmask', 'colormae', 'hpm')   # pre-trained with a masking
 BASELINES = ('pixels', 'untrained', 'scratch')     # raw pixels; the encoder at init; fine-tuning from random weights
 SWEEP_METHODS = METHODS + BASELINES
 DEFAULT_METHODS = ('random', 'amt', 'semmae')
@@ -40,42 +41,51 @@ BUDGET_FREE = ('pixels', 'untrained', 'scratch')   # do not depend on the pre-tr
 RECIPES = {'random': ('random', {}), 'amt': ('amt', {}), 'amt-middle': ('amt', dict(throw='middle')),
            'semmae': ('semmae', {}),          # parts learned in the run (stage 1 on the random-masking encoder)
            'semmae-true': ('semmae', {}),     # SyntheticParts' TRUE parts: an upper bound, not SemMAE as published
-           'block': ('block', {}), 'attmask': ('attmask', {})}
+           'block': ('block', {}), 'attmask': ('attmask', {}),
+           'colormae': ('colormae', {}),      # green noise, the paper's best (chapter 09)
+           'hpm': ('hpm', {})}                # hard share 0 -> 0.5, the teacher's EMA at the official lag in epochs
 
 # One point of the sweep: every setting but the method, the budget (epochs) and the seed.
-POINT = dict(n_train=512,          # SyntheticParts training images (data seed 0), augmented by MAE's crop + flip
-             n_test=500,           # held-out images (data seed 1)
+POINT = dict(data='synthetic-shared',  # the testbed (chapter 00a): parts, not paint, carry the class
+             n_train=8192,         # training images (data seed 0), augmented by MAE's crop + flip: 128 steps an epoch
+             n_test=2000,          # held-out images (data seed 1): a probe's accuracy has sampling sd <= 1.1 points
              batch_size=64,
              norm_pix_loss=True,   # MAE's target for representations
              n_parts=6,            # SemMAE stage 1: K
              part_steps=300,       # SemMAE stage 1: steps (batch 64)
-             probe_epochs=90,      # linear probes on frozen features (MAE: 90)
-             finetune_epochs=10)   # the fine-tuning recipe, the same for every encoder and for `scratch`
+             n_finetune=1000,      # labelled training images for fine-tuning (the first ones): the low-label regime
+             finetune_epochs=20)   # the fine-tuning recipe, the same for every encoder and for `scratch`
+PROBE = 'converged L-BFGS logistic probe (lbfgs_probe: L2 chosen on a held-out 20 % of the training images, refit on all)'
 FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batch_size=64)   # the short recipe
 
-BUDGETS = (10, 30, 90)             # the sweep's pre-training budgets (epochs)
+BUDGETS = (4, 8, 16)               # the sweep's pre-training budgets (epochs of n_train): 512, 1024, 2048 steps
 
 def n_seeds(method:str # one of SWEEP_METHODS
            ) -> int:
-    "Seeds per method in the sweep: 5 for the four main methods, 3 for the rest."
-    return 5 if method in ('random', 'amt', 'semmae', 'block') else 3
+    "Seeds per method in the sweep: 5 for random and the methods of the primary family (and the baselines), 3 for the rest."
+    return 3 if method in ('amt-middle', 'semmae-true', 'attmask') else 5
 
 # %% ../nbs/10_experiments.ipynb #3bdcf2d6
+DATA = VARIANTS[POINT['data']]     # the point's data set class (mean, std, n_parts)
+
 def sweep_data(n_train:int=POINT['n_train'], # training images (data seed 0)
-               n_test:int=POINT['n_test']    # held-out images (data seed 1)
-              ) -> tuple:
-    "(train, test): SyntheticParts with data seeds 0 and 1, the same for every method, budget and seed."
-    return SyntheticParts(n=n_train, size=32, seed=0), SyntheticParts(n=n_test, size=32, seed=1)
+               n_test:int=POINT['n_test'],   # held-out images (data seed 1)
+               data:str=POINT['data'],       # a generator of synthetic.VARIANTS
+              ) -> tuple:                    # (train, test) data sets, 32 x 32
+    "(train, test): the generator's images with data seeds 0 and 1, the same for every method, budget and seed."
+    if data not in VARIANTS: raise ValueError(f"data must be one of {', '.join(VARIANTS)}, got {data!r}")
+    return VARIANTS[data](n=n_train, size=32, seed=0), VARIANTS[data](n=n_test, size=32, seed=1)
 
-def _items(ds, n_parts:int=None, **extra) -> TensorItems:
-    "A SyntheticParts as `TensorItems` (rendered once), with `extra` [n, ...] tensors (e.g. learned `parts`, `n_parts` K)."
-    return TensorItems(ds.tensors() | extra, mean=SyntheticParts.mean, std=SyntheticParts.std,
-                       n_parts=n_parts or SyntheticParts.n_parts)
+def _items(ds, n_parts:int=None, first:int=None, **extra) -> TensorItems:
+    "A generated set as `TensorItems` (rendered once; its `first` images only), with `extra` [n, ...] tensors."
+    t = {k: v[:first] for k, v in (ds.tensors() | extra).items()}
+    return TensorItems(t, mean=type(ds).mean, std=type(ds).std, n_parts=n_parts or type(ds).n_parts)
 
-def normalized(images:Tensor # [N, 3, H, W] SyntheticParts images in [0, 1]
-              ) -> Tensor: # [N, 3, H, W] normalised as the encoders see them
-    "SyntheticParts images [N, 3, H, W] in [0, 1], normalised with the data set's mean and std."
-    return normalize(images, SyntheticParts.mean, SyntheticParts.std)
+def normalized(images:Tensor, # [N, 3, H, W] in [0, 1]
+               data=DATA,     # the data set (or its class) whose mean and std the encoders saw
+              ) -> Tensor:    # [N, 3, H, W] normalised as the encoders see them
+    "Images normalised with the data set's mean and std."
+    return normalize(images, data.mean, data.std)
 
 # %% ../nbs/10_experiments.ipynb #3ad7aa97
 @contextmanager
@@ -85,7 +95,7 @@ def _run_folder(out):
     with tempfile.TemporaryDirectory(prefix='semmae_run_') as tmp: yield Path(tmp) / 'run'
 
 def pretrain_method(method:str,        # one of METHODS
-                    train_set,         # SyntheticParts (or TensorItems of it) the MAE is pre-trained on
+                    train_set,         # a generated set (or TensorItems of it) the MAE is pre-trained on
                     epochs:int,        # pre-training budget in epochs
                     batch_size:int=64, # images per optimizer step
                     seed:int=0,        # the run's seed (weights, batches, crops, masks)
@@ -96,7 +106,7 @@ def pretrain_method(method:str,        # one of METHODS
                     n_parts:int=None,  # 'semmae': K, the number of learned parts
                     strategy_kw:dict=None,  # options for the strategy beyond its RECIPES entry (e.g. AMT's throw_ratio)
                     out=None,          # run folder, kept (a checkpoint there is resumed); None: a temporary one
-                   ) -> dict:          # model, losses (one per optimizer step), seconds, images_per_s, config
+                   ) -> dict:          # model, losses (one per optimizer step), seconds, images_per_s, config, strategy
     "Pre-train the micro MAE with one method's masking, the strategy from the training loop's registry (chapter 07)."
     if method not in METHODS: raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if (method == 'semmae') != (parts is not None):
@@ -116,13 +126,14 @@ def pretrain_method(method:str,        # one of METHODS
         sec = time.perf_counter() - t0
         if resumed:                  # the steps before the checkpoint were logged by an earlier process
             steps = [r for r in read_metrics(folder) if r.get('kind') == 'step']
+    if getattr(res.strategy, 'head', None) is not None: res.strategy.head.cpu()   # HPM's teacher, beside the model
     return dict(model=res.model.cpu().eval(), losses=[r['loss'] for r in steps], seconds=sec,
-                images_per_s=None if resumed else epochs * len(train_set) / sec, config=cfg)
+                images_per_s=None if resumed else epochs * len(train_set) / sec, config=cfg, strategy=res.strategy)
 
 # %% ../nbs/10_experiments.ipynb #c5892686
 def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its encoder is frozen
-                train_set,           # SyntheticParts set the parts are learned on
-                test_set,            # SyntheticParts set they are scored on
+                train_set,           # generated set the parts are learned on
+                test_set,            # generated set they are scored on
                 n_parts:int=6,       # K
                 steps:int=300,       # part-learning steps (batch 64)
                 seed:int=0,          # the learner's weights, its batches and the k-means
@@ -134,16 +145,16 @@ def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its enco
     t0 = time.perf_counter()
     X = train_set.tensors()['image']
     layers = tuple(range(len(mae.blocks))) if layers is None else tuple(layers)
-    learner = PartLearner(mae.encoder(), n_parts=n_parts, layers=layers, mean=SyntheticParts.mean,
-                          std=SyntheticParts.std, seed=seed)
+    data = type(train_set)
+    learner = PartLearner(mae.encoder(), n_parts=n_parts, layers=layers, mean=data.mean, std=data.std, seed=seed)
     train_parts(learner, X, steps=steps, batch_size=64, seed=seed, progress=progress)
     maps = part_bank(learner, X, progress=progress)                         # [n, h, w] part of each patch
     p = train_set.size // maps.shape[-1]
     parts = maps.repeat_interleave(p, 1).repeat_interleave(p, 2).to(torch.uint8)   # [n, H, W] per pixel
     sec = time.perf_counter() - t0
     t = test_set.tensors()
-    Xe, Te = t['image'], patch_parts(t['parts'], mae.patch_size, SyntheticParts.n_parts)
-    pred, K, nt = learner.assign_parts(Xe), n_parts, SyntheticParts.n_parts
+    Xe, Te = t['image'], patch_parts(t['parts'], mae.patch_size, data.n_parts)
+    pred, K, nt = learner.assign_parts(Xe), n_parts, data.n_parts
     km, grid = kmeans_parts(learner, Xe, K, seed=seed), grid_parts(len(Xe), learner.grid_size, K)
     return dict(parts=parts, learner=learner, seconds=sec,
                 miou=matched_miou(pred, Te, K, nt), kmeans_miou=matched_miou(km, Te, K, nt),
@@ -152,55 +163,69 @@ def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its enco
 
 # %% ../nbs/10_experiments.ipynb #4d99339f
 def finetune_model(model,            # a MaskedAutoencoder or ViT whose encoder starts the fine-tuning (not modified)
-                   train_set,        # SyntheticParts (or TensorItems of it) to fine-tune on
-                   test_set,         # SyntheticParts set for the test accuracy
+                   train_set,        # the training set: its first `n_finetune` images are the labelled ones
+                   test_set,         # held-out images, scored after the last epoch
                    epochs:int=POINT['finetune_epochs'], # fine-tuning epochs
                    seed:int=0,       # head initialisation, shuffling, flips, drop path
-                   device:str='cpu'  # where to fine-tune
-                  ) -> float:        # test accuracy in [0, 1]
-    "Test accuracy after the one short fine-tuning recipe (`FINETUNE`: layer decay, AdamW, warm-up + cosine, flips)."
-    tr, te = _items(train_set), _items(test_set)
+                   device:str='cpu', # where to fine-tune
+                   n_finetune:int=POINT['n_finetune'],  # labelled images
+                  ) -> float:        # test accuracy
+    "Test accuracy after the one fine-tuning recipe (`FINETUNE`: layer decay, AdamW, warm-up + cosine, flips)."
+    tr, te = _items(train_set, first=n_finetune), _items(test_set)
     return finetune(model, tr, te, epochs=epochs, seed=seed, device=device,
-                    mean=SyntheticParts.mean, std=SyntheticParts.std, **FINETUNE)['acc']
+                    mean=type(train_set).mean, std=type(train_set).std, **FINETUNE)['acc']
 
-def evaluate_model(model,                   # a MaskedAutoencoder (its encoder is read) or a ViT
-                   train_set,               # SyntheticParts set the probes and k-NN are fitted on
-                   test_set,                # SyntheticParts set they are scored on (with its fg masks for the attention)
-                   probe_epochs:int=90,     # linear-probe epochs
-                   n_attention:int=200,     # test images whose CLS attention is scored
-                   progress:bool=True,      # show progress bars
+def probe(Xtr:Tensor,             # [n, D] training features
+          ytr:Tensor,             # [n] their labels
+          Xte:Tensor,             # [m, D] held-out features
+          yte:Tensor,             # [m] their labels
+          seed:int=0,             # the held-out split that chooses the L2 weight
+         ) -> dict:               # acc, se (sampling sd of acc), lam (the chosen L2 weight), converged
+    "The experiment's linear probe: converged L-BFGS logistic regression (chapter 08), its L2 weight chosen on the training images."
+    r = lbfgs_probe(Xtr, ytr, Xte, yte, seed=seed)
+    return dict(acc=r['acc'], se=r['se'], lam=r['lam'], converged=r['converged'])
+
+def evaluate_model(model,            # a MaskedAutoencoder (its encoder is read) or a ViT
+                   train_set,            # the point's training set (probes and k-NN are fitted on it)
+                   test_set,             # the point's held-out set (scored; its fg masks for the attention)
+                   n_attention:int=200,  # held-out images whose CLS attention is scored
+                   progress:bool=True,   # show progress bars
                    finetune_epochs:int=0,   # 0: no fine-tuning
-                   seed:int=0,              # the probes' (and fine-tuning's) seed
-                   device:str='cpu'         # where fine-tuning runs (the probes run on the CPU)
-                  ) -> dict:
-    "Linear probes on CLS and mean-pooled tokens (MAE head, SGD), k-NN (k=20, T=0.07), attention on the object, fine-tuning."
+                   seed:int=0,           # the probes' (and fine-tuning's) seed
+                   device:str='cpu',     # where fine-tuning runs
+                   n_finetune:int=POINT['n_finetune'],  # labelled images for fine-tuning
+                  ) -> dict:         # probe_cls, probe_mean (+ _se, _lam), knn, attention_*, finetune
+    "Converged linear probes on CLS and mean-pooled tokens, k-NN (k=20, T=0.07), attention on the object, fine-tuning."
     enc = model.encoder().eval() if hasattr(model, 'encoder') else model.eval()
     tr, te = _items(train_set), _items(test_set)
-    def features(ds, pool): return extract_features(enc, ds, pool=pool, mean=SyntheticParts.mean, std=SyntheticParts.std,
-                                                    progress=progress)
+    mean, std = type(train_set).mean, type(train_set).std
+    def features(ds, pool): return extract_features(enc, ds, pool=pool, mean=mean, std=std, progress=progress)
     feats = {pool: [features(ds, pool) for ds in (tr, te)] for pool in ('cls', 'mean')}   # pool -> [(X, y) train, test]
-    res = {f'probe_{pool}': linear_probe(*a, *b, epochs=probe_epochs, batch_size=128, seed=seed)['acc']
-           for pool, (a, b) in feats.items()}
+    res = {}
+    for pool, (a, b) in feats.items():
+        p = probe(*a, *b, seed=seed)
+        res |= {f'probe_{pool}': p['acc'], f'probe_{pool}_se': p['se'], f'probe_{pool}_lam': p['lam']}
     (Xtr, ytr), (Xte, yte) = feats['mean']
     res['knn'] = accuracy(knn_classify(Xtr, ytr, Xte, k=min(20, len(Xtr))), yte)
     t = test_set.tensors()
     n = min(n_attention, len(test_set))
     fg = fg_patches(t['fg'][:n], enc.patch_embed.patch_size[0])
-    att = attention_on_object(attention_maps(enc, normalized(t['image'][:n])), fg)
+    att = attention_on_object(attention_maps(enc, normalized(t['image'][:n], train_set)), fg)
     res |= dict(attention_mass=att['mass'], attention_iou=att['iou'], attention_chance=att['chance'])
-    res['finetune'] = None if not finetune_epochs else finetune_model(model, train_set, test_set, finetune_epochs, seed, device)
+    res['finetune'] = (None if not finetune_epochs else
+                       finetune_model(model, train_set, test_set, finetune_epochs, seed, device, n_finetune))
     return res
 
-def pixel_baseline(train_set,            # SyntheticParts set the probe and k-NN are fitted on
-                   test_set,             # SyntheticParts set they are scored on
-                   probe_epochs:int=90,  # linear-probe epochs
-                   seed:int=0            # the probe's seed
-                  ) -> dict:
-    "Linear probe and k-NN on the raw (normalised) pixels: what a feature must beat. Pixels have no CLS token."
-    (Xtr, ytr), (Xte, yte) = [(normalized(t['image']).flatten(1), t['label'])
+def pixel_baseline(train_set,           # the point's training set (the probe and k-NN are fitted on it)
+                   test_set,            # the point's held-out set
+                   seed:int=0,          # the probe's held-out split
+                  ) -> dict:            # probe_mean (+ _se, _lam), probe_cls (None), knn
+    "The converged linear probe and k-NN on the raw (normalised) pixels: what a feature must beat. Pixels have no CLS token."
+    (Xtr, ytr), (Xte, yte) = [(normalized(t['image'], train_set).flatten(1), t['label'])
                               for t in (train_set.tensors(), test_set.tensors())]
-    return dict(probe_mean=linear_probe(Xtr, ytr, Xte, yte, epochs=probe_epochs, batch_size=128, seed=seed)['acc'],
-                probe_cls=None, knn=accuracy(knn_classify(Xtr, ytr, Xte, k=min(20, len(Xtr))), yte))
+    p = probe(Xtr, ytr, Xte, yte, seed=seed)
+    return dict(probe_mean=p['acc'], probe_mean_se=p['se'], probe_mean_lam=p['lam'], probe_cls=None,
+                knn=accuracy(knn_classify(Xtr, ytr, Xte, k=min(20, len(Xtr))), yte))
 
 def untrained_mae(seed:int=0): # the run seed whose initial weights to build
     "The micro MAE at initialisation as `pretrain` builds it for `seed` (the `untrained` and `scratch` baselines)."
@@ -208,7 +233,7 @@ def untrained_mae(seed:int=0): # the run seed whose initial weights to build
 
 # %% ../nbs/10_experiments.ipynb #2483dfeb
 METRICS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou', 'kmeans_miou', 'grid_miou')
-ROW_COLUMNS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'attention_iou', 'attention_chance')
+ROW_COLUMNS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'attention_iou', 'attention_chance') + ALIGNMENT_COLUMNS
 PART_SCORES = dict(part_miou='miou', kmeans_miou='kmeans_miou', grid_miou='grid_miou',   # row column -> learn_parts key
                    part_nmi='nmi', kmeans_nmi='kmeans_nmi', grid_nmi='grid_nmi', part_seconds='seconds')
 
@@ -219,6 +244,7 @@ class Cell:
     model:object = None      # the pre-trained MaskedAutoencoder (None for a baseline)
     losses:list = None       # its loss at every optimizer step
     learner:object = None    # 'semmae': the stage-1 PartLearner whose parts it masked by
+    strategy:object = None   # the strategy its run ended with (HPM's holds the trained teacher its plans need)
 
 def cell_row(method:str,     # one of SWEEP_METHODS
              epochs:int,     # the budget
@@ -239,14 +265,54 @@ def baseline_numbers(method:str,       # one of BUDGET_FREE: pixels | untrained 
                     ) -> dict:
     "The numbers of a baseline (one of BUDGET_FREE): the same at every budget."
     point = POINT | (point or {})
-    train, test = sweep_data(point['n_train'], point['n_test'])
-    if method == 'pixels': return pixel_baseline(train, test, point['probe_epochs'], seed)
+    train, test = sweep_data(point['n_train'], point['n_test'], point['data'])
+    if method == 'pixels': return pixel_baseline(train, test, seed)
     if method == 'untrained':
-        return evaluate_model(untrained_mae(seed), train, test, point['probe_epochs'], progress=progress, seed=seed,
-                              device=device)
+        return evaluate_model(untrained_mae(seed), train, test, progress=progress, seed=seed, device=device)
     if method == 'scratch':
-        return dict(finetune=finetune_model(untrained_mae(seed), train, test, point['finetune_epochs'], seed, device))
+        return dict(finetune=finetune_model(untrained_mae(seed), train, test, point['finetune_epochs'], seed, device,
+                                            point['n_finetune']))
     raise ValueError(f"method must be one of {BUDGET_FREE}, got {method!r}")
+
+# %% ../nbs/10_experiments.ipynb #cf31a10b
+def _last_epoch(method:str, model, batch:dict, epochs:int, learned=None, n_parts:int=None, kw:dict=None, trained=None) -> tuple:
+    """(strategy, collated batch): `method`'s strategy as it stands in its last epoch for the images of `batch`: the run's own when
+    it trained something (HPM's teacher), else built from the registry for these images (AMT, AttMask: `model`'s attention on them)."""
+    imgs = batch['image']; N, _, H, W = imgs.shape
+    p = model.patch_size
+    tensors = {k: v for k, v in batch.items() if isinstance(v, Tensor)}
+    if method == 'semmae': items = TensorItems(tensors | {'parts': learned}, n_parts=n_parts)
+    else: items = TensorItems(tensors, n_parts=DATA.n_parts)
+    if trained is not None and hasattr(trained, 'attach'): s = trained
+    else:
+        name, recipe = RECIPES[method]
+        context = dict(n_items=N, grid=(H // p, W // p), patch_size=p, epochs=epochs,
+                       image_transform=functools.partial(normalize, mean=DATA.mean, std=DATA.std))
+        s = make_strategy(name, context, **(recipe | (kw or {})))
+    s.epoch_start(epochs - 1, epochs, model, items)   # AMT, AttMask: the trained encoder's maps; SemMAE: the last λ; HPM: the last share
+    wrapped = s.wrap_dataset(items, None)
+    return s, torch.utils.data.default_collate([wrapped[i] for i in range(N)])
+
+def _learned_pixels(learner, images:Tensor) -> Tensor:  # [N, H, W] the learned part of every pixel
+    "SemMAE's stage 1 on new images: the part of each patch, spread over its pixels."
+    (n, _, H, W), (h, w) = images.shape, learner.grid_size
+    return learner.assign_parts(images).reshape(n, h, w).repeat_interleave(H // h, 1).repeat_interleave(W // w, 2)
+
+def final_alignment(method:str,     # one of METHODS
+                    model,          # its trained MaskedAutoencoder
+                    test_set,       # held-out images of the point's data: the plans are drawn on every image and measured against its true parts
+                    epochs:int,     # its budget: the plans are those of its last epoch
+                    seed:int=0,     # the cell's seed: the plans' generator
+                    learned=None,   # 'semmae': [N, H, W] the learned part of every pixel of test_set
+                    n_parts:int=None,  # K of `learned`
+                    kw:dict=None,   # options beyond the method's RECIPES entry
+                    strategy=None,  # the strategy its run ended with (needed for 'hpm')
+                   ) -> dict:       # ALIGNMENT_COLUMNS -> float (choice_on_object None for a strategy that ranks nothing)
+    "Where `method`'s last-epoch plans fall on held-out images: chapter 09a's fields for the cell's row."
+    t = test_set.tensors()
+    s, b = _last_epoch(method, model, t, epochs, learned, n_parts, kw, strategy)
+    plan = s(b, model.patch_size, torch.Generator().manual_seed(seed))
+    return alignment_fields(plan, t, model.patch_size, DATA.n_parts, ranking_scores(s, b, model.patch_size))
 
 # %% ../nbs/10_experiments.ipynb #fc3e010a
 def compute_cell(method:str,      # one of SWEEP_METHODS
@@ -266,7 +332,7 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
     if method in BUDGET_FREE:
         numbers = baseline_numbers(method, seed, point, device, progress)
         return Cell(cell_row(method, epochs, seed, numbers, time.perf_counter() - t0))
-    train, test = sweep_data(point['n_train'], point['n_test'])
+    train, test = sweep_data(point['n_train'], point['n_test'], point['data'])
     def pre(m, folder, **kw):                                     # pre-train method m of this cell's budget and seed
         return pretrain_method(m, train, epochs, point['batch_size'], seed, device, progress, point['norm_pix_loss'],
                                strategy_kw=(strategy_kw or {}).get(m), out=folder, **kw)
@@ -277,36 +343,30 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
         numbers |= {col: stage1[key] for col, key in PART_SCORES.items()}
     parts = stage1['parts'] if stage1 else None
     r = pre(method, run_dir, parts=parts, n_parts=point['n_parts'] if stage1 else None)
-    numbers |= evaluate_model(r['model'], train, test, point['probe_epochs'], progress=progress,
-                              finetune_epochs=point['finetune_epochs'], seed=seed, device=device)
+    numbers |= evaluate_model(r['model'], train, test, progress=progress, finetune_epochs=point['finetune_epochs'],
+                              seed=seed, device=device, n_finetune=point['n_finetune'])
     numbers |= dict(final_loss=r['losses'][-1], pretrain_seconds=r['seconds'])
+    learned = _learned_pixels(stage1['learner'], test.tensors()['image']) if stage1 else None
+    numbers |= final_alignment(method, r['model'], test, epochs, seed, learned, point['n_parts'] if stage1 else None,
+                               (strategy_kw or {}).get(method), r['strategy'])
     row = cell_row(method, epochs, seed, numbers, time.perf_counter() - t0)
-    return Cell(row, r['model'], r['losses'], stage1['learner'] if stage1 else None)
+    return Cell(row, r['model'], r['losses'], stage1['learner'] if stage1 else None, r['strategy'])
 
 # %% ../nbs/10_experiments.ipynb #39fd822e
 def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
-                batch:dict,         # collated SyntheticParts items (image, parts, ...)
+                batch:dict,         # collated items of the point's data (image, parts, ...)
                 epochs:int,         # the budget: the plans are those of the last epoch
                 seed:int=0,         # seeds the plans' draws
                 learned=None,       # [N, H, W] learned part of every pixel of `batch` (for 'semmae')
                 n_parts:int=None,   # K of `learned`
                 strategy_kw:dict=None,  # method -> options beyond its RECIPES entry
+                strategies:dict=None,   # method -> the strategy its run ended with ('hpm' needs it: its teacher was trained there)
                ) -> dict:           # method -> MaskPlan
     "The plan each method's strategy draws for `batch` in its last epoch, asked from the training loop's registry."
-    imgs = batch['image']; N, _, H, W = imgs.shape
     plans = {}
     for m, model in models.items():
-        if m == 'semmae' and learned is None: continue
-        name, kw = RECIPES[m]
-        p = model.patch_size
-        tensors = {k: v for k, v in batch.items() if isinstance(v, Tensor)}
-        if m == 'semmae': items = TensorItems(tensors | {'parts': learned}, n_parts=n_parts)
-        else: items = TensorItems(tensors, n_parts=SyntheticParts.n_parts)
-        context = dict(n_items=N, grid=(H // p, W // p), patch_size=p, epochs=epochs,
-                       image_transform=functools.partial(normalize, mean=SyntheticParts.mean, std=SyntheticParts.std))
-        s = make_strategy(name, context, **(kw | (strategy_kw or {}).get(m, {})))
-        s.epoch_start(epochs - 1, epochs, model, items)   # AMT, AttMask: the trained encoder's maps; SemMAE: the last λ
-        wrapped = s.wrap_dataset(items, None)
-        b = torch.utils.data.default_collate([wrapped[i] for i in range(N)])
-        plans[m] = s(b, p, torch.Generator().manual_seed(seed))
+        trained = (strategies or {}).get(m)
+        if (m == 'semmae' and learned is None) or (m == 'hpm' and trained is None): continue
+        s, b = _last_epoch(m, model, batch, epochs, learned, n_parts, (strategy_kw or {}).get(m), trained)
+        plans[m] = s(b, model.patch_size, torch.Generator().manual_seed(seed))
     return plans

@@ -14,13 +14,12 @@ __all__ = ['figures', 'results_table', 'write_report', 'plot_sweep', 'budget_fin
            'primary_reading', 'sweep_reading']
 
 # %% ../nbs/10b_report.ipynb #f64a5b2d
-from .synthetic import SyntheticParts
 from .data import patch_parts
 from .viz import plan_overlay, plan_legend, FIGURE_STYLE
 from .mae import reconstruct
 from .viz import parts_overlay
 from .evaluate import attention_maps
-from .experiments import METHODS, BASELINES, SWEEP_METHODS, FINETUNE, n_seeds, normalized, final_plans
+from .experiments import METHODS, BASELINES, SWEEP_METHODS, FINETUNE, n_seeds, normalized, final_plans, DATA
 from .stats import (interval, fmt_interval, paired_diff, gain, fmt_diff, seed_values, sweep_table, sampling_error,
                               PRIMARY, ALPHA, GATE, primary_family, testbed_gate, budget_gain)
 
@@ -58,7 +57,7 @@ def figures(losses:dict,            # method -> loss per optimizer step
     ax[0, 0].set_title('original', loc='left')
     for i, m in enumerate(rows):
         with torch.no_grad():
-            rec = reconstruct(models[m], normalized(batch['image']), plans[m], SyntheticParts.mean, SyntheticParts.std)
+            rec = reconstruct(models[m], normalized(batch['image']), plans[m], DATA.mean, DATA.std)
         rec = rec['pasted']
         for j in range(n): ax[i + 1, j].imshow(rec[j].permute(1, 2, 0).clamp(0, 1).numpy()); ax[i + 1, j].axis('off')
         ax[i + 1, 0].set_title(f'{m}: prediction, visible pasted', loc='left')
@@ -71,7 +70,7 @@ def figures(losses:dict,            # method -> loss per optimizer step
         for j in range(n): ax[i + 1, j].imshow(a[j].numpy(), cmap='inferno'); ax[i + 1, j].axis('off')
         ax[i + 1, 0].set_title(f'{m}: CLS attention', loc='left')
     figs['attention'] = _png(fig)
-    rows = [('true parts', batch['parts'], SyntheticParts.n_parts)]
+    rows = [('true parts', batch['parts'], DATA.n_parts)]
     if learned is not None: rows.append(('learned parts (SemMAE stage 1; ids are arbitrary)', learned, n_parts))
     fig, ax = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.5 * len(rows)), squeeze=False)
     for i, (title, parts, K) in enumerate(rows):
@@ -103,11 +102,12 @@ def results_table(metrics:dict # the experiment's metrics.json: metrics['methods
     return _md_table('method', [c for _, c in _COLS],
                      {m: [_fmt(r.get(k), k) for k, _ in _COLS] for m, r in metrics['methods'].items()})
 
-_INTRO = ("Micro MAE pre-trained for {epochs} epochs (batch {batch_size}) on {n_train} SyntheticParts images "
+_INTRO = ("Micro MAE pre-trained for {epochs} epochs (batch {batch_size}) on {n_train} {data} images "
           "(MAE's crop 0.2-1 and flip) with each masking (norm_pix_loss={norm_pix_loss}); evaluated on {n_test} held-out "
-          "images. Linear probe: MAE's head (BN without affine + Linear) on the frozen CLS token or the mean of the patch "
-          "tokens, SGD, {probe_epochs} epochs (raw pixels: one probe on all pixel values; they have no CLS token). k-NN: "
-          "mean-pooled tokens, k=20, T=0.07. Fine-tuned: the whole encoder, {finetune_epochs} epochs, layer decay "
+          "images. Linear probe: converged L-BFGS logistic regression on the frozen CLS token or the mean of the patch "
+          "tokens, its L2 weight chosen on a held-out fifth of the training images (raw pixels: one probe on all pixel "
+          "values; they have no CLS token). k-NN: mean-pooled tokens, k=20, T=0.07. Fine-tuned: the whole encoder on the "
+          "first {n_finetune} training images, {finetune_epochs} epochs, layer decay "
           "{layer_decay}; 'scratch' is the same ViT from its random initialisation under the same recipe. Attention on "
           "object: share of the CLS attention map on foreground patches ('(flat map)' is what a uniform map scores). "
           "Chance accuracy: 0.100. Device: {device}; total time {total:.0f} s.")
@@ -151,7 +151,8 @@ def write_report(out:Path,         # the report folder (created)
 _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, CLS', knn='k-NN (k=20)',
                finetune='fine-tuned', attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 _PART_SERIES = {'learned parts': 'part_miou', 'k-means': 'kmeans_miou', 'fixed grid': 'grid_miou'}
-_PART_COLOURS = ('navy', 'darkgoldenrod', 'purple')   # the part series' own colours, none of them a method's (tab10) nor a mask state's
+_METHOD_COLOURS = tuple(f'C{i}' for i in range(10)) + ('teal', 'maroon')   # one per method of SWEEP_METHODS (12)
+_PART_COLOURS = ('navy', 'darkgoldenrod', 'purple')   # the part series' own colours, none of them a method's nor a mask state's
 
 def plot_sweep(rows:list, # sweep rows: dicts with method, seed, epochs and the metrics
                keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou')): # the metrics, one panel each (2 rows)
@@ -166,7 +167,8 @@ def plot_sweep(rows:list, # sweep rows: dicts with method, seed, epochs and the 
             for m in methods:
                 pts = [(E, *tab[E][m]) for E in tab if m in tab[E]]
                 x = [p[0] for p in pts]; y = [p[1] for p in pts]; e = [0 if p[3] < 2 else p[2] for p in pts]
-                colour = f'C{SWEEP_METHODS.index(m) % 10}' if series is None else _PART_COLOURS[i % len(_PART_COLOURS)]
+                colour = (_METHOD_COLOURS[SWEEP_METHODS.index(m) % len(_METHOD_COLOURS)] if series is None
+                          else _PART_COLOURS[i % len(_PART_COLOURS)])
                 ax.errorbar(x, y, yerr=e, marker='o', ms=3, lw=1, capsize=2, color=colour,
                             label=(m if series is None else label), ls='--' if m in BASELINES else '-')
         if key == 'attention_mass':

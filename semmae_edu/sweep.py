@@ -4,19 +4,21 @@
 
 # %% ../nbs/10d_sweep.ipynb #11223fa9
 from __future__ import annotations
-import json, multiprocessing, os, time
+import json, multiprocessing, os, platform, subprocess, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
 # %% auto #0
-__all__ = ['run_cell', 'sweep_cells', 'sweep_rows', 'write_sweep', 'run_sweep']
+__all__ = ['provenance', 'run_cell', 'sweep_cells', 'sweep_rows', 'write_sweep', 'run_sweep']
 
 # %% ../nbs/10d_sweep.ipynb #28d5087b
-from .experiments import (SWEEP_METHODS, BUDGET_FREE, POINT, FINETUNE, BUDGETS, n_seeds, untrained_mae,
+from .experiments import (SWEEP_METHODS, BUDGET_FREE, BASELINES, POINT, PROBE, FINETUNE, BUDGETS, n_seeds, untrained_mae,
                                     baseline_numbers, cell_row, compute_cell)
 from .report import plot_sweep
+from .synthetic import VARIANTS
+import semmae_edu
 from .checkpoint import atomic_write
 
 # %% ../nbs/10d_sweep.ipynb #77965b75
@@ -24,6 +26,15 @@ def _write_json(path:Path, obj):
     "Write JSON atomically (a killed process leaves the old file or none, never half a file)."
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(obj, indent=1))
+
+def provenance(device:str='cpu' # where the cell ran: 'cpu', 'cuda' or 'cuda:N'
+              ) -> dict: # commit (None outside a git clone), device (the card or the CPU), versions
+    "Where a cell ran: the code's commit, the device and the library versions, recorded in every row."
+    try: commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=10,
+                                 cwd=Path(semmae_edu.__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError): commit = None
+    card = torch.cuda.get_device_name(torch.device(device)) if device.startswith('cuda') else (platform.processor() or platform.machine())
+    return dict(commit=commit, device=f"{device} ({card}, {os.cpu_count()} cores)", torch=torch.__version__)
 
 def _cell_path(out, method:str, epochs:int, seed:int) -> Path:
     return Path(out) / 'cells' / f"{method}-e{epochs}-s{seed}.json"
@@ -59,7 +70,7 @@ def run_cell(method:str,      # one of SWEEP_METHODS
     t0 = time.perf_counter()
     if method in BUDGET_FREE:
         numbers = _budget_free(method, seed, out, point, device, progress)
-        row = cell_row(method, epochs, seed, numbers, time.perf_counter() - t0)
+        row = cell_row(method, epochs, seed, numbers, time.perf_counter() - t0) | provenance(device)
     else:
         runs = Path(out) / 'runs' / f"e{epochs}" / f"s{seed}"
         random = None
@@ -67,7 +78,7 @@ def run_cell(method:str,      # one of SWEEP_METHODS
             run_cell('random', epochs, seed, out, point, device, progress)
             random = _random_model(runs / 'random', seed)   # None: trained again into the same folder
         row = compute_cell(method, epochs, seed, point, device, progress, random=random, run_dir=runs / method,
-                           random_dir=runs / 'random').row
+                           random_dir=runs / 'random').row | provenance(device)
         (runs / method / 'checkpoint.pth').unlink(missing_ok=True)   # model.pth stays (SemMAE's stage 1 reads random's)
     _write_json(path, row)
     return row
@@ -99,8 +110,8 @@ def write_sweep(out,              # the sweep folder
                ) -> Path:
     "sweep.json (settings + rows of the finished cells) and sweep.png in the sweep folder."
     out = Path(out); rows = sweep_rows(out)
-    _write_json(out / 'sweep.json', dict(point=POINT | (point or {}), finetune=FINETUNE, budgets=list(budgets),
-                                         rows=rows))
+    _write_json(out / 'sweep.json', dict(config=POINT | dict(probe=PROBE) | (point or {}), finetune=FINETUNE,
+                                         budgets=list(budgets), rows=rows))
     if rows:
         fig = plot_sweep(rows)
         fig.savefig(out / 'sweep.png', dpi=110, bbox_inches='tight')   # the book's 110 dpi, ~890 px: the docs' text column, unscaled
@@ -114,6 +125,8 @@ def _check_grid(budgets, methods, point:dict, workers:int):
         raise ValueError(f"budgets must be positive ints (epochs), got {budgets!r}")
     unknown = sorted(set(point) - set(POINT))
     if unknown: raise ValueError(f"unknown setting(s) {unknown}; the sweep's settings are {sorted(POINT)}")
+    if point.get('data', POINT['data']) not in VARIANTS:
+        raise ValueError(f"data must be one of {', '.join(VARIANTS)}, got {point['data']!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
 
@@ -124,13 +137,13 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
               workers:int=1,           # processes (one thread each); cells of a budget run in parallel
               device:str='cpu',        # where each cell computes
               progress:bool=True,      # show progress bars
-              **point,                 # overrides of POINT (n_train, n_test, probe_epochs, finetune_epochs, ...)
+              **point,                 # overrides of POINT (data, n_train, n_test, n_finetune, finetune_epochs, ...)
              ) -> list:                # the rows of all cells
     "Budgets x seeds x methods, resumable: each finished cell is one JSON; a killed sweep continues where it stopped."
     _check_grid(budgets, methods, point, workers)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cells = sweep_cells(tuple(budgets), tuple(methods), seeds)
-    todo = [c for c in cells if not _cell_path(out, *c).exists()]
+    todo = sorted((c for c in cells if not _cell_path(out, *c).exists()), key=lambda c: -c[1])   # the longest budget first
     if progress:
         print(f"sweep: {len(cells)} cells, {len(cells) - len(todo)} finished, {len(todo)} to run; folder {out}", flush=True)
     if workers == 1:
@@ -142,9 +155,9 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
                                flush=True)
     else:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as pool:
-            for E in budgets:        # random first (SemMAE's stage 1 reads its encoder), then the rest of the budget
-                first = [c for c in todo if c[1] == E and c[0] == 'random']
-                rest = [c for c in todo if c[1] == E and c[0] != 'random']
+            for E in sorted(budgets, reverse=True):   # the longest budget first: the gate reads it
+                first = [c for c in todo if c[1] == E and c[0] in ('random',) + BASELINES]   # SemMAE's stage 1 reads random
+                rest = [c for c in todo if c[1] == E and c not in first]
                 for wave in (first, rest):
                     jobs = [(m, E, s, str(out), point, device) for m, _, s in wave]
                     for (m, _, s), _row in zip(wave, pool.map(_cell_job, jobs)):

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import functools, hashlib, json, math, os, time
 from collections import deque
-from contextlib import nullcontext
+from contextlib import nullcontext, ExitStack
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable, Optional
@@ -28,6 +28,7 @@ from .data import AugmentedItems, normalize
 from .masking import RandomStrategy, BlockStrategy
 from .amt import AMTStrategy, AttMaskStrategy, AttentionBank, amt_schedule
 from .semmae import SemMAEStrategy
+from .zoo import ColorMAEStrategy, HPMStrategy, ema_for, OFFICIAL_EMA
 from .config import MODELS, PretrainConfig, ConfigError, check_config
 from .optim import lr_at, set_lr, make_optimizer
 from .batches import (seed_for, generator_for, StepBatches, SeededItems, build_data, data_stats, tensor_backed,
@@ -58,10 +59,20 @@ def _block(context, **kw): return BlockStrategy(**kw)
 
 def _semmae(context, **kw): return SemMAEStrategy(**kw)
 
-STRATEGIES = {'random': _random, 'amt': _amt, 'semmae': _semmae, 'block': _block, 'attmask': _attmask}   # name -> builder(context, **kw)
+def _colormae(context, **kw): return ColorMAEStrategy(**kw)
 
-def make_strategy(name:str,            # random | amt | semmae | block | attmask (a key of STRATEGIES)
-                  context:dict=None,   # facts about the run: n_items, grid (h, w), patch_size, image_transform (normalisation)
+def _hpm(context, ema=None, **kw):
+    "HPM for the run: the teacher's EMA keeps the official lag in epochs (`ema_for` the run's steps per epoch), its predictor starts from the run's seed."
+    if ema is None: ema = ema_for(context['steps_per_epoch']) if 'steps_per_epoch' in context else OFFICIAL_EMA
+    kw.setdefault('image_transform', context.get('image_transform'))
+    if 'seed' in context: kw.setdefault('seed', seed_for(context['seed'], 'hpm'))
+    return HPMStrategy(ema=ema, **kw)
+
+STRATEGIES = {'random': _random, 'amt': _amt, 'semmae': _semmae, 'block': _block, 'attmask': _attmask,   # name -> builder(context, **kw)
+              'colormae': _colormae, 'hpm': _hpm}
+
+def make_strategy(name:str,            # a key of STRATEGIES: random | amt | semmae | block | attmask | colormae | hpm
+                  context:dict=None,   # facts about the run: n_items, grid (h, w), patch_size, epochs, steps_per_epoch, seed, image_transform
                   **kw):               # the strategy's own arguments (mask_ratio, ...)
     "The masking strategy called `name` (a key of `STRATEGIES`), built with `kw`."
     if name not in STRATEGIES: raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
@@ -151,6 +162,7 @@ class Run:
     out:Optional[Path]            # None on ranks > 0
     log:MetricsLog                # metrics.jsonl (a no-op on ranks > 0)
     on_step:Optional[Callable] = None # called on rank 0 with each step's record
+    head:Optional[nn.Module] = None  # what the strategy trains beside the MAE (HPM's predictor and teacher), or DDP of it; None for most
     epoch:int = 0                 # position: next epoch and step to run
     step:int = 0                  # the next step within that epoch
     global_step:int = 0           # optimizer steps done over the whole run
@@ -162,62 +174,84 @@ class Run:
     @property
     def accum_iter(self): return self.batch['accum_iter']
 
+    def trained(self) -> list:
+        "The parameters the optimizer moves: the MAE's and the strategy's head's."
+        head = getattr(self.head, 'module', self.head)   # inside DDP
+        return list(self.mae.parameters()) + ([] if head is None else [p for p in head.parameters() if p.requires_grad])
+
 # %% ../nbs/07_train.ipynb #21a511c7
+def _no_sync(run:Run, skip:bool):
+    "DDP's `no_sync` for the model and the head on the accumulation steps before the last (nothing otherwise)."
+    stack = ExitStack()
+    if skip:
+        stack.enter_context(run.model.no_sync())
+        if run.head is not None: stack.enter_context(run.head.no_sync())
+    return stack
+
 def train_step(run:Run,    # the run (model, optimizer, strategy, device...)
                batches,    # an iterator of micro-batches (dicts with 'image' [B, C, H, W] in [0, 1])
                epoch:int,  # the epoch (masks are drawn from (seed, 'mask', epoch, step, k))
                step:int    # the step within the epoch
-              ) -> float:
-    "One optimizer step over `accum_iter` micro-batches; returns the loss averaged over micro-batches and processes."
-    A, model, ddp = run.accum_iter, run.model, run.info.world_size > 1
-    losses = []
+              ) -> tuple:  # (loss, loss_aux or None), each averaged over micro-batches and processes
+    "One optimizer step over `accum_iter` micro-batches: the pixel loss plus the strategy's head's loss (HPM), if any."
+    A, model, head, ddp = run.accum_iter, run.model, run.head, run.info.world_size > 1
+    losses, extras = [], []
     for a in range(A):
         batch = next(batches)
         k = a * run.info.world_size + run.info.rank
         plan = run.strategy(batch, run.mae.patch_size, generator_for(run.cfg.seed, 'mask', epoch, step, k)).to(run.device)
         imgs = normalize(batch['image'].to(run.device, non_blocking=True), run.mean, run.std)
-        with (model.no_sync() if ddp and a < A - 1 else nullcontext()):
-            with run.autocast(): loss = model(imgs, plan)[0]
-            (run.scaler.scale(loss / A) if run.scaler else loss / A).backward()
+        with _no_sync(run, ddp and a < A - 1):
+            with run.autocast():
+                out = model(imgs, plan)
+                loss, extra = out[0], (head(imgs, out) if head is not None else None)
+            total = loss if extra is None else loss + extra
+            (run.scaler.scale(total / A) if run.scaler else total / A).backward()
         losses.append(loss.detach().float())
+        if extra is not None: extras.append(extra.detach().float())
     loss = mean_over_ranks(torch.stack(losses).mean()).item()
-    if not math.isfinite(loss):
+    aux = mean_over_ranks(torch.stack(extras).mean()).item() if extras else None
+    if not math.isfinite(loss) or (aux is not None and not math.isfinite(aux)):
         run.optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteLossError(f"the loss became {loss} at epoch {epoch}, step {step} (global step {run.global_step + 1}); "
+        what = ' and '.join(([f"the loss became {loss}"] if not math.isfinite(loss) else []) +
+                            ([f"the strategy's auxiliary loss (loss_aux) became {aux}"] if aux is not None and not math.isfinite(aux) else []))
+        raise NonFiniteLossError(f"{what} at epoch {epoch}, step {step} (global step {run.global_step + 1}); "
             f"the weights were not updated with it. The last good checkpoint is "
             f"{str(run.last_checkpoint) if run.last_checkpoint else 'none (no checkpoint was written yet)'}. "
             f"Try a lower blr, check the data, or amp='none'.", epoch, step, run.global_step + 1, run.last_checkpoint)
     if run.scaler: run.scaler.unscale_(run.optimizer)
-    if run.cfg.clip_grad: nn.utils.clip_grad_norm_(run.mae.parameters(), run.cfg.clip_grad)
+    if run.cfg.clip_grad: nn.utils.clip_grad_norm_(run.trained(), run.cfg.clip_grad)
     if run.scaler: run.scaler.step(run.optimizer); run.scaler.update()
     else: run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return loss
+    if hasattr(run.strategy, 'after_step'): run.strategy.after_step(run.mae)   # HPM: the teacher follows the student
+    return loss, aux
 
 # %% ../nbs/07_train.ipynb #e8058766
 def train_one_epoch(run:Run,         # the run
                     epoch:int,       # the epoch to run (0-based)
                     start_step:int=0 # first optimizer step (a resumed run starts mid-epoch)
                    ):
-    "Steps `start_step`.. of `epoch`: learning rate per iteration, `train_step`, records, step checkpoints."
+    "Steps `start_step`.. of `epoch`: learning rate per iteration, `train_step`, records, step checkpoints; returns the mean loss and loss_aux."
     cfg, steps = run.cfg, run.sampler.steps_per_epoch
     run.sampler.set_epoch(epoch, start_step)
     run.model.train()
     batches = iter(run.loader)
     bar = tqdm(range(start_step, steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (cfg.progress and run.info.is_main), dynamic_ncols=True)
-    losses = []
+    losses, extras = [], []
     for step in bar:
         t = time.perf_counter()
         lr = set_lr(run.optimizer, lr_at(epoch + step / steps, run.batch['lr'], cfg.epochs, cfg.warmup_epochs, cfg.min_lr))
-        try: loss = train_step(run, batches, epoch, step)
+        try: loss, aux = train_step(run, batches, epoch, step)
         except NonFiniteLossError:
             run.log.write(dict(kind='stop', reason='non-finite loss', epoch=epoch, step=step, global_step=run.global_step + 1))
             raise
         run.global_step += 1
         run.epoch, run.step = (epoch, step + 1) if step + 1 < steps else (epoch + 1, 0)
         losses.append(loss)
-        rec = dict(kind='step', epoch=epoch, step=step, global_step=run.global_step, loss=loss, lr=lr,
+        if aux is not None: extras.append(aux)
+        rec = dict(kind='step', epoch=epoch, step=step, global_step=run.global_step, loss=loss, **_aux(aux), lr=lr,
                    images_per_s=run.batch['eff_batch_size'] / (time.perf_counter() - t), time=run.elapsed + time.perf_counter() - run.t0)
         run.history.append(rec)
         if run.global_step % cfg.log_every == 0: run.log.write(rec)
@@ -225,7 +259,9 @@ def train_one_epoch(run:Run,         # the run
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
         if cfg.ckpt_every_steps and run.global_step % cfg.ckpt_every_steps == 0 and (run.epoch, run.step) != (cfg.epochs, 0):
             save_checkpoint(run)
-    return sum(losses) / max(len(losses), 1)
+    return sum(losses) / max(len(losses), 1), (sum(extras) / len(extras) if extras else None)
+
+def _aux(aux) -> dict: return {} if aux is None else dict(loss_aux=aux)   # a record's loss_aux, only for strategies that have one
 
 # %% ../nbs/07_train.ipynb #6bd49799
 def save_checkpoint(run:Run # the run, at its current position (epoch, step)
@@ -252,6 +288,7 @@ class PretrainResult:
     history:list           # the step records of this call (the latest 10,000)
     out:Optional[Path]     # the run folder
     checkpoint:Optional[Path] # the last checkpoint written (None without one)
+    strategy:object = None # the run's strategy as it ended (HPM's holds its trained teacher)
 
 def build_model(cfg:PretrainConfig # reads model, img_size, norm_pix_loss, seed, fused_attn
                ) -> nn.Module:
@@ -300,6 +337,10 @@ def _make_strategy(cfg, context):
     try: return make_strategy(cfg.strategy, context, **kw)
     except (TypeError, ValueError) as e: raise ConfigError(f"strategy {cfg.strategy!r}: {e}") from None
 
+def _attach(strategy, mae, device) -> Optional[nn.Module]:
+    "What the strategy trains beside the MAE (`strategy.attach(mae)`: HPM's predictor and teacher), on the run's device; None for the others."
+    return strategy.attach(mae).to(device) if hasattr(strategy, 'attach') else None
+
 def _preflight(strategy, items, sampler, patch_size, cfg):
     "Mask the run's first micro-batch once, so that data the strategy cannot use fails before anything is written."
     try:
@@ -340,23 +381,26 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
                               f"cropped per batch in this process, no DataLoader); use num_workers=0")
         if fast: plain_set, transform = tensor_items(train_set), None   # the tensors, cropped on the device
         mean, std = data_stats(train_set)
+        sampler = StepBatches(len(train_set), batching['batch_size'], batching['accum_iter'], info.world_size, info.rank, cfg.seed)
         strategy = _make_strategy(cfg, dict(n_items=len(train_set), grid=tuple(mae.grid_size), patch_size=mae.patch_size, epochs=cfg.epochs,
+                                            steps_per_epoch=sampler.steps_per_epoch, seed=cfg.seed,
                                             image_transform=functools.partial(normalize, mean=mean, std=std)))
         if ckpt: strategy.load_state_dict(ckpt['strategy']['state'])
         if ckpt and ckpt['data_order']['n_items'] != len(train_set):
             raise CheckpointError(f"the training set has {len(train_set)} images, the checkpoint's had {ckpt['data_order']['n_items']}")
-        sampler = StepBatches(len(train_set), batching['batch_size'], batching['accum_iter'], info.world_size, info.rank, cfg.seed)
+        head = _attach(strategy, mae, device)   # HPM: its predictor and teacher (a checkpoint's weights with them); None for the others
         items = SeededItems(strategy.wrap_dataset(plain_set if fast else train_set, transform), cfg.seed)   # the strategy's view, once
         _preflight(strategy, items, sampler, mae.patch_size, cfg)
         out = _prepare_out(cfg, resuming=ckpt is not None)
         # 2. build the run
         mae.to(device)
-        optimizer = make_optimizer(mae, batching['lr'], cfg.weight_decay, cfg.betas)
+        optimizer = make_optimizer(mae if head is None else nn.ModuleList([mae, head]), batching['lr'], cfg.weight_decay, cfg.betas)
         amp, autocast, scaler = amp_setup(cfg.amp, device)
         run = Run(cfg=cfg, mae=mae, model=mae, optimizer=optimizer, scaler=scaler, autocast=autocast, strategy=strategy,
                         sampler=sampler, loader=None, plain_set=plain_set, device=device, info=info, batch=batching,
                         mean=mean, std=std,
-                        out=out if info.is_main else None, log=MetricsLog(out / 'metrics.jsonl' if info.is_main else None), on_step=on_step)
+                        out=out if info.is_main else None, log=MetricsLog(out / 'metrics.jsonl' if info.is_main else None), on_step=on_step,
+                        head=head)
         if ckpt: _restore(run, ckpt, src)
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -365,8 +409,12 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
         run.loader = (TensorBatches(plain_set.tensors(), sampler, items.dataset, cfg.img_size, cfg.crop_scale,
                                     0.5 if cfg.hflip else 0., cfg.seed, device) if fast else _make_loader(items, sampler, cfg, device))
         if info.world_size > 1:
-            run.model = nn.parallel.DistributedDataParallel(mae, device_ids=[device.index] if device.type == 'cuda' else None)
-        if cfg.compile: run.model = torch.compile(run.model)
+            ids = [device.index] if device.type == 'cuda' else None
+            run.model = nn.parallel.DistributedDataParallel(mae, device_ids=ids)
+            if head is not None: run.head = nn.parallel.DistributedDataParallel(head, device_ids=ids)
+        if cfg.compile:
+            if head is not None: torch._dynamo.reset()   # dynamo skips hook guards: a graph cached from another MAE would skip HPM's hook
+            run.model = torch.compile(run.model)
         # 3. train
         run.t0 = time.perf_counter()
         for epoch in range(run.epoch, cfg.epochs):
@@ -376,15 +424,15 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
                 strategy.epoch_start(epoch, cfg.epochs, mae, plain_set)
                 if cfg.num_workers and not fast and _fingerprint(_workers_see(items, strategy)) != before:
                     run.loader = _make_loader(items, sampler, cfg, device)   # workers hold copies: give them the new maps
-            mean_loss = train_one_epoch(run, epoch, start)
-            run.log.write(dict(kind='epoch', epoch=epoch, global_step=run.global_step, loss=mean_loss,
+            mean_loss, mean_aux = train_one_epoch(run, epoch, start)
+            run.log.write(dict(kind='epoch', epoch=epoch, global_step=run.global_step, loss=mean_loss, **_aux(mean_aux),
                                time=run.elapsed + time.perf_counter() - run.t0))
             if (epoch + 1) % cfg.ckpt_every_epochs == 0 or epoch + 1 == cfg.epochs: save_checkpoint(run)
             if cfg.progress and info.is_main:
                 tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {mean_loss:.4f}  lr {run.optimizer.param_groups[0]['lr']:.2e}  "
                            f"{run.elapsed + time.perf_counter() - run.t0:.0f}s")
         if info.is_main: atomic_save({'model': mae.state_dict()}, out / 'model.pth')
-        return PretrainResult(model=mae, history=list(run.history), out=out, checkpoint=run.last_checkpoint)
+        return PretrainResult(model=mae, history=list(run.history), out=out, checkpoint=run.last_checkpoint, strategy=strategy)
     finally:
         if info.started_here and dist.is_initialized(): dist.destroy_process_group()
 

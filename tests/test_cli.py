@@ -1,6 +1,6 @@
 """The `semmae-edu` console script (nbs/11_cli.ipynb): help, a tiny run and its resume through a real
 subprocess, bad input, and the exit status of a run whose loss stops being finite."""
-import contextlib, io, os, subprocess, sys
+import contextlib, io, os, re, subprocess, sys
 from pathlib import Path
 import pytest, torch
 from semmae_edu import cli, train, batches
@@ -23,7 +23,8 @@ def test_help():
     assert rc == 0 and 'pretrain' in out and 'torchrun' in out
     rc, out, _ = call('pretrain', '--help')          # (the other tests run `python -m semmae_edu.cli` for real)
     assert rc == 0
-    for opt in ('--strategy {random,amt,semmae,block,attmask}', '--data {synthetic,cifar10,cifar100,stl10,tiny-imagenet,folder}', '--data-path',
+    for opt in ('--strategy {random,amt,semmae,block,attmask,colormae,hpm}', '--colour {white,red,green,blue,purple}',
+                '--hard-share', '--hard-schedule {linear,constant}', '--data {synthetic,synthetic-shared,cifar10,cifar100,stl10,tiny-imagenet,folder}', '--data-path',
                 '--model', '--epochs', '--batch-size', '--accum-iter', '--blr', '--mask-ratio', '--out', '--resume',
                 '--preset {cpu,cifar10,imagenet-vit-b}', 'PER DEVICE'):
         assert opt in out, opt
@@ -55,11 +56,18 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
              (['--mask-ratio', '1.2'], '--mask-ratio must be in (0.0, 1.0)'),
              (['--strategy-kw', 'throw=0.4'], '--strategy-kw must be a JSON object'),
              (['--epochs', 'many'], "invalid int value: 'many'"),
-             (['--resume'], 'no checkpoint at')]
+             (['--resume'], 'no checkpoint at'),
+             (['--strategy', 'colormae', '--colour', 'pink'], "invalid choice: 'pink'"),
+             (['--strategy', 'colormae', '--strategy-kw', '{"colour": "pink"}'], "--colour must be one of"),
+             (['--strategy', 'hpm', '--hard-share', '1.5'], '--hard-share (the share of the masked patches chosen as the predicted hardest) must be a number in [0, 1], got 1.5'),
+             (['--strategy', 'hpm', '--strategy-kw', '{"schedule": "cosine"}'], "--hard-schedule must be one of ('linear', 'constant')"),
+             (['--colour', 'red'], '--colour is an option of --strategy colormae'),
+             (['--strategy', 'hpm', '--hard-share', '0.3', '--strategy-kw', '{"hard_share": 0.4}'], '--hard-share 0.3 disagrees with --strategy-kw')]
     for args, msg in cases:
         rc, _, err = call('pretrain', '--out', out, *args)
         assert rc == 2 and msg in err, (args, err)
-        assert not any(f in err for f in ('data_path', 'eff_batch_size', 'accum_iter', 'mask_ratio')), err   # flags, not Python names
+        assert not any(f in err for f in ('data_path', 'eff_batch_size', 'accum_iter', 'mask_ratio', 'hard_share')), err   # flags, not Python names
+        assert not re.search(r'(?<![-\w])(schedule|colour) must', err), err
         assert not os.path.exists(out), args
     rc, _, err = call('train')
     assert rc == 2 and "unknown command 'train'" in err
@@ -106,3 +114,21 @@ def test_every_pretrain_setting_is_named_by_its_flag():
     assert cli.PRETRAIN_FLAGS['num_workers'] == '--workers' and cli.PRETRAIN_FLAGS['data_path'] == '--data-path'
     prose = "unknown data set 'x'; the model and the epochs stay; semmae_edu.train.data_path"
     assert cli.flag_words(prose, cli.PRETRAIN_FLAGS) == prose      # plain words and dotted names are left alone
+
+def test_new_strategies_run_from_the_command_line(tmp_path):
+    "`pretrain --strategy colormae|hpm --epochs 3` on the embedded data: the options reach the strategy, the losses differ from random's."
+    args = ['--n-synthetic', '32', '--batch-size', '8', '--epochs', '3', '--device', 'cpu', '--no-progress']
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        runs = {'random': [], 'colormae': ['--colour', 'red'], 'hpm': ['--hard-share', '0.4', '--hard-schedule', 'constant']}
+        for name, extra in runs.items():
+            rc, out, err = call('pretrain', '--strategy', name, *extra, *args, '--out', str(tmp_path / name))
+            assert rc == 0 and 'done: epoch 3/3' in out, err
+    finally: torch.set_num_threads(n)
+    losses = {k: [r['loss'] for r in read_metrics(tmp_path / k) if r['kind'] == 'step'] for k in runs}
+    assert len(losses['random']) == len(losses['colormae']) == len(losses['hpm']) == 12
+    assert losses['colormae'] != losses['random'] and losses['hpm'] != losses['random']
+    assert read_checkpoint(tmp_path / 'colormae')['config']['strategy_kw'] == {'colour': 'red'}
+    state = read_checkpoint(tmp_path / 'hpm')['strategy']['state']
+    assert state['share'] == 0.4                                     # 'constant': the share from the first epoch
+    assert all('loss_aux' in r for r in read_metrics(tmp_path / 'hpm') if r['kind'] == 'step')

@@ -1,19 +1,21 @@
 """Heavier tests for `semmae_edu.data`, `semmae_edu.synthetic` and `semmae_edu.datasets` (chapters nbs/00_data, 00a_synthetic,
 00b_datasets): DataLoader workers, pickling,
-fake real-data layouts written to temporary folders (never a download), statistics of SyntheticParts,
-transforms, and bad input."""
-import pickle
+fake real-data layouts written to temporary folders (never a download), statistics of SyntheticParts and of the testbed
+variant SharedPaletteParts (exact part maps, classes by parts, colours that no longer tell the class), transforms, and bad input."""
+import importlib.util, pickle, sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import stats
 
 from tolerance import reduction
 
 from semmae_edu.data import (IMAGENET_MEAN, IMAGENET_STD, MAETransform, crop_item, mae_transform, normalize,
                              patch_parts, patchify, patchify_map, pool_map, rrc_params, unpatchify, unpool_map)
-from semmae_edu.synthetic import CLASS_NAMES, PART_NAMES, SyntheticParts
+from semmae_edu.synthetic import CLASS_NAMES, PART_NAMES, VARIANTS, SharedPaletteParts, SyntheticParts
 from semmae_edu.datasets import DATASETS, ImageItems, get_dataset
 
 
@@ -108,9 +110,10 @@ def test_synthetic_every_class_and_parts_in_fg():
         assert names <= set(ds.class_parts[ds.classes[x['label']]])
     assert labels == set(range(10))
 
-def test_synthetic_mean_std_as_documented():
+@pytest.mark.parametrize('variant', list(VARIANTS))
+def test_synthetic_mean_std_as_documented(variant):
     for size in (32, 64):
-        ds = SyntheticParts(n=2000, size=size)
+        ds = VARIANTS[variant](n=2000, size=size)
         x = torch.stack([ds[i]['image'] for i in range(1000)])      # every class equally often
         # sampling, not rounding: the documented values come from 2,000 images, these are 1,000 of them. Per image the
         # channel mean spreads by s (measured here), so the estimates differ by ~s/sqrt(1000); allow 4 standard errors
@@ -132,6 +135,91 @@ def test_synthetic_parts_cover_patches():
         cover.append(((pp == k).any(1) & has).sum().item() / max(has.sum().item(), 1))
     assert sum(c >= 0.6 for c in cover) >= 9, dict(zip(ds.part_names[1:], cover))
     assert min(cover) >= 0.5, dict(zip(ds.part_names[1:], cover))
+
+# ---- the testbed variant: SharedPaletteParts ----
+
+def test_shared_determinism_and_form():
+    a, b = SharedPaletteParts(n=40, seed=3), SharedPaletteParts(n=40, seed=3)
+    for i in (0, 7, 39):
+        x, y = a[i], b[i]
+        for k in ('image', 'parts', 'fg'): assert torch.equal(x[k], y[k])                   # same (seed, index): same bytes
+        assert x['label'] == i % 10 and x['index'] == i
+        assert not torch.equal(x['image'], SharedPaletteParts(n=40, seed=4)[i]['image'])   # another seed: another image
+    assert not torch.equal(a[0]['image'], a[10]['image'])                                  # same class, other index
+    x = SharedPaletteParts(n=2, size=64)[1]
+    assert (x['image'].shape, x['image'].dtype, x['parts'].shape, x['parts'].dtype, x['fg'].dtype) == \
+           ((3, 64, 64), torch.float32, (64, 64), torch.int64, torch.bool)
+    assert 0 <= x['image'].min() and x['image'].max() <= 1 and torch.equal(x['fg'], x['parts'] > 0)
+    assert pickle.loads(pickle.dumps(a))[5]['image'].equal(a[5]['image'])
+
+@pytest.mark.parametrize('seed, size, clutter', [(0, 32, 5), (2, 48, 0), (1, 64, 12)])
+def test_shared_paints_the_same_parts(seed, size, clutter):
+    "The variant changes colours only: for every (seed, index) its part map is SyntheticParts', pixel for pixel."
+    a, b = SharedPaletteParts(n=60, size=size, seed=seed, clutter=clutter), SyntheticParts(n=60, size=size, seed=seed, clutter=clutter)
+    for i in range(60):
+        x, y = a[i], b[i]
+        assert torch.equal(x['parts'], y['parts']) and not torch.equal(x['image'], y['image']), i
+
+def _layer_code(types, u, rng):
+    "Colour pairs that name the layer: layer k wears bit j of k in channel j, flat (colour0 = colour1, no jitter)."
+    bits = ((np.arange(len(types))[:, None] >> np.arange(3)) & 1).astype(np.float32)
+    return np.concatenate([bits, bits], 1)
+
+class LayerCoded(SyntheticParts):
+    _colours = staticmethod(_layer_code)   # a variant is one subclass: here, one that paints each layer's number
+
+@pytest.mark.parametrize('size, clutter', [(32, 0), (32, 1), (64, 1)])
+def test_part_map_is_the_part_painted_there(size, clutter):
+    """Exact part maps: every pixel's colour comes from the layer whose part id the map holds. Painted in flat colours
+    that spell the layer's number in bits (at most 8 layers: background, <= 1 blob, <= 6 parts), a bit-1 channel is
+    >= 0.8 (brightness >= 0.8) minus the grain (<= 0.07 * sqrt(3) < 0.13), a bit-0 channel <= 0.13: 0.5 decodes them."""
+    ds = LayerCoded(n=100, size=size, clutter=clutter)
+    for i in range(100):
+        x = ds[i]
+        layer = ((x['image'] > 0.5).long() * torch.tensor([1, 2, 4])[:, None, None]).sum(0)   # [H, W] layer number
+        ids = torch.from_numpy(ds._canvas[2][x['label']][2])                                 # layer -> part id
+        assert torch.equal(ids[layer], x['parts']), i
+    assert torch.equal(SyntheticParts(n=100, size=size, clutter=clutter)[7]['parts'], ds[7]['parts'])   # the same geometry
+
+def test_classes_are_their_parts():
+    "Each class shows exactly the part types of its row in the table (all of them over 40 images, no others), in both variants."
+    ds = SharedPaletteParts(n=400)
+    assert ds.class_parts == SyntheticParts.class_parts and len(set(ds.class_parts.values())) == 10   # ten distinct part sets
+    seen = {c: set() for c in ds.classes}
+    for i in range(400):
+        x = ds[i]
+        names = {ds.part_names[k] for k in x['parts'].unique().tolist()} - {'background'}
+        assert names <= set(ds.class_parts[ds.classes[x['label']]]), (i, names)
+        seen[ds.classes[x['label']]] |= names
+    assert seen == {c: set(p) for c, p in ds.class_parts.items()}
+
+def test_shared_colours_do_not_tell_the_class():
+    """The object's mean colour per image, compared across classes by one-way ANOVA (F test, 100 images a class):
+    equal class means cannot be rejected for SharedPaletteParts (p > 1e-3 in each channel; measured 0.76-0.96),
+    while SyntheticParts' paint gives its classes away (p < 1e-20; measured < 1e-187)."""
+    def pvalues(cls):
+        ds = cls(n=1000)
+        items = [ds[i] for i in range(1000)]
+        fg = torch.stack([x['fg'] for x in items])[:, None].double()
+        m = (torch.stack([x['image'] for x in items]).double() * fg).sum((2, 3)) / fg.sum((2, 3))   # [n, 3]
+        y = torch.tensor([x['label'] for x in items])
+        return [stats.f_oneway(*[m[y == k, c].numpy() for k in range(10)]).pvalue for c in range(3)]
+    assert min(pvalues(SharedPaletteParts)) > 1e-3
+    assert max(pvalues(SyntheticParts)) < 1e-20
+
+def test_screens_ran_on_the_library_data(monkeypatch):
+    "bench/testbed/synth.py's prototype renderer (the screens' candidates) gives the library's images bit for bit: 'original' is SyntheticParts, 'shared' SharedPaletteParts."
+    path = Path(__file__).resolve().parents[1] / 'bench' / 'testbed' / 'synth.py'
+    spec = importlib.util.spec_from_file_location('testbed_synth', path)
+    synth = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, synth)             # its dataclass looks its module up while it loads
+    spec.loader.exec_module(synth)
+    for name, cls in (('original', SyntheticParts), ('shared', SharedPaletteParts)):
+        cand = synth.CANDIDATES[name]
+        cv, ds = synth.canvas(cand), cls(n=30, size=cand.size, seed=2)
+        for i in range(30):
+            img, parts = synth.render(cand, cv, 2, i, i % 10)
+            assert np.array_equal(img, ds[i]['image'].numpy()) and np.array_equal(parts, ds[i]['parts'].numpy()), (name, i)
 
 def _lookup(train, test, key, n_labels, bins=8):
     def codes(items):
@@ -311,7 +399,10 @@ def test_get_dataset_bad_input(kw, exc, words):
 def test_synthetic_through_get_dataset():
     tr, te = get_dataset('synthetic'), get_dataset('synthetic', train=False, size=64)
     assert (len(tr), len(te), te.size, tr.seed, te.seed) == (10000, 2000, 64, 0, 1)
-    assert set(DATASETS) == {'synthetic', 'cifar10', 'cifar100', 'stl10', 'tiny-imagenet', 'folder'}
+    assert set(DATASETS) == {'synthetic', 'synthetic-shared', 'cifar10', 'cifar100', 'stl10', 'tiny-imagenet', 'folder'}
+    sh = get_dataset('synthetic-shared', train=False, n=20)
+    assert type(sh) is SharedPaletteParts and (len(sh), sh.seed) == (20, 1)
+    assert torch.equal(sh[3]['parts'], SyntheticParts(n=20, seed=1)[3]['parts'])
 
 
 # ---------------------------------------------------------------- transforms

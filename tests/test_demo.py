@@ -10,7 +10,7 @@ from semmae_edu.sweep import run_cell
 
 THREADS = 1   # one intra-op thread (tests/conftest.py)
 
-TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, part_steps=10, probe_epochs=10, finetune_epochs=1, n_pictures=3, progress=False)
+TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, part_steps=10, n_finetune=96, finetune_epochs=1, n_pictures=3, progress=False)
 
 @pytest.mark.slow
 def test_demo_tiny_report(tmp_path):
@@ -48,10 +48,11 @@ def _numbers(row:dict) -> dict:
     "A row's numbers: without which cell it is and without the timings."
     return {k: v for k, v in row.items() if k not in ('method', 'epochs', 'seed') and not k.endswith('seconds')}
 
-@pytest.mark.parametrize('methods, epochs', [(('random',), 1), pytest.param(DEFAULT_METHODS, 2, marks=pytest.mark.slow)])
+@pytest.mark.parametrize('methods, epochs', [(('random',), 1), pytest.param(DEFAULT_METHODS, 2, marks=pytest.mark.slow),
+                                             pytest.param(('colormae', 'hpm'), 2, marks=pytest.mark.slow)])
 def test_demo_rows_are_the_sweeps_cells(tmp_path, methods, epochs):
     "A demo is one point of the sweep: at a tiny budget, every number of every row equals the sweep's cell of that point."
-    budget = dict(n_train=32, n_test=10, batch_size=32, part_steps=2, probe_epochs=2, finetune_epochs=1)
+    budget = dict(n_train=32, n_test=10, batch_size=32, part_steps=2, n_finetune=32, finetune_epochs=1)
     m = run_demo(tmp_path / 'demo', methods=methods, epochs=epochs, seed=0, n_pictures=2, progress=False, **budget)
     shown = dict(zip(methods, methods)) | {'untrained': 'untrained', 'scratch': 'scratch', 'pixels': 'raw pixels'}
     assert list(m['methods']) == list(shown.values())

@@ -1,5 +1,6 @@
 """The training loop (nbs/07_train.ipynb): exact resume after SIGKILL, one short run per strategy,
-non-finite loss, checkpoint refusals, DataLoader workers. CPU only, tiny models, a few steps each."""
+non-finite loss, checkpoint refusals, DataLoader workers, and the hooks of a strategy that trains a head (HPM).
+CPU only, tiny models, a few steps each."""
 import json, math, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
@@ -76,9 +77,10 @@ STRATEGY_KW = {'amt': dict(amt_start_epoch=1, refresh_every=1)}
 
 class Crash(Exception): pass
 
-@pytest.mark.parametrize('strategy', ['amt', 'semmae'])
+@pytest.mark.parametrize('strategy', ['amt', 'semmae', 'colormae', 'hpm'])
 def test_strategy_state_survives_a_crash(tmp_path, strategy):
-    "AMT's attention bank and SemMAE's λ live in the checkpoint: a crash mid-epoch after AMT started changes nothing."
+    """AMT's attention bank, SemMAE's λ, ColorMAE's bank and HPM's predictor, teacher and share live in the checkpoint
+    (HPM's predictor in the optimizer's state too): a crash mid-epoch changes nothing."""
     cfg = dict(TINY, strategy=strategy, strategy_kw=STRATEGY_KW.get(strategy, {}), ckpt_every_steps=1)
     full = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'full')))
     def crash(rec):
@@ -87,9 +89,14 @@ def test_strategy_state_survives_a_crash(tmp_path, strategy):
     ck = read_checkpoint(tmp_path / 'crash')
     assert (ck['epoch'], ck['step']) == (1, 2)
     if strategy == 'amt': assert ck['strategy']['state']['bank']['refreshed_at'] == 1
+    if strategy == 'hpm': assert {'predictor', 'teacher', 'teacher_predictor'} <= {k.split('.')[0] for k in ck['strategy']['state']['head']}
     resumed = pretrain(resume=tmp_path / 'crash')
     assert_same_weights(full.model, resumed.model)
     assert step_losses(tmp_path / 'crash') == step_losses(tmp_path / 'full')
+    if strategy == 'hpm':
+        aux = lambda out: [r['loss_aux'] for r in read_metrics(out) if r['kind'] == 'step']
+        assert aux(tmp_path / 'crash') == aux(tmp_path / 'full')
+        assert_same_weights(full.strategy.head, resumed.strategy.head)      # predictor and teacher alike
 
 class Poisoned(torch.utils.data.Dataset):
     "SyntheticParts with one image full of NaN."
@@ -201,11 +208,11 @@ def _grad_norms(norms):
     from torch.optim.optimizer import register_optimizer_step_pre_hook
     return register_optimizer_step_pre_hook(hook)
 
-@pytest.mark.parametrize('amp', ['none', 'fp16'])
-def test_clip_grad_bounds_the_step(tmp_path, amp):
-    "With clip_grad the optimizer never sees a larger gradient norm (with fp16: after the GradScaler unscaled it)."
+@pytest.mark.parametrize('amp,strategy', [('none', 'random'), ('fp16', 'random'), ('none', 'hpm')])
+def test_clip_grad_bounds_the_step(tmp_path, amp, strategy):
+    "With clip_grad the optimizer never sees a larger gradient norm (with fp16: after the GradScaler unscaled it); HPM: MAE and predictor together."
     free, clipped = [], []
-    cfg = dict(TINY, epochs=1, device='cpu', amp=amp)
+    cfg = dict(TINY, epochs=1, device='cpu', amp=amp, strategy=strategy)
     h = _grad_norms(free)
     try: pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'free')))
     finally: h.remove()
@@ -237,13 +244,74 @@ def test_fp16_gradscaler_path(tmp_path):
     assert all(math.isfinite(v) for v in l16)
     assert not all(torch.equal(a, b) for a, b in zip(ref.model.state_dict().values(), half.model.state_dict().values()))
 
-def test_compile_changes_no_number(tmp_path, monkeypatch):
-    "compile=True puts the model through torch.compile; with dynamo's eager backend (no C++ toolchain, seconds) every loss is the eager one."
+@pytest.mark.parametrize('strategy', ['random', 'hpm'])
+def test_compile_changes_no_number(tmp_path, monkeypatch, strategy):
+    """compile=True puts the model through torch.compile; with dynamo's eager backend (no C++ toolchain, seconds) every loss is the
+    eager one. HPM: the hook that hands the decoder's tokens to its head works inside the compiled model (the head is not compiled)."""
     real, calls = torch.compile, []
     monkeypatch.setattr(torch, 'compile', lambda m, **kw: calls.append(m) or real(m, backend='eager'))
-    cfg = dict(TINY, epochs=1, device='cpu')
+    cfg = dict(TINY, epochs=1, device='cpu', strategy=strategy)
     eager = pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'eager')))
     comp = pretrain(PretrainConfig(**cfg, compile=True, out=str(tmp_path / 'compiled')))
     assert len(calls) == 1
     assert step_losses(tmp_path / 'compiled') == step_losses(tmp_path / 'eager')
+    assert [r.get('loss_aux') for r in read_metrics(tmp_path / 'compiled')] == [r.get('loss_aux') for r in read_metrics(tmp_path / 'eager')]
     assert_same_weights(eager.model, comp.model)
+
+
+# ---------------------------------------------------------------- ColorMAE and HPM in the loop (chapter 09)
+
+def _spy_plans(monkeypatch, cls):
+    "Record every plan a strategy class draws."
+    plans, call = [], cls.__call__
+    monkeypatch.setattr(cls, '__call__', lambda self, *a, **kw: plans.append(call(self, *a, **kw)) or plans[-1])
+    return plans
+
+@pytest.mark.parametrize('strategy', ['colormae', 'hpm'])
+def test_new_strategy_runs_in_the_loop(tmp_path, strategy, monkeypatch):
+    "MAE's exact counts in every plan; losses differ from random's; only HPM logs a finite loss_aux."
+    from semmae_edu.zoo import ColorMAEStrategy, HPMStrategy
+    plans = _spy_plans(monkeypatch, {'colormae': ColorMAEStrategy, 'hpm': HPMStrategy}[strategy])
+    cfg = dict(TINY, epochs=2)
+    pretrain(PretrainConfig(**cfg, strategy=strategy, out=str(tmp_path / strategy)))
+    pretrain(PretrainConfig(**cfg, out=str(tmp_path / 'random')))
+    assert len(plans) == 1 + 2 * 3 * 2                              # the preflight, then 2 epochs x 3 steps x 2 micro-batches
+    for p in plans:
+        assert p.states.shape == (8, 64)
+        assert (p.visible.sum(1) == 16).all() and (p.masked.sum(1) == 48).all()   # int(64 * 0.25) visible, the rest masked
+    mine, rnd = step_losses(tmp_path / strategy), step_losses(tmp_path / 'random')
+    assert mine[0] != rnd[0] and len(mine) == len(rnd) == 6         # other plans from the first step on
+    recs = read_metrics(tmp_path / strategy)
+    aux = [r.get('loss_aux') for r in recs if r['kind'] in ('step', 'epoch')]
+    if strategy == 'colormae': assert aux == [None] * 8
+    else: assert all(a is not None and math.isfinite(a) for a in aux) and len(aux) == 8
+
+def test_hpm_teacher_follows_the_student_after_each_step(tmp_path, monkeypatch):
+    """The teacher moves once per optimizer step, exactly teacher <- decay·teacher + (1-decay)·student, and nothing
+    else touches it; the predictor is in the optimizer (and learns), the frozen teacher is not."""
+    from semmae_edu.zoo import HPMStrategy, ema_decay_at, ema_for
+    calls, after_step = [], HPMStrategy.after_step
+    def spy(self, model):
+        student = dict(model.named_parameters())
+        before = {n: p.detach().clone() for n, p in self.head.teacher.named_parameters()}
+        expect = {n: b.lerp(student[n].detach(), 1 - self.decay) for n, b in before.items()}
+        after_step(self, model)
+        calls.append((before, expect, {n: p.detach().clone() for n, p in self.head.teacher.named_parameters()}, self.decay))
+    monkeypatch.setattr(HPMStrategy, 'after_step', spy)
+    res = pretrain(PretrainConfig(**dict(TINY, epochs=2), strategy='hpm', out=str(tmp_path / 'hpm')))
+    assert len(calls) == 6                                                # one per optimizer step
+    for k, (before, expect, after, decay) in enumerate(calls):
+        assert all(torch.equal(after[n], expect[n]) for n in after), k
+        if k: assert any(not torch.equal(after[n], before[n]) for n in after), k   # the student moved (lr 0 at step 0), so did the teacher
+        if k: assert all(torch.equal(before[n], calls[k - 1][2][n]) for n in before), k   # untouched between steps
+        assert decay == ema_decay_at(k // 3, 2, ema_for(3))              # 3 steps per epoch: the official lag in epochs
+    head = res.strategy.head
+    assert not any(p.requires_grad for p in head.teacher.parameters()) and not any(p.requires_grad for p in head.teacher_predictor.parameters())
+    opt = read_checkpoint(tmp_path / 'hpm')['optimizer']
+    n_opt = sum(len(g['params']) for g in opt['param_groups'])
+    n_mae = sum(1 for p in res.model.parameters() if p.requires_grad)
+    assert n_opt == n_mae + len(list(head.predictor.parameters()))      # MAE + predictor; no teacher parameter
+    assert len(opt['state']) == n_opt                                   # and every one of them was stepped
+    fresh = HPMStrategy(seed=res.strategy.seed); fresh.attach(type(res.model)(**res.model.config))
+    assert not torch.equal(fresh.head.predictor.head.weight, head.predictor.head.weight)   # the predictor learned
+    fresh.head.remove_hook()

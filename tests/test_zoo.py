@@ -1,6 +1,6 @@
-"""ColorMAE, HPM and the alignment measure (chapter 09_zoo): exact counts, the filters' spectra, HPM's ranking loss
-and schedule, plans fixed by their generator, the three training-loop hooks with a checkpoint and resume in the
-middle of a run, and where masks fall on hand-made truths."""
+"""ColorMAE and HPM (chapter 09_zoo): exact counts, the filters' spectra, HPM's ranking loss and schedule, plans fixed
+by their generator, the three training-loop hooks with a checkpoint and resume in the middle of a run. Where masks
+fall on the true parts is tests/test_alignment.py; both strategies in `train.pretrain` are tests/test_train.py."""
 import copy, math
 import pytest
 import torch
@@ -10,8 +10,7 @@ from semmae_edu.data import normalize
 from semmae_edu.mae import mae_vit_micro_patch4
 from semmae_edu.zoo import (NOISE_COLOURS, noise_filter, colour_noise, radial_power, noise_windows, colormae_masking,
                             ColorMAEStrategy, relative_loss, masked_patch_losses, hard_share_at, hpm_masking,
-                            ema_decay_at, ema_for, HPMHead, HPMStrategy, strategy_steps, mask_alignment, patch_truth,
-                            rank_agreement, loss_map)
+                            ema_decay_at, ema_for, HPMHead, HPMStrategy, strategy_steps)
 
 def gen(seed=0): return torch.Generator().manual_seed(seed)
 def norm(x): return normalize(x, SyntheticParts.mean, SyntheticParts.std)
@@ -69,7 +68,7 @@ def test_windows_are_flipped_slices():
         assert any(torch.equal(w, c) for c in (s, s.flip(0), s.flip(1), s.flip(0).flip(1)))
 
 def test_colormae_bad_options_named():
-    with pytest.raises(ValueError, match=r"colour \(the noise filter\) must be one of \('white', 'red', 'green', 'blue', 'purple'\), got 'pink'"):
+    with pytest.raises(ValueError, match=r"colour must be one of \('white', 'red', 'green', 'blue', 'purple'\) \(the noise filter\), got 'pink'"):
         ColorMAEStrategy(colour='pink')
     with pytest.raises(ValueError, match='sigma must be'):
         ColorMAEStrategy(sigma=(1.0, 0.5))
@@ -211,37 +210,3 @@ def test_hpm_resume_equals_an_uninterrupted_run(images):
     first, ckpt = _loop(HPMStrategy(image_transform=norm, ema=ema_for(2)), imgs, 3, 2, stop_after=1)
     rest, _ = _loop(HPMStrategy(image_transform=norm, ema=ema_for(2)), imgs, 3, 2, state=ckpt)
     assert first + rest == whole
-
-
-# ---------------------------------------------------------------- where masks fall
-
-def test_mask_alignment_hand_made():
-    parts = torch.tensor([[0, 0, 1, 1, 1, 2, 2, 3, 3, 4]])
-    fg = parts > 0
-    states = torch.tensor([[1, 1, 1, 0, 0, 1, 1, 0, 0, 0]])
-    r = mask_alignment(states, parts, fg)
-    assert abs(r['mask_on_object'] - 3 / 5) < 1e-7 and abs(r['object_share'] - 0.8) < 1e-7
-    assert (r['parts_whole'], r['parts_partly'], r['parts_untouched']) == (1 / 3, 1 / 3, 1 / 3)
-    r1 = mask_alignment(states, parts, fg, min_size=1)
-    assert (r1['parts_whole'], r1['parts_partly'], r1['parts_untouched']) == (1 / 4, 1 / 4, 2 / 4)
-    r2 = mask_alignment(states, parts, fg, scores=-torch.arange(10.)[None])
-    assert abs(r2['choice_on_object'] - 6 / 8) < 1e-7
-
-def test_mask_alignment_whole_parts_and_random_chance():
-    truth = rendered(seed=1, n=64, size=32)
-    parts, fg = patch_truth(truth['parts'], truth['fg'], 4, SyntheticParts.n_parts)
-    # a plan that masks exactly the object: every part whole, everything masked on the object
-    n_fg = fg.sum(1)
-    keep = n_fg == n_fg[0]                                        # rectangular plans need equal counts
-    r = mask_alignment(fg[keep].to(torch.int8), parts[keep], fg[keep])
-    assert r['mask_on_object'] == 1. and r['parts_whole'] == 1.
-    rnd = mask_alignment(random_masking(64, 64, 0.75, generator=gen()), parts, fg)
-    assert abs(rnd['mask_on_object'] - rnd['object_share']) < 0.05
-    assert abs(rnd['parts_whole'] + rnd['parts_partly'] + rnd['parts_untouched'] - 1) < 1e-9
-
-def test_rank_agreement_and_loss_map(images):
-    a = torch.randn(4, 20, generator=gen())
-    assert torch.allclose(rank_agreement(a, 3 * a + 1), torch.ones(4)) and torch.allclose(rank_agreement(a, -a), -torch.ones(4))
-    torch.manual_seed(0)
-    m = loss_map(mae_vit_micro_patch4(), norm(images['image'][:3]), n_plans=32, generator=gen())
-    assert m.shape == (3, 64) and torch.isfinite(m).all()
