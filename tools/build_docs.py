@@ -510,7 +510,8 @@ def _markdown_class():
 
 # TeX maths becomes MathML at build time (browsers draw MathML natively: no MathJax, no network).
 _re_code_span = re.compile(r'(^```.*?^```[ \t]*$|^~~~.*?^~~~[ \t]*$|`[^`\n]*`)', re.S | re.M)
-_re_math = re.compile(r'(?<![\\$])\$\$(.+?)\$\$|(?<![\\$\w])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?!\d)', re.S)
+# inline maths may wrap onto the next line (as in pandoc), never across a blank line
+_re_math = re.compile(r'(?<![\\$])\$\$(.+?)\$\$|(?<![\\$\w])\$(?![\s$])((?:[^$\n]|\n(?![ \t]*\n))+?)(?<![\s\\])\$(?!\d)', re.S)
 # Quarto/pandoc link attributes, as in nbdev's show_doc "source" link: [text](url){key="v" .class}
 _re_link_attrs = re.compile(r'\[([^\]\n]+)\]\(([^)\s]+)\)\{([^}\n]*)\}')
 _re_mathml_text = re.compile(r'(<(mi|mo|mn|mtext|ms)\b[^>]*>)([^<]*)(</\2>)')
