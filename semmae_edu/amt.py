@@ -166,7 +166,10 @@ class AttentionBank:
         "Map `index` at the image's pixel resolution (each patch cell becomes a constant block)."
         return upsample_map(self.maps[index], (H, W))
 
-    def item_map(self, index:int, item) -> Tensor:  # [H, W] the map of item `index` at its image's size
+    def item_map(self,
+                 index:int, # the item's position in the training set (row of `maps`)
+                 item       # the (augmented) item; only its image's size is read
+                ) -> Tensor:  # [H, W] the map of item `index` at its image's size
         "The map source `AugmentedItems` reads: `pixel_map` at the size of the item's image."
         H, W = image_of(item).shape[-2:]
         return self.pixel_map(index, H, W)
@@ -176,7 +179,7 @@ class AttentionBank:
         return dict(maps=self.maps.clone(), grid=self.grid, amt_start_epoch=self.amt_start_epoch,
                     refresh_every=self.refresh_every, refreshed_at=self.refreshed_at)
 
-    def load_state_dict(self, d:dict):
+    def load_state_dict(self, d:dict): # a `state_dict()`: maps, amt_start_epoch, refresh_every, refreshed_at
         "Restore from `state_dict` (the maps must have this bank's shape)."
         if tuple(d['maps'].shape) != tuple(self.maps.shape):
             raise ValueError(f"checkpoint maps have shape {tuple(d['maps'].shape)} but this bank holds {tuple(self.maps.shape)}")
@@ -279,7 +282,9 @@ class AttMaskStrategy(AMTStrategy):
     def __init__(self,
                  bank:AttentionBank,       # the maps and the refresh schedule, as AMT's
                  mask_ratio:float=0.75,    # masked: exactly random masking's count (also before amt_start_epoch)
-                 refresh_batch_size:int=256, num_workers:int=0, image_transform=None):
+                 refresh_batch_size:int=256, # batch size for the bank refresh
+                 num_workers:int=0,          # DataLoader workers for the refresh
+                 image_transform=None):      # callable on image batches before the model during a refresh (e.g. normalisation)
         super().__init__(bank, random_ratio=mask_ratio, refresh_batch_size=refresh_batch_size, num_workers=num_workers,
                          image_transform=image_transform)
         self.mask_ratio, self.throw_ratio = mask_ratio, 0.

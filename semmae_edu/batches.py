@@ -19,23 +19,34 @@ __all__ = ['seed_for', 'generator_for', 'epoch_permutation', 'StepBatches', 'See
            'tensor_backed', 'tensor_items', 'TensorBatches']
 
 # %% ../nbs/07c_batches.ipynb #657cd854
-def seed_for(*key) -> int:
+def seed_for(*key # ints and strings naming one random draw, e.g. (seed, 'mask', epoch, step, k)
+            ) -> int: # in [0, 2**63)
     "A 63-bit seed that depends only on `key` (ints and strings), e.g. `seed_for(0, 'mask', 3, 17, 0)`."
     key = tuple(k if isinstance(k, str) else int(k) for k in key)
     return int.from_bytes(hashlib.blake2b(repr(key).encode(), digest_size=8).digest(), 'little') >> 1
 
-def generator_for(*key) -> torch.Generator:
+def generator_for(*key # as for seed_for: ints and strings naming one random draw
+                 ) -> torch.Generator:
     "A CPU `torch.Generator` seeded with `seed_for(*key)`."
     return torch.Generator().manual_seed(seed_for(*key))
 
-def epoch_permutation(n:int, seed:int, epoch:int) -> Tensor:
+def epoch_permutation(n:int,     # training images
+                      seed:int,  # the run's seed
+                      epoch:int  # the epoch (0-based)
+                     ) -> Tensor: # [n] long, a permutation of 0..n-1
     "The order [n] of the training images in `epoch`."
     return torch.randperm(n, generator=generator_for(seed, 'perm', epoch))
 
 # %% ../nbs/07c_batches.ipynb #56d56fda
 class StepBatches(Sampler):
     "The micro-batches of one process in one epoch, as lists of `(epoch, index)` keys: a pure function of (seed, epoch, step)."
-    def __init__(self, n:int, batch_size:int, accum_iter:int=1, world_size:int=1, rank:int=0, seed:int=0):
+    def __init__(self,
+                 n:int,            # training images
+                 batch_size:int,   # images per micro-batch (per process)
+                 accum_iter:int=1, # micro-batches per optimizer step
+                 world_size:int=1, # processes
+                 rank:int=0,       # this process, in [0, world_size)
+                 seed:int=0):      # the run's seed (epoch permutations)
         self.n, self.B, self.A, self.W, self.rank, self.seed = n, batch_size, accum_iter, world_size, rank, seed
         self.G = batch_size * accum_iter * world_size
         if n < self.G: raise ConfigError(f"the training set has {n} images, fewer than one optimizer step needs "
@@ -58,7 +69,10 @@ class StepBatches(Sampler):
 # %% ../nbs/07c_batches.ipynb #b7e9a8ee
 class SeededItems(Dataset):
     "Item `(epoch, i)` = `dataset[i]` computed under global RNGs seeded from `(seed, 'item', epoch, i)`, restored after."
-    def __init__(self, dataset, seed:int=0): self.dataset, self.seed = dataset, seed
+    def __init__(self,
+                 dataset,       # any indexable data set (its transform may draw from torch, random, NumPy)
+                 seed:int=0):   # the run's seed
+        self.dataset, self.seed = dataset, seed
     def __len__(self): return len(self.dataset)
     def __getitem__(self, key):
         epoch, i = key
@@ -77,7 +91,8 @@ class SeededItems(Dataset):
 def _data_error(cfg, e):
     return ConfigError(f"data={cfg.data!r}, data_path={cfg.data_path!r}: {e}")
 
-def build_data(cfg:PretrainConfig) -> tuple:
+def build_data(cfg:PretrainConfig # reads data, data_path, download, n_synthetic, img_size, crop_scale, hflip
+              ) -> tuple:
     "(train_set, transform, plain_set) for `cfg.data`; items are dicts with `image` [3, H, W] in [0, 1]."
     aug = MAETransform(cfg.img_size, train=True, mean=None, std=None, scale=tuple(cfg.crop_scale), flip_p=0.5 if cfg.hflip else 0.)
     if cfg.data in VARIANTS:   # a generated set: fixed images (data seed 0) whatever the run's seed
@@ -90,17 +105,20 @@ def build_data(cfg:PretrainConfig) -> tuple:
     plain = ImageItems(train.source, train.classes, size=cfg.img_size, name=train.name)   # resized, not augmented
     return train, aug, plain
 
-def data_stats(dataset) -> tuple:
+def data_stats(dataset # any data set; its `mean` and `std` attributes are read when present
+              ) -> tuple: # (mean, std), tuples of per-channel floats
     "(mean, std) per channel used to normalise a data set's images: its own `mean`/`std`, else ImageNet's (MAE's rule)."
     return tuple(getattr(dataset, 'mean', IMAGENET_MEAN)), tuple(getattr(dataset, 'std', IMAGENET_STD))
 
 # %% ../nbs/07c_batches.ipynb #70552e40
-def tensor_backed(dataset) -> bool:
+def tensor_backed(dataset # any data set
+                 ) -> bool:
     "Can `dataset` give all its items at once as stacked tensors (`dataset.tensors()`)?"
     if not callable(getattr(dataset, 'tensors', None)): return False
     return getattr(dataset, 'transform', None) is None
 
-def tensor_items(dataset) -> TensorItems:
+def tensor_items(dataset # a tensor-backed data set (`tensor_backed(dataset)`)
+                ) -> TensorItems:
     "A tensor-backed data set as `TensorItems`: its stacked tensors, with the facts a strategy reads (`n_parts`, `classes`, `mean`, `std`)."
     return TensorItems(dataset.tensors(), **{k: getattr(dataset, k) for k in ('n_parts', 'classes', 'mean', 'std') if hasattr(dataset, k)})
 
@@ -112,9 +130,9 @@ class TensorBatches:
                  items=None,            # the strategy's view of the items (`strategy.wrap_dataset(dataset)`): keys it adds are gathered per item
                  size=None,             # output side (default: the images' own)
                  scale:tuple=(0.2, 1.0),# RandomResizedCrop area range; (1, 1) with flip_p 0: no augmentation
-                 flip_p:float=0.5,
-                 seed:int=0,
-                 device='cpu'):
+                 flip_p:float=0.5,      # probability of a horizontal flip
+                 seed:int=0,            # the run's seed (crops and flips: from (seed, 'aug', epoch, step, k))
+                 device='cpu'):         # where batches are gathered and augmented
         self.t, self.sampler, self.seed, self.device = tensors, sampler, seed, torch.device(device)
         H, W = tensors['image'].shape[-2:]
         self.size = (H, W) if size is None else ((size, size) if isinstance(size, int) else tuple(size))

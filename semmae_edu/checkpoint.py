@@ -33,7 +33,8 @@ def atomic_write(path, # the file to write (its folder must exist)
     os.replace(tmp, path)
     return path
 
-def atomic_save(obj, path):
+def atomic_save(obj,   # anything torch.save takes (a checkpoint dict, a state dict)
+                path): # the file to write (its folder must exist)
     "`torch.save(obj)` to `path` through `atomic_write`: a reader sees the old file or the new one, never half of one."
     atomic_write(path, lambda f: torch.save(obj, f))
 
@@ -44,7 +45,7 @@ def rng_states() -> dict:
                 numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss), gauss=float(gauss)),
                 python=[random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]])
 
-def set_rng_states(s:dict):
+def set_rng_states(s:dict): # what `rng_states()` returned (torch, cuda, numpy, python)
     "Restore what `rng_states` saved."
     torch.set_rng_state(s['torch'])
     if s['cuda'] and torch.cuda.is_available() and len(s['cuda']) == torch.cuda.device_count(): torch.cuda.set_rng_state_all(s['cuda'])
@@ -52,7 +53,8 @@ def set_rng_states(s:dict):
     random.setstate((s['python'][0], tuple(s['python'][1]), s['python'][2]))
 
 # %% ../nbs/07d_checkpoint.ipynb #e6049cba
-def read_checkpoint(path) -> dict:
+def read_checkpoint(path # a checkpoint file, or a run folder (its checkpoint.pth)
+                   ) -> dict:
     "Load a training checkpoint on the CPU, with a clear `CheckpointError` if it is missing, broken or not ours."
     path = Path(path)
     if path.is_dir(): path = path / 'checkpoint.pth'
@@ -95,7 +97,8 @@ def check_resumable(ckpt:dict, # from `read_checkpoint`
 # %% ../nbs/07d_checkpoint.ipynb #201fa9bd
 class MetricsLog:
     "Append-only JSON-lines log (no-op when `path` is None, e.g. on ranks other than 0)."
-    def __init__(self, path=None): self.path = Path(path) if path else None
+    def __init__(self, path=None): # the metrics.jsonl to append to; None: write nothing
+        self.path = Path(path) if path else None
     def write(self, record:dict):
         if self.path is None: return
         with open(self.path, 'a') as f: f.write(json.dumps(record) + '\n')
@@ -105,7 +108,8 @@ class MetricsLog:
         keep = [r for r in read_metrics(self.path) if r.get('global_step', 0) <= global_step and r.get('kind') != 'stop']
         atomic_write(self.path, ''.join(json.dumps(r) + '\n' for r in keep))
 
-def read_metrics(path) -> list:
+def read_metrics(path # a metrics.jsonl, or a run folder (its metrics.jsonl)
+                ) -> list: # the records (dicts), in the file's order
     "The records of a `metrics.jsonl` (a run folder or the file), skipping a cut last line."
     path = Path(path)
     if path.is_dir(): path = path / 'metrics.jsonl'

@@ -57,7 +57,11 @@ def check_float(name:str, # the argument's name, for the message
     if not (ok_low and ok_high): raise ValueError(f"{name} must be in {span}, got {value}")
     return value
 
-def check_ratio(name:str, value, low:float=0., high:float=1.):
+def check_ratio(name:str, # the argument's name, for the message
+                value, # the value given
+                low:float=0., # exclusive lower bound
+                high:float=1., # exclusive upper bound
+               ): # `value`
     "`value` unchanged if `low < value < high` (a mask or throw ratio); a clear error otherwise."
     return check_float(name, value, low, high, closed='neither', what=' (exclusive)')
 
@@ -121,7 +125,7 @@ def image_of(item, # a data item: a dict with 'image', or an (image, label) pair
 # %% ../nbs/00c_checks.ipynb #c6bac40f
 def check_labels(name:str, # the argument's name
                  x, # the value given
-                 n:int|None=None, # labels must lie in [0, n) (None: only >= 0 is not checked)
+                 n:int|None=None, # labels must lie in [0, n) (None: any integers)
                  n_name:str='n', # the name of `n` in the message (e.g. 'n_parts')
                  what:str='labels', # what the integers are (e.g. 'ids')
                 )->Tensor: # `x`

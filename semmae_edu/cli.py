@@ -83,7 +83,11 @@ _RENAME = dict(workers='num_workers')
 # the strategies' options that have a flag: option -> (strategy, the strategy's argument); the rest go through --strategy-kw
 STRATEGY_OPTIONS = dict(colour=('colormae', 'colour'), hard_share=('hpm', 'hard_share'), hard_schedule=('hpm', 'schedule'))
 
-def config_from_args(preset='cpu', resume=False, strategy_kw=None, **opts) -> tuple:
+def config_from_args(preset='cpu',     # the recipe the options start from (a PRESETS name)
+                     resume=False,     # continue the run in --out (its checkpoint's config, then the options)
+                     strategy_kw=None, # --strategy-kw: a JSON object of strategy options, as text
+                     **opts            # the other options by Python name; None: not given
+                    ) -> tuple:
     "(PretrainConfig, checkpoint path or None) from command-line options (None = not given)."
     chosen = {k: opts.pop(k) for k in STRATEGY_OPTIONS if opts.get(k) is not None}
     opts = {k: v for k, v in opts.items() if k not in STRATEGY_OPTIONS}
@@ -119,7 +123,9 @@ def strategy_flags(strategy:str=None, # a key of train.STRATEGIES (None: no stra
 
 def _flag(name:str) -> str: return '--' + name.replace('_', '-')
 
-def command_flags(func, renames:dict=None) -> dict:
+def command_flags(func,              # a command function (its parameters become options)
+                  renames:dict=None  # more names its errors may use -> the option to say instead
+                 ) -> dict:
     "setting name -> option for every parameter of a command function, and `renames`: other names its errors use."
     return {name: _flag(name) for name in inspect.signature(func).parameters} | (renames or {})
 
@@ -159,7 +165,10 @@ def _default_note(func, name):
     key = _RENAME.get(name, name)
     return f" (cpu preset: {getattr(cfg, key)})" if hasattr(cfg, key) and getattr(cfg, key) is not None else ''
 
-def command_parser(func, prog:str=None, choices:dict=None) -> argparse.ArgumentParser:
+def command_parser(func,              # a command function: one option per parameter, its docment the help
+                   prog:str=None,     # the program name in usage lines (e.g. 'semmae-edu pretrain')
+                   choices:dict=None  # parameter name -> allowed values
+                  ) -> argparse.ArgumentParser:
     "An argparse parser for a command function, from its signature and docments; `choices`: name -> allowed values."
     choices = choices or {}
     p = argparse.ArgumentParser(prog=prog, description=func.__doc__, usage=f"{prog or '%(prog)s'} [options]",
@@ -276,7 +285,8 @@ examples:
       --data-path /data/imagenet/train --out runs/b16  # one process per GPU
 """
 
-def main(argv:list=None) -> int:
+def main(argv:list=None # the arguments after the program name (None: sys.argv[1:])
+        ) -> int:
     "The `semmae-edu` console script: `semmae-edu <command> [options]`; returns the exit status."
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'):

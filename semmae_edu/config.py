@@ -43,7 +43,7 @@ class PretrainConfig:
     crop_scale:tuple = (0.2, 1.0)    # RandomResizedCrop scale range (official: 0.2-1.0)
     hflip:bool = True                # random horizontal flip
     # optimisation
-    epochs:int = 8
+    epochs:int = 8                   # passes over the training set
     warmup_epochs:float = 1.         # linear warm-up, counted per iteration
     batch_size:int = 64              # per-device micro-batch (images per forward pass per process)
     accum_iter:int = 1               # micro-batches per optimizer step
@@ -51,8 +51,8 @@ class PretrainConfig:
     blr:float = 4e-3                 # base learning rate: lr = blr * effective batch / 256
     lr:Optional[float] = None        # absolute learning rate (overrides blr)
     min_lr:float = 0.                # floor of the cosine
-    weight_decay:float = 0.05
-    betas:tuple = (0.9, 0.95)
+    weight_decay:float = 0.05        # AdamW weight decay (not on biases, norms, tokens, position tables)
+    betas:tuple = (0.9, 0.95)        # AdamW (β1, β2) (official: (0.9, 0.95))
     clip_grad:Optional[float] = None # max gradient norm (official pre-training: none)
     # machine
     device:str = 'auto'              # auto (cuda if present) | cpu | cuda | cuda:1 ...
@@ -62,7 +62,7 @@ class PretrainConfig:
     num_workers:int = 0              # DataLoader worker processes (item-by-item data only; refused for a tensor-backed set such as SyntheticParts, which is gathered and cropped in the process)
     # records
     out:str = 'runs/pretrain'        # output folder: config.json, metrics.jsonl, checkpoint.pth, model.pth
-    seed:int = 0
+    seed:int = 0                     # seeds the weights, batches, crops and masks (one key each)
     log_every:int = 1                # write a metrics line every N optimizer steps
     ckpt_every_epochs:int = 1        # checkpoint every N epochs (and always at the end)
     ckpt_every_steps:int = 0         # also every N optimizer steps (0: off)
@@ -78,7 +78,9 @@ PRESETS = {
                            ckpt_every_epochs=20, log_every=50),
 }
 
-def preset(name:str='cpu', **overrides) -> PretrainConfig:
+def preset(name:str='cpu', # a recipe in PRESETS: cpu | cifar10 | imagenet-vit-b
+           **overrides       # PretrainConfig settings that replace the recipe's
+          ) -> PretrainConfig:
     "The config of a named recipe (`cpu`, `cifar10`, `imagenet-vit-b`), with `overrides` applied."
     if name not in PRESETS: raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     names = {f.name for f in dataclasses.fields(PretrainConfig)}
@@ -95,7 +97,9 @@ def _as_config_error(check, *args):
     try: check(*args)
     except (TypeError, ValueError) as e: raise ConfigError(str(e)) from None
 
-def batch_setup(cfg:PretrainConfig, world_size:int=1) -> dict:
+def batch_setup(cfg:PretrainConfig, # the run's settings
+                world_size:int=1    # processes (devices) training together
+               ) -> dict:           # batch_size, accum_iter, world_size, eff_batch_size, lr
     "The run's batch arithmetic: per-device batch, accum_iter, effective batch and the absolute learning rate."
     B, A = cfg.batch_size, cfg.accum_iter
     if cfg.eff_batch_size is not None:
@@ -111,7 +115,9 @@ def batch_setup(cfg:PretrainConfig, world_size:int=1) -> dict:
     lr = cfg.lr if cfg.lr is not None else cfg.blr * eff / 256
     return dict(batch_size=B, accum_iter=A, world_size=world_size, eff_batch_size=eff, lr=lr)
 
-def check_config(cfg:PretrainConfig, world_size:int=1) -> dict:
+def check_config(cfg:PretrainConfig, # the run's settings
+                 world_size:int=1    # processes (devices) training together
+                ) -> dict:           # `batch_setup(cfg, world_size)`
     "Raise `ConfigError` naming the setting unless `cfg` can run; returns `batch_setup(cfg, world_size)`."
     if not isinstance(cfg, PretrainConfig): raise TypeError(f"cfg must be a PretrainConfig, got {type(cfg).__name__}")
     _need(cfg.model in MODELS, f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")

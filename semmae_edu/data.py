@@ -188,7 +188,7 @@ def crop_item(item:dict, # dict with 'image' [C, H, W] float in [0, 1] and any p
               size, # output side (int) or (h, w)
               flip:bool=False, # also flip left-right
               mean:tuple|None=None, # if given with `std`: normalise the image, (x - mean) / std
-              std:tuple|None=None,
+              std:tuple|None=None, # per-channel std (> 0), given with `mean`
              )->dict: # a new dict: image [C, *size] (bicubic), maps [..., *size] (nearest, dtype kept), other keys as they were
     "Crop `box` out of the image and every per-pixel map, resize to `size`, optionally flip and normalise."
     image = image_of(item, pairs=False)
@@ -230,7 +230,7 @@ class MAETransform:
                  size, # output side (int) or (h, w)
                  train:bool=True, # True: random resized crop + flip; False: resize + centre crop
                  mean:tuple|None=IMAGENET_MEAN, # None (with std None): leave the image in [0, 1]
-                 std:tuple|None=IMAGENET_STD,
+                 std:tuple|None=IMAGENET_STD, # per-channel std (> 0), None with mean None
                  scale:tuple=(0.2, 1.0), # RandomResizedCrop area range (MAE: 0.2..1)
                  ratio:tuple=(3 / 4, 4 / 3), # RandomResizedCrop aspect range
                  flip_p:float=0.5, # probability of a horizontal flip (training)
@@ -248,7 +248,10 @@ class MAETransform:
         self.train, self.mean, self.std, self.scale, self.ratio = train, mean, std, tuple(scale), tuple(ratio)
         self.flip_p, self.crop_pct, self.generator = flip_p, crop_pct, generator
 
-    def params(self, height:int, width:int)->tuple: # ((top, left, h, w), flip)
+    def params(self,
+               height:int, # image height H in pixels
+               width:int, # image width W in pixels
+              )->tuple: # ((top, left, h, w), flip)
         "The crop box and flip for one image of `height`×`width` (random in training)."
         if self.train:
             box = rrc_params(height, width, self.scale, self.ratio, self.generator)
@@ -273,7 +276,7 @@ class MAETransform:
 def mae_transform(size, # output side (int) or (h, w)
                   train:bool=True, # random resized crop + flip, else resize + centre crop
                   mean:tuple|None=IMAGENET_MEAN, # normalisation (None, None: none)
-                  std:tuple|None=IMAGENET_STD,
+                  std:tuple|None=IMAGENET_STD, # per-channel std (> 0), None with mean None
                   scale:tuple=(0.2, 1.0), # RandomResizedCrop area range
                   generator:torch.Generator|None=None, # for repeatable crops in one process; None: global RNG
                  )->MAETransform:
@@ -320,10 +323,12 @@ class TensorItems(torch.utils.data.Dataset):
 
 # %% ../nbs/00_data.ipynb #10eeac0b
 def rrc_boxes(n:int, # images
-              height:int, width:int, # their size
-              scale:tuple=(0.2, 1.0), ratio:tuple=(3 / 4, 4 / 3), # RandomResizedCrop ranges
+              height:int, # their height H in pixels
+              width:int, # their width W in pixels
+              scale:tuple=(0.2, 1.0), # range of the crop's share of the image area
+              ratio:tuple=(3 / 4, 4 / 3), # range of the crop's aspect ratio (width / height)
               flip_p:float=0.5, # probability of a horizontal flip
-              generator:torch.Generator|None=None,
+              generator:torch.Generator|None=None, # draws every box, then the flips (None: torch's global RNG)
              )->tuple: # (boxes [n, 4] int64 as (top, left, h, w), flips [n] bool)
     "`n` RandomResizedCrop boxes and flips from one generator (image k's box is drawn before image k+1's)."
     boxes = torch.tensor([rrc_params(height, width, scale, ratio, generator) for _ in range(n)], dtype=torch.int64).reshape(n, 4)

@@ -43,7 +43,7 @@ class ImageItems(torch.utils.data.Dataset):
                  classes, # class names
                  size:int|None=None, # if set: resize the shorter side to it and centre-crop a square
                  transform=None, # called on each item dict
-                 name:str='images'):
+                 name:str='images'): # shown in its repr (e.g. 'cifar10')
         self.source, self.classes, self.size, self.transform, self.name = source, tuple(classes), size, transform, name
 
     def __len__(self): return len(self.source)

@@ -29,8 +29,11 @@ def _check_out(out, overwrite:bool) -> Path:
                               "choose another folder (--out) or replace its report (--overwrite)")
     return out
 
-def amt_options(amt_start_epoch:int=None, refresh_every:int=None, amt_throw:str=None,
-                amt_throw_ratio:float=None) -> dict:
+def amt_options(amt_start_epoch:int=None, # AMT: first attention-driven epoch (None: the strategy's default)
+                refresh_every:int=None,   # AMT: epochs between refreshes (None: the strategy's default)
+                amt_throw:str=None,       # AMT: 'low' or 'middle' (None: 'low'); not passed to amt-middle
+                amt_throw_ratio:float=None # AMT: fraction thrown (None: 0.40; 0: attention-driven masking alone)
+               ) -> dict:
     "method -> the AMT options given (None: the strategy's default, scaled with the budget where it is an epoch)."
     given = dict(amt_start_epoch=amt_start_epoch, refresh_every=refresh_every, throw=amt_throw,
                  throw_ratio=amt_throw_ratio)
@@ -150,24 +153,27 @@ def _replace_report(out:Path, metrics:dict, figs:dict) -> dict:
         raise
 
 def run_demo(out='semmae_demo_report',     # report folder (refused if not empty, unless overwrite)
-             overwrite:bool=False,
+             overwrite:bool=False,         # write into a folder that is not empty
              methods=None,                 # from METHODS (default: random, amt, semmae)
              epochs:int=BUDGETS[0],        # pre-training budget, the same for every method (the sweep's shortest)
-             seed:int=0,
-             n_train:int=POINT['n_train'], n_test:int=POINT['n_test'], batch_size:int=POINT['batch_size'],
-             norm_pix_loss:bool=POINT['norm_pix_loss'], n_parts:int=POINT['n_parts'],
-             part_steps:int=POINT['part_steps'],
+             seed:int=0,                   # seed of every pre-training, probe and fine-tuning (the data are fixed)
+             n_train:int=POINT['n_train'], # training images (data seed 0)
+             n_test:int=POINT['n_test'],   # held-out images (data seed 1)
+             batch_size:int=POINT['batch_size'], # images per optimizer step
+             norm_pix_loss:bool=POINT['norm_pix_loss'], # MAE's per-patch normalised target
+             n_parts:int=POINT['n_parts'], # SemMAE stage 1: K parts
+             part_steps:int=POINT['part_steps'], # SemMAE stage 1: part-learning steps
              n_finetune:int=POINT['n_finetune'],  # labelled training images for fine-tuning
-             finetune_epochs:int=POINT['finetune_epochs'],
+             finetune_epochs:int=POINT['finetune_epochs'], # fine-tuning epochs, >= 1
              finetune_from:int=POINT['finetune_from'],  # fine-tune the methods only at budgets >= this (the sweep's rule)
              data:str=POINT['data'],       # the generator (synthetic.VARIANTS)
              amt_start_epoch:int=None,     # AMT: first attention-driven epoch (default: epochs / 20, at least 1)
              refresh_every:int=None,       # AMT: epochs between refreshes (default: epochs / 20, at least 1)
              amt_throw:str=None,           # AMT: 'low' (paper; default) or 'middle' (official code)
              amt_throw_ratio:float=None,   # AMT: fraction thrown (default 0.40; 0: attention-driven masking alone)
-             n_pictures:int=6,
-             device:str='cpu',
-             progress:bool=True,
+             n_pictures:int=6,             # held-out images in the report's pictures
+             device:str='cpu',             # where to train: 'cpu', 'cuda' or 'cuda:N'
+             progress:bool=True,           # show progress bars
             ) -> dict:                     # the metrics (also in metrics.json)
     "Pre-train the micro MAE with each masking under one budget, evaluate it and the baselines, write the report once."
     point = dict(data=data, n_train=n_train, n_test=n_test, batch_size=batch_size, norm_pix_loss=norm_pix_loss,

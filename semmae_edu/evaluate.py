@@ -24,13 +24,15 @@ from .checks import check_int, check_tensor, check_real, check_images
 from .optim import lr_at, set_lr, LARS, param_groups_lrd
 
 # %% ../nbs/08_evaluate.ipynb #0d4735db
-def as_encoder(model) -> VisionTransformer:
+def as_encoder(model # a VisionTransformer, or a MaskedAutoencoder (its encoder() is taken)
+              ) -> VisionTransformer:
     "A `VisionTransformer` from an encoder or a `MaskedAutoencoder` (via its `encoder()`)."
     if isinstance(model, MaskedAutoencoder): return model.encoder()   # first: a MaskedAutoencoder is a VisionTransformer too
     if isinstance(model, VisionTransformer): return model
     raise TypeError(f"encoder must be a VisionTransformer or a MaskedAutoencoder, got {type(model).__name__}")
 
-def check_fits(encoder:VisionTransformer, imgs:Tensor):
+def check_fits(encoder:VisionTransformer, # the encoder the images go through
+               imgs:Tensor):             # [N, C, H, W] a batch of its input
     "Raise a clear error naming both sizes when `imgs` [N, C, H, W] do not fit the encoder."
     pe = encoder.patch_embed
     check_images(imgs, 'images', pe.proj.in_channels, tuple(pe.img_size),
@@ -69,7 +71,8 @@ def extract_features(encoder,              # VisionTransformer (or MaskedAutoenc
                      pool:str='cls',       # 'cls' or 'mean'
                      batch_size:int=256,   # used when `data` is a Dataset
                      device=None,          # default: the encoder's device
-                     mean=None, std=None,  # per-channel normalisation applied to the images (as in pre-training)
+                     mean=None,            # per-channel mean of the normalisation applied to the images (as in pre-training)
+                     std=None,             # per-channel std of that normalisation (None with mean None: images unchanged)
                      progress:bool=False,  # show a progress bar
                     ) -> tuple:            # (X [n, D] float32 on the CPU, y [n] int64)
     "Run the frozen encoder once over `data` (eval mode, no grad) and return one feature per image."
@@ -95,7 +98,8 @@ def extract_features(encoder,              # VisionTransformer (or MaskedAutoenc
 # %% ../nbs/08_evaluate.ipynb #5e6a2528
 class LinearProbe(nn.Module):
     "MAE's linear-probe head: BatchNorm1d without affine (eps 1e-6), then Linear (weights `trunc_normal_(std=0.01)`, bias 0)."
-    def __init__(self, dim:int, n_classes:int):
+    def __init__(self, dim:int,      # feature width D
+                 n_classes:int): # classes C (the Linear's outputs)
         super().__init__()
         self.bn = nn.BatchNorm1d(dim, affine=False, eps=1e-6)
         self.fc = nn.Linear(dim, n_classes)
@@ -103,7 +107,9 @@ class LinearProbe(nn.Module):
     def forward(self, x:Tensor) -> Tensor: return self.fc(self.bn(x))  # [N, D] -> [N, n_classes] logits
 
 # %% ../nbs/08_evaluate.ipynb #abfa4d7a
-def accuracy(pred:Tensor, labels:Tensor) -> float:
+def accuracy(pred:Tensor,   # [n] class ids, or [n, C] logits
+             labels:Tensor  # [n] class ids
+            ) -> float:     # in [0, 1]
     "Fraction of `pred` [n] (class ids, or logits [n, C]) equal to `labels` [n]."
     if pred.ndim == 2: pred = pred.argmax(1)
     if pred.shape != labels.shape: raise ValueError(f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} differ in shape")
@@ -123,12 +129,12 @@ def linear_probe(train_feats:Tensor,     # [n, D] cached features
                  test_labels:Tensor,     # [m]
                  epochs:int=90,          # MAE: 90
                  lr:float=None,          # default: 0.1 (sgd), 6.4 (lars: MAE's 0.1 × 16384/256) or 1e-3 (adamw)
-                 batch_size:int=256,
+                 batch_size:int=256,     # features per step, >= 2 (BatchNorm)
                  optimizer:str='sgd',    # 'sgd' (momentum 0.9), 'lars' (MAE's) or 'adamw'
                  weight_decay:float=0.,  # MAE: 0
                  warmup_epochs:int=0,    # MAE: 10 of 90
                  seed:int=0,             # shuffling and head initialisation
-                 device=None,
+                 device=None,            # where the head trains (default: CPU)
                 ) -> dict:               # acc, train_acc (floats), pred [m], head (LinearProbe), losses (per epoch)
     "Train MAE's BN + Linear head on frozen features; report test accuracy."
     _check_xy(train_feats, train_labels, 'train'); _check_xy(test_feats, test_labels, 'test')
@@ -319,16 +325,17 @@ def finetune(encoder,                  # VisionTransformer or MaskedAutoencoder:
              blr:float=5e-4,           # MAE: 5e-4 (ViT-B)
              layer_decay:float=0.65,   # MAE ViT-B: 0.65
              batch_size:int=64,        # MAE: 1024 effective
-             weight_decay:float=0.05,
+             weight_decay:float=0.05,  # AdamW weight decay (not on 1-D params and tokens); MAE: 0.05
              warmup_epochs:int=1,      # MAE: 5
              drop_path:float=0.1,      # MAE ViT-B: 0.1
              smoothing:float=0.1,      # MAE: 0.1 (without mixup)
              n_classes:int=None,       # default: from the training labels
              hflip:bool=True,          # random horizontal flips (the only augmentation kept)
-             mean=None, std=None,      # image normalisation, as in pre-training
-             seed:int=0,
-             device=None,
-             progress:bool=False,
+             mean=None,                # per-channel mean of the image normalisation, as in pre-training
+             std=None,                 # per-channel std of that normalisation (None with mean None: images unchanged)
+             seed:int=0,               # head initialisation, shuffling, flips and drop path
+             device=None,              # where to train (default: the encoder's device)
+             progress:bool=False,      # show a progress bar
             ) -> dict:                 # acc (float), model (the fine-tuned ViT), losses (per epoch)
     "MAE-style fine-tuning (global pool + fc_norm, layer-wise lr decay, AdamW, warm-up + cosine), scaled down."
     with torch.random.fork_rng(devices=[]):   # drop path draws from the global generator: seed it, restore it after

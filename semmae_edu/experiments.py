@@ -61,7 +61,8 @@ FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batc
 
 BUDGETS = (4, 8, 16)               # the sweep's pre-training budgets (epochs of n_train): 512, 1024, 2048 steps
 
-def n_seeds(method:str) -> int:
+def n_seeds(method:str # one of SWEEP_METHODS
+           ) -> int:
     "Seeds per method in the sweep: 5 for random and the methods of the primary family (and the baselines), 3 for the rest."
     return 3 if method in ('amt-middle', 'semmae-true', 'attmask') else 5
 
@@ -96,8 +97,12 @@ def _run_folder(out):
 
 def pretrain_method(method:str,        # one of METHODS
                     train_set,         # a generated set (or TensorItems of it) the MAE is pre-trained on
-                    epochs:int, batch_size:int=64, seed:int=0, device:str='cpu', progress:bool=True,
-                    norm_pix_loss:bool=True,
+                    epochs:int,        # pre-training budget in epochs
+                    batch_size:int=64, # images per optimizer step
+                    seed:int=0,        # the run's seed (weights, batches, crops, masks)
+                    device:str='cpu',  # where to train: cpu | cuda | auto
+                    progress:bool=True, # show progress bars
+                    norm_pix_loss:bool=True, # MAE's per-patch normalised target
                     parts=None,        # 'semmae': [n, H, W] learned part of every pixel of every training image
                     n_parts:int=None,  # 'semmae': K, the number of learned parts
                     strategy_kw:dict=None,  # options for the strategy beyond its RECIPES entry (e.g. AMT's throw_ratio)
@@ -128,11 +133,12 @@ def pretrain_method(method:str,        # one of METHODS
 
 # %% ../nbs/10_experiments.ipynb #c5892686
 def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its encoder is frozen
-                train_set, test_set, # generated sets: parts are learned on train_set, scored on test_set
+                train_set,           # generated set the parts are learned on
+                test_set,            # generated set they are scored on
                 n_parts:int=6,       # K
                 steps:int=300,       # part-learning steps (batch 64)
-                seed:int=0,
-                progress:bool=True,
+                seed:int=0,          # the learner's weights, its batches and the k-means
+                progress:bool=True,  # show progress bars
                 layers=None,         # which blocks' tokens the learner reads (default: all)
                ) -> dict:            # parts [n, H, W] per pixel of train_set; miou/nmi (learned, k-means, grid)
                                      # on test_set; seconds; learner
@@ -160,8 +166,9 @@ def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its enco
 def finetune_model(model,            # a MaskedAutoencoder or ViT whose encoder starts the fine-tuning (not modified)
                    train_set,        # the training set: its first `n_finetune` images are the labelled ones
                    test_set,         # held-out images, scored after the last epoch
-                   epochs:int=POINT['finetune_epochs'],
-                   seed:int=0, device:str='cpu',
+                   epochs:int=POINT['finetune_epochs'], # fine-tuning epochs
+                   seed:int=0,       # head initialisation, shuffling, flips, drop path
+                   device:str='cpu', # where to fine-tune
                    n_finetune:int=POINT['n_finetune'],  # labelled images
                   ) -> float:        # test accuracy
     "Test accuracy after the one fine-tuning recipe (`FINETUNE`: layer decay, AdamW, warm-up + cosine, flips)."
@@ -169,8 +176,10 @@ def finetune_model(model,            # a MaskedAutoencoder or ViT whose encoder 
     return finetune(model, tr, te, epochs=epochs, seed=seed, device=device,
                     mean=type(train_set).mean, std=type(train_set).std, **FINETUNE)['acc']
 
-def probe(Xtr:Tensor, ytr:Tensor, # [n, D] training features, [n] labels
-          Xte:Tensor, yte:Tensor, # [m, D] held-out features, [m] labels
+def probe(Xtr:Tensor,             # [n, D] training features
+          ytr:Tensor,             # [n] their labels
+          Xte:Tensor,             # [m, D] held-out features
+          yte:Tensor,             # [m] their labels
           seed:int=0,             # the held-out split that chooses the L2 weight
          ) -> dict:               # acc, se (sampling sd of acc), lam (the chosen L2 weight), converged
     "The experiment's linear probe: converged L-BFGS logistic regression (chapter 08), its L2 weight chosen on the training images."
@@ -178,11 +187,13 @@ def probe(Xtr:Tensor, ytr:Tensor, # [n, D] training features, [n] labels
     return dict(acc=r['acc'], se=r['se'], lam=r['lam'], converged=r['converged'])
 
 def evaluate_model(model,            # a MaskedAutoencoder (its encoder is read) or a ViT
-                   train_set, test_set,  # the point's data sets
+                   train_set,            # the point's training set (probes and k-NN are fitted on it)
+                   test_set,             # the point's held-out set (scored; its fg masks for the attention)
                    n_attention:int=200,  # held-out images whose CLS attention is scored
-                   progress:bool=True,
+                   progress:bool=True,   # show progress bars
                    finetune_epochs:int=0,   # 0: no fine-tuning
-                   seed:int=0, device:str='cpu',
+                   seed:int=0,           # the probes' (and fine-tuning's) seed
+                   device:str='cpu',     # where fine-tuning runs
                    n_finetune:int=POINT['n_finetune'],  # labelled images for fine-tuning
                   ) -> dict:         # probe_cls, probe_mean (+ _se, _lam), knn, attention_*, finetune
     "Converged linear probes on CLS and mean-pooled tokens, k-NN (k=20, T=0.07), attention on the object, fine-tuning."
@@ -206,7 +217,8 @@ def evaluate_model(model,            # a MaskedAutoencoder (its encoder is read)
                        finetune_model(model, train_set, test_set, finetune_epochs, seed, device, n_finetune))
     return res
 
-def pixel_baseline(train_set, test_set, # the point's data sets
+def pixel_baseline(train_set,           # the point's training set (the probe and k-NN are fitted on it)
+                   test_set,            # the point's held-out set
                    seed:int=0,          # the probe's held-out split
                   ) -> dict:            # probe_mean (+ _se, _lam), probe_cls (None), knn
     "The converged linear probe and k-NN on the raw (normalised) pixels: what a feature must beat. Pixels have no CLS token."
@@ -216,7 +228,7 @@ def pixel_baseline(train_set, test_set, # the point's data sets
     return dict(probe_mean=p['acc'], probe_mean_se=p['se'], probe_mean_lam=p['lam'], probe_cls=None,
                 knn=accuracy(knn_classify(Xtr, ytr, Xte, k=min(20, len(Xtr))), yte))
 
-def untrained_mae(seed:int=0):
+def untrained_mae(seed:int=0): # the run seed whose initial weights to build
     "The micro MAE at initialisation as `pretrain` builds it for `seed` (the `untrained` and `scratch` baselines)."
     return build_model(preset('cpu', model='micro', seed=seed, norm_pix_loss=True)).eval()
 
@@ -235,13 +247,23 @@ class Cell:
     learner:object = None    # 'semmae': the stage-1 PartLearner whose parts it masked by
     strategy:object = None   # the strategy its run ended with (HPM's holds the trained teacher its plans need)
 
-def cell_row(method:str, epochs:int, seed:int, numbers:dict, seconds:float) -> dict:
+def cell_row(method:str,     # one of SWEEP_METHODS
+             epochs:int,     # the budget
+             seed:int,       # the seed
+             numbers:dict,   # the cell's numbers (ROW_COLUMNS and any more)
+             seconds:float   # the cell's wall-clock time
+            ) -> dict:
     "A sweep row: which cell, its numbers, None for each column it has not, its time."
     row = dict(method=method, epochs=epochs, seed=seed) | numbers
     for k in ROW_COLUMNS: row.setdefault(k, None)
     return row | dict(seconds=seconds)
 
-def baseline_numbers(method:str, seed:int, point:dict=None, device:str='cpu', progress:bool=False) -> dict:
+def baseline_numbers(method:str,       # one of BUDGET_FREE: pixels | untrained | scratch
+                     seed:int,         # the seed
+                     point:dict=None,  # the sweep's other settings (default POINT)
+                     device:str='cpu', # where fine-tuning runs
+                     progress:bool=False # show progress bars
+                    ) -> dict:
     "The numbers of a baseline (one of BUDGET_FREE): the same at every budget."
     point = POINT | (point or {})
     train, test = sweep_data(point['n_train'], point['n_test'], point['data'])
@@ -298,7 +320,8 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
                  epochs:int,      # pre-training budget
                  seed:int,        # seed of the pre-training, the probes and the fine-tuning (the data are fixed)
                  point:dict=None, # the sweep's other settings (default POINT)
-                 device:str='cpu', progress:bool=False,
+                 device:str='cpu', # where to pre-train and fine-tune
+                 progress:bool=False, # show progress bars
                  strategy_kw:dict=None,  # method -> options beyond its RECIPES entry (the demo's AMT options)
                  random=None,     # 'semmae': random masking's MAE of this budget and seed; None: pre-trained here
                  run_dir=None,    # folder of the pre-training run, kept so that a stopped run resumes; None: temporary
@@ -335,7 +358,7 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
 def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
                 batch:dict,         # collated items of the point's data (image, parts, ...)
                 epochs:int,         # the budget: the plans are those of the last epoch
-                seed:int=0,
+                seed:int=0,         # seeds the plans' draws
                 learned=None,       # [N, H, W] learned part of every pixel of `batch` (for 'semmae')
                 n_parts:int=None,   # K of `learned`
                 strategy_kw:dict=None,  # method -> options beyond its RECIPES entry

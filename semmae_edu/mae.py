@@ -20,10 +20,18 @@ __all__ = ['MaskedAutoencoder', 'patch_targets', 'unshuffle', 'mae_vit_base_patc
 # %% ../nbs/03_mae.ipynb #8aa86b36
 class MaskedAutoencoder(VisionTransformer):
     "MAE: the ViT of chapter 01 as the encoder, run on the visible patches of a `MaskPlan`, and a light decoder for its masked ones."
-    def __init__(self, img_size=224, patch_size=16, in_chans=3,
-                 embed_dim=1024, depth=24, num_heads=16,                       # encoder
-                 decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,  # decoder
-                 mlp_ratio=4., norm_pix_loss=False):
+    def __init__(self,
+                 img_size=224,            # image size (square), or (height, width)
+                 patch_size=16,           # patch size p, dividing img_size
+                 in_chans=3,              # image channels C
+                 embed_dim=1024,          # encoder token width D, a multiple of 4 and of num_heads
+                 depth=24,                # encoder blocks
+                 num_heads=16,            # encoder attention heads
+                 decoder_embed_dim=512,   # decoder token width, a multiple of 4 and of decoder_num_heads
+                 decoder_depth=8,         # decoder blocks
+                 decoder_num_heads=16,    # decoder attention heads
+                 mlp_ratio=4.,            # MLP hidden width / token width, encoder and decoder
+                 norm_pix_loss=False):    # predict each patch normalised by its own mean and std (the MAE paper's models: True)
         # encoder: the ViT's pieces and names (patch_embed, cls_token, pos_embed, blocks, norm), initialised below with the rest
         super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias=True, weight_init='skip')
         self.patch_size, self.in_chans, self.norm_pix_loss = patch_size, in_chans, norm_pix_loss
@@ -48,7 +56,7 @@ class MaskedAutoencoder(VisionTransformer):
                 imgs:Tensor,                # [N, C, H, W]
                 plan:MaskPlan=None,         # any strategy's plan; default: random masking
                 mask_ratio:float=0.75,      # used only when plan is None
-                generator:torch.Generator=None):
+                generator:torch.Generator=None):  # random source of the default plan (None: torch's global one)
         "Returns (loss, pred [N, L, p*p*C] in image order, plan): `forward_encoder`, `forward_decoder`, `forward_loss` below."
         check_images(imgs, "imgs", self.in_chans, self.patch_embed.img_size)
         if plan is None: plan = random_masking(imgs.shape[0], self.num_patches, mask_ratio, generator=generator, device=imgs.device)
@@ -68,7 +76,7 @@ class MaskedAutoencoder(VisionTransformer):
 
     def forward_decoder(self,
                         latent:Tensor,   # [N, 1+n_visible, D] from the encoder
-                        plan:MaskPlan,
+                        plan:MaskPlan,   # the plan the encoder ran on: which patches get mask tokens, in plan.order
                        ) -> Tensor:      # [N, n_visible+n_masked, p*p*C] predictions, in plan order
         "Add mask tokens for the masked patches, decode, predict pixels (thrown patches are absent)."
         x = self.decoder_embed(latent)
@@ -83,7 +91,7 @@ class MaskedAutoencoder(VisionTransformer):
     def forward_loss(self,
                      imgs:Tensor,      # [N, C, H, W]
                      pred:Tensor,      # [N, n_visible+n_masked, p*p*C] in plan order
-                     plan:MaskPlan,
+                     plan:MaskPlan,    # the plan of `pred`: the loss covers its masked patches
                     ) -> Tensor:       # scalar
         "Mean squared error over the masked patches (over all decoded patches if none is masked)."
         target = _gather(patch_targets(imgs, self.patch_size, self.norm_pix_loss), plan.order[:, :pred.shape[1]].to(imgs.device))
@@ -95,7 +103,8 @@ class MaskedAutoencoder(VisionTransformer):
         keep = ('cls_token', 'pos_embed', 'patch_embed.', 'blocks.', 'norm.')
         return {k: v for k, v in self.state_dict().items() if k.startswith(keep)}
 
-    def encoder(self, **kw) -> VisionTransformer:
+    def encoder(self, **kw # VisionTransformer's options beyond the encoder's shape: num_classes, global_pool, drop_path_rate
+               ) -> VisionTransformer:
         "A `VisionTransformer` carrying the MAE's encoder weights (for probing, k-NN, fine-tuning)."
         c = self.config
         vit = VisionTransformer(img_size=c['img_size'], patch_size=c['patch_size'], in_chans=c['in_chans'], embed_dim=c['embed_dim'],
@@ -116,7 +125,11 @@ def _check_plan(plan, imgs, num_patches):
         raise ValueError(f"plan has shape {plan.shape} but the images need (batch, patches) = ({imgs.shape[0]}, {num_patches})")
 
 # %% ../nbs/03_mae.ipynb #a0650d50
-def patch_targets(imgs:Tensor, patch_size:int, norm_pix:bool=False, eps:float=1e-6) -> Tensor:
+def patch_targets(imgs:Tensor,          # [N, C, H, W] images
+                  patch_size:int,       # patch size p, dividing H and W
+                  norm_pix:bool=False,  # normalise each patch by its own mean and (unbiased) variance
+                  eps:float=1e-6        # added to the variance before the square root
+                 ) -> Tensor:           # [N, L, p*p*C] pixel targets, row-major over the grid
     "Per-patch pixel targets [N, L, p*p*C], optionally normalised per patch (MAE's `norm_pix_loss`)."
     t = patchify(imgs, patch_size)
     if norm_pix:
@@ -125,34 +138,39 @@ def patch_targets(imgs:Tensor, patch_size:int, norm_pix:bool=False, eps:float=1e
     return t
 
 # %% ../nbs/03_mae.ipynb #a15a0ff5
-def unshuffle(pred:Tensor, plan:MaskPlan, L:int) -> Tensor:
+def unshuffle(pred:Tensor,     # [N, V+M, D] predictions in plan order (visible, then masked)
+              plan:MaskPlan,   # the plan whose `order` put them there
+              L:int            # patches per image (h*w)
+             ) -> Tensor:      # [N, L, D] in image order, zero rows for thrown patches
     "Predictions [N, V+M, D] in plan order -> [N, L, D] in image order, zeros for thrown patches."
     out = pred.new_zeros(pred.shape[0], L, pred.shape[-1])
     return out.scatter(1, plan.order[:, :pred.shape[1]].to(pred.device).unsqueeze(-1).expand_as(pred), pred)
 
 # %% ../nbs/03_mae.ipynb #5a14a461
-def mae_vit_base_patch16(**kw):
+def mae_vit_base_patch16(**kw): # MaskedAutoencoder's options, overriding the sizes here (e.g. norm_pix_loss=True)
     "The official MAE ViT-B/16 (decoder 512 wide, 8 blocks)."
     return MaskedAutoencoder(**{**dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16), **kw})
 
-def mae_vit_large_patch16(**kw):
+def mae_vit_large_patch16(**kw): # MaskedAutoencoder's options, overriding the sizes here
     "The official MAE ViT-L/16."
     return MaskedAutoencoder(**{**dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16), **kw})
 
-def mae_vit_huge_patch14(**kw):
+def mae_vit_huge_patch14(**kw): # MaskedAutoencoder's options, overriding the sizes here
     "The official MAE ViT-H/14."
     return MaskedAutoencoder(**{**dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16), **kw})
 
-def mae_vit_tiny_patch4(**kw):
+def mae_vit_tiny_patch4(**kw): # MaskedAutoencoder's options, overriding the sizes here (e.g. img_size=64)
     "ViT-Tiny encoder (192 wide, 12 blocks, 3 heads), patches of 4 on 32×32 images, decoder 128 wide, 4 blocks (CIFAR-sized)."
     return MaskedAutoencoder(**{**dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4), **kw})
 
-def mae_vit_micro_patch4(**kw):
+def mae_vit_micro_patch4(**kw): # MaskedAutoencoder's options, overriding the sizes here
     "A CPU-sized MAE: encoder 128 wide, 4 blocks, 4 heads; decoder 64 wide, 2 blocks; patches of 4 on 32×32."
     return MaskedAutoencoder(**{**dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4), **kw})
 
 # %% ../nbs/03_mae.ipynb #89b0f901
-def load_checkpoint(model:nn.Module, ckpt) -> nn.Module:
+def load_checkpoint(model:nn.Module, # a MaskedAutoencoder (or VisionTransformer) of the checkpoint's exact shape
+                    ckpt             # a path to a torch checkpoint, or its state dict (optionally under 'model')
+                   ) -> nn.Module:   # `model`, its weights loaded
     "Load an official MAE checkpoint (a path, or a dict with or without the 'model' wrapper) with `strict=True`."
     sd = torch.load(ckpt, map_location='cpu', weights_only=True) if not isinstance(ckpt, dict) else ckpt
     sd = sd.get('model', sd)
@@ -170,10 +188,11 @@ def _denorm_img(x, mean, std):
     return (x * torch.as_tensor(std, device=x.device).view(1, -1, 1, 1) + torch.as_tensor(mean, device=x.device).view(1, -1, 1, 1)).clamp(0, 1)
 
 @torch.no_grad()
-def reconstruct(model:MaskedAutoencoder,
+def reconstruct(model:MaskedAutoencoder,     # the MAE whose predictions to draw
                 imgs:Tensor,                 # [N, C, H, W] normalised as in training
-                plan:MaskPlan,
-                mean=(0.,)*3, std=(1.,)*3,   # the normalisation of `imgs`, undone for display
+                plan:MaskPlan,               # [N, L] plan: which patches are visible, masked, thrown
+                mean=(0.,)*3,                # per-channel mean of the normalisation of `imgs`, undone for display
+                std=(1.,)*3,                 # per-channel std of the normalisation of `imgs`
                 patch_stats:str='visible',   # with norm_pix_loss: 'visible' (honest) or 'true' (the official figure; leaks)
                 pred:Tensor=None,            # [N, L, p*p*C] predictions to draw (default: the model's)
                ) -> dict:                    # name -> [N, C, H, W] images in [0, 1]
@@ -196,10 +215,15 @@ def reconstruct(model:MaskedAutoencoder,
     return {k: _denorm_img(unpatchify(v, p, model.in_chans, model.grid_size), mean, std) for k, v in out.items()}
 
 # %% ../nbs/03_mae.ipynb #aaac1400
-def pretrain_mae(mae:MaskedAutoencoder,
+def pretrain_mae(mae:MaskedAutoencoder,  # the MAE to train, in place
                  images:Tensor,        # [n, 3, H, W], normalised as the model should see them
-                 steps:int=300, batch_size:int=64, lr:float=2e-3, mask_ratio:float=0.75,
-                 seed:int=0, progress:bool=True) -> list:   # the loss of every step
+                 steps:int=300,        # optimiser steps
+                 batch_size:int=64,    # images per step, drawn with replacement
+                 lr:float=2e-3,        # AdamW learning rate, constant
+                 mask_ratio:float=0.75, # fraction of patches masked by random masking, in (0, 1)
+                 seed:int=0,           # seeds the batch draws and the masks (one torch.Generator)
+                 progress:bool=True    # show a tqdm bar
+                ) -> list:             # the loss of every step
     "A bare MAE pre-training loop (AdamW β=(0.9, 0.95), wd 0.05, constant lr), enough for a CPU-sized encoder (chapter 07 has the real one)."
     check_int('steps', steps); check_int('batch_size', batch_size)
     g = torch.Generator().manual_seed(seed)

@@ -105,7 +105,7 @@ def random_masking(n:int=None,            # batch size N (taken from `noise` whe
                    mask_ratio:float=0.75, # fraction of patches to mask, in (0, 1)
                    noise:Tensor=None,     # [N, L] optional uniform noise; lowest values stay visible
                    generator:torch.Generator=None, # draws the noise when `noise` is None
-                   device=None,
+                   device=None,           # where to draw the noise (default: the generator's device, else CPU); a given `noise` keeps its own
                   ) -> MaskPlan:
     "MAE's random masking: keep the `int(L*(1-mask_ratio))` patches with the lowest noise."
     check_ratio('mask_ratio', mask_ratio)
@@ -123,7 +123,7 @@ def random_masking(n:int=None,            # batch size N (taken from `noise` whe
 class RandomStrategy:
     "MAE's random masking as a strategy: `int(L*(1-mask_ratio))` visible patches per image, uniformly at random."
     name = 'random'
-    def __init__(self, mask_ratio:float=0.75):
+    def __init__(self, mask_ratio:float=0.75): # fraction of patches masked per image, in (0, 1)
         check_ratio('mask_ratio', mask_ratio)
         self.mask_ratio = mask_ratio
     def wrap_dataset(self, dataset, transform=None):
@@ -142,7 +142,8 @@ class RandomStrategy:
     def __repr__(self): return f"RandomStrategy(mask_ratio={self.mask_ratio})"
 
 # %% ../nbs/02_masking.ipynb #7efad3c7
-def plan_counts(states) -> dict:
+def plan_counts(states # one image's states (any shape; a tensor or array): 0 visible, 1 masked, -1 thrown
+               ) -> dict: # {'visible': int, 'masked': int, 'thrown': int}
     "How many patches of one image's `states` are visible, masked and thrown."
     s = torch.as_tensor(states).reshape(-1)
     return dict(visible=int((s == 0).sum()), masked=int((s == 1).sum()), thrown=int((s == -1).sum()))
@@ -173,7 +174,7 @@ def block_masking(n:int,                 # batch size N
                   mask_ratio:float=0.75, # masked: exactly L - int(L*(1-mask_ratio)), as random masking
                   min_block:int=4,       # smallest block area in patches (BEiT: 16 of 196; 4 of our 64)
                   aspect:tuple=(0.3, 1 / 0.3), # range of a block's aspect (rows / columns), drawn log-uniformly
-                  generator:torch.Generator=None,
+                  generator:torch.Generator=None, # seeds the blocks and the top-up (None: torch's global one)
                  ) -> MaskPlan:
     "BEiT/SimMIM block-wise masking: random rectangles until the budget is met, then random patches to make it exact."
     check_ratio('mask_ratio', mask_ratio)
@@ -192,7 +193,9 @@ def block_masking(n:int,                 # batch size N
 class BlockStrategy(RandomStrategy):
     "BEiT/SimMIM block-wise masking as a training strategy: random masking's count, in rectangles (`block_masking`)."
     name = 'block'
-    def __init__(self, mask_ratio:float=0.75, min_block:int=4):
+    def __init__(self,
+                 mask_ratio:float=0.75, # fraction of patches masked per image, in (0, 1)
+                 min_block:int=4):      # smallest block area in patches, >= 1
         super().__init__(mask_ratio)
         self.min_block = check_int('min_block', min_block)
     def __call__(self, batch:dict, patch_size:int, generator:torch.Generator=None) -> MaskPlan:

@@ -14,15 +14,18 @@ __all__ = ['NO_DECAY', 'lr_at', 'set_lr', 'split_decay', 'make_optimizer', 'laye
 # %% ../nbs/07b_optim.ipynb #58e04e91
 def lr_at(t:float,               # fractional epoch: epoch + step / steps_per_epoch
           lr:float,              # peak learning rate
-          epochs:int,
-          warmup_epochs:float,
-          min_lr:float=0.) -> float:
+          epochs:int,            # length of the schedule in epochs (the cosine ends at t = epochs)
+          warmup_epochs:float,   # epochs of linear warm-up from 0 to lr
+          min_lr:float=0.        # the floor the cosine ends at
+         ) -> float:             # the learning rate at t
     "The official MAE schedule: linear warm-up, then half-cosine to `min_lr`."
     if t < warmup_epochs: return lr * t / warmup_epochs
     if epochs <= warmup_epochs: return lr   # no cosine part: the warm-up ends at the peak
     return min_lr + (lr - min_lr) * 0.5 * (1. + math.cos(math.pi * (t - warmup_epochs) / (epochs - warmup_epochs)))
 
-def set_lr(optimizer, lr:float) -> float:
+def set_lr(optimizer,  # any torch optimizer; groups may carry `lr_scale`
+           lr:float    # the learning rate to set (before each group's lr_scale)
+          ) -> float:  # lr
     "Put `lr` in every parameter group (scaled by a group's `lr_scale` if it has one, as in fine-tuning)."
     for g in optimizer.param_groups: g['lr'] = lr * g.get('lr_scale', 1.)
     return lr
@@ -30,7 +33,9 @@ def set_lr(optimizer, lr:float) -> float:
 # %% ../nbs/07b_optim.ipynb #89b48ad9
 NO_DECAY = ('pos_embed', 'decoder_pos_embed', 'cls_token', 'mask_token')
 
-def split_decay(model:nn.Module, no_decay:tuple=NO_DECAY) -> tuple:
+def split_decay(model:nn.Module,         # the model whose trainable parameters to split
+                no_decay:tuple=NO_DECAY  # last name components exempt from weight decay (tokens, position tables)
+               ) -> tuple:               # (decayed names, exempt names)
     "(decayed names, exempt names) of the trainable parameters: exempt = 1-D (norms, biases) or named in `no_decay`."
     decay, skip = [], []
     for name, p in model.named_parameters():
@@ -38,7 +43,11 @@ def split_decay(model:nn.Module, no_decay:tuple=NO_DECAY) -> tuple:
         (skip if p.ndim <= 1 or name.endswith('.bias') or name.split('.')[-1] in no_decay else decay).append(name)
     return decay, skip
 
-def make_optimizer(model:nn.Module, lr:float, weight_decay:float=0.05, betas=(0.9, 0.95)) -> torch.optim.AdamW:
+def make_optimizer(model:nn.Module,        # the model to train (its trainable parameters)
+                   lr:float,               # initial learning rate (the schedule then sets it every step)
+                   weight_decay:float=0.05, # AdamW weight decay of the decayed group
+                   betas=(0.9, 0.95)       # AdamW (β1, β2); MAE: (0.9, 0.95)
+                  ) -> torch.optim.AdamW:
     "AdamW over two parameter groups: decayed weights and exempt ones (weight_decay 0)."
     decay, skip = split_decay(model)
     params = dict(model.named_parameters())
@@ -46,16 +55,18 @@ def make_optimizer(model:nn.Module, lr:float, weight_decay:float=0.05, betas=(0.
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
 
 # %% ../nbs/07b_optim.ipynb #130a2493
-def layer_id(name:str, depth:int) -> int:
+def layer_id(name:str,  # a parameter name of a ViT (timm's names, e.g. 'blocks.3.attn.qkv.weight')
+             depth:int  # the ViT's number of blocks
+            ) -> int:   # in [0, depth+1]
     "MAE's layer id of a ViT parameter: 0 for cls/pos/patch_embed, i+1 for blocks.i, depth+1 for the rest."
     if name in ('cls_token', 'pos_embed', 'mask_token') or name.startswith('patch_embed'): return 0
     if name.startswith('blocks.'): return int(name.split('.')[1]) + 1
     return depth + 1
 
 def param_groups_lrd(model:nn.Module,               # a VisionTransformer (anything with `blocks`)
-                     weight_decay:float=0.05,
+                     weight_decay:float=0.05,       # weight decay of the decayed groups
                      layer_decay:float=0.75,        # MAE: 0.75 (ViT-B default in code), 0.65 in the ViT-B recipe
-                     no_weight_decay=('cls_token', 'pos_embed'),
+                     no_weight_decay=('cls_token', 'pos_embed'),  # full names exempt from decay (1-D params always are)
                     ) -> list:                      # optimizer groups with `lr_scale`, `weight_decay`, `params`, `names`
     "Parameter groups for layer-wise lr decay: scale `layer_decay ** (depth + 1 - layer_id)`; no decay on 1-D params and tokens."
     if not 0 < layer_decay <= 1: raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
@@ -75,7 +86,12 @@ def param_groups_lrd(model:nn.Module,               # a VisionTransformer (anyth
 # %% ../nbs/07b_optim.ipynb #98ac593e
 class LARS(torch.optim.Optimizer):
     "LARS as MAE uses it: SGD with momentum whose update of each matrix is rescaled by `trust·‖w‖/‖update‖`; 1-D params (biases, norms) are plain SGD without weight decay."
-    def __init__(self, params, lr:float=0., weight_decay:float=0., momentum:float=0.9, trust_coefficient:float=0.001):
+    def __init__(self,
+                 params,                        # parameters, or parameter groups (dicts), as for any torch optimizer
+                 lr:float=0.,                   # learning rate (the schedule sets it every step)
+                 weight_decay:float=0.,         # decay of the matrices (ndim > 1), inside the trust ratio; MAE's probe: 0
+                 momentum:float=0.9,            # heavy-ball momentum
+                 trust_coefficient:float=0.001):# trust: each matrix's step is scaled to trust·‖w‖/‖update‖
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, trust_coefficient=trust_coefficient))
 
     @torch.no_grad()

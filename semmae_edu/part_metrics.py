@@ -18,15 +18,21 @@ __all__ = ['confusion_matrix', 'match_parts', 'matched_miou', 'nmi', 'grid_parts
 # %% ../nbs/05a_part_metrics.ipynb #a9f00737
 def _check_labels(x, n, name): check_labels(name, x, None if n is None else check_int(f'n_{name}', n), f'n_{name}')
 
-def confusion_matrix(pred:Tensor, true:Tensor,   # same shape (e.g. [N, L]), int labels
-                     n_pred:int, n_true:int) -> Tensor:  # [n_pred, n_true] counts
+def confusion_matrix(pred:Tensor,   # [N, L] (any shape) predicted labels in [0, n_pred)
+                     true:Tensor,   # true labels in [0, n_true), the same shape as pred
+                     n_pred:int,    # number of predicted labels (rows)
+                     n_true:int     # number of true labels (columns)
+                    ) -> Tensor:    # [n_pred, n_true] long counts
     "How many elements carry predicted label i and true label j."
     _check_labels(pred, n_pred, 'pred'); _check_labels(true, n_true, 'true')
     if pred.shape != true.shape: raise ValueError(f"pred and true must have the same shape, got {list(pred.shape)} and {list(true.shape)}")
     idx = pred.reshape(-1).long().cpu() * n_true + true.reshape(-1).long().cpu()
     return torch.bincount(idx, minlength=n_pred * n_true).view(n_pred, n_true)
 
-def match_parts(pred:Tensor, true:Tensor, n_pred:int, n_true:int
+def match_parts(pred:Tensor,   # [N, L] (any shape) predicted part ids in [0, n_pred)
+                true:Tensor,   # true part ids in [0, n_true), the same shape as pred
+                n_pred:int,    # number of predicted parts K
+                n_true:int     # number of true parts
                ) -> Tuple[Tensor, Tensor]:   # (match [n_pred] long: true id or -1, ious [n_true] float64: nan if absent)
     "One-to-one matching of predicted to true labels maximising the total IoU (Hungarian)."
     M = confusion_matrix(pred, true, n_pred, n_true).double()
@@ -38,12 +44,18 @@ def match_parts(pred:Tensor, true:Tensor, n_pred:int, n_true:int
     ious[M.sum(0) == 0] = float('nan')                     # classes that never occur are not scored
     return match, ious
 
-def matched_miou(pred:Tensor, true:Tensor, n_pred:int, n_true:int) -> float:
+def matched_miou(pred:Tensor,   # [N, L] (any shape) predicted part ids in [0, n_pred)
+                 true:Tensor,   # true part ids in [0, n_true), the same shape as pred
+                 n_pred:int,    # number of predicted parts K
+                 n_true:int     # number of true parts
+                ) -> float:     # in [0, 1]
     "Mean IoU over the true classes present, after the best one-to-one matching of labels."
     return float(np.nanmean(match_parts(pred, true, n_pred, n_true)[1].numpy()))
 
 # %% ../nbs/05a_part_metrics.ipynb #61186ed9
-def nmi(pred:Tensor, true:Tensor) -> float:
+def nmi(pred:Tensor,  # integer labels (any shape, any values)
+        true:Tensor   # int labels of the same elements, the same shape
+       ) -> float:    # in [0, 1]
     "Normalised mutual information I(pred; true) / mean(H(pred), H(true)) of two labellings of the same elements."
     _check_labels(pred, None, 'pred'); _check_labels(true, None, 'true')
     if pred.shape != true.shape: raise ValueError(f"pred and true must have the same shape, got {list(pred.shape)} and {list(true.shape)}")
@@ -73,14 +85,20 @@ def grid_parts(n:int,                       # images
     ids = (torch.arange(h) * r // h)[:, None] * c + (torch.arange(w) * c // w)[None, :]
     return ids.reshape(1, -1).repeat(n, 1)
 
-def kmeans_parts(features, imgs:Tensor,     # a Features or PartLearner (its normalisation is used); [N, 3, H, W]
-                 k:int, seed:int=0) -> Tensor:  # [N, L] long cluster ids
+def kmeans_parts(features,       # a Features, or a PartLearner (its normalisation is used)
+                 imgs:Tensor,    # [N, 3, H, W] images as `features` takes them
+                 k:int,          # clusters, <= N*L
+                 seed:int=0      # seeds k-means++
+                ) -> Tensor:     # [N, L] long cluster ids in [0, k)
     "k-means over all patch tokens of the images (one clustering for the whole set)."
     x = features.encode(imgs)[1] if hasattr(features, 'encode') else features(imgs)[1]   # a PartLearner normalises first
     return kmeans(x.reshape(-1, x.shape[-1]), k, generator=torch.Generator().manual_seed(seed))[0].view(x.shape[:2])
 
 # %% ../nbs/05a_part_metrics.ipynb #e460bbcb
-def rename_parts(pred:Tensor, match:Tensor, n_true:int) -> Tensor:
+def rename_parts(pred:Tensor,   # predicted part ids (any shape) in [0, n_pred)
+                 match:Tensor,  # [n_pred] `match_parts`'s first output: true id or -1
+                 n_true:int     # number of true parts: the id given to unmatched labels
+                ) -> Tensor:    # pred's shape, true ids in [0, n_true]
     "Give each predicted label its matched true label (from `match_parts`); unmatched labels become n_true."
     m = torch.where(match >= 0, match, torch.full_like(match, n_true))
     return m[pred]

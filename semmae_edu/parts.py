@@ -55,7 +55,9 @@ class Features:
 
     @classmethod
     def from_function(cls, fn:Callable,   # fn(imgs [N, C, H, W]) -> (cls [N, D], patches [N, h*w, D])
-                      img_size, patch_size, in_chans:int=3):
+                      img_size,           # the size fn expects: an int (square) or (H, W)
+                      patch_size,         # pixels per patch side of fn's grid: an int or (p_h, p_w)
+                      in_chans:int=3):    # image channels C fn expects
         "Any encoder as a feature function; `dim` is read off one call on a black image."
         self = cls.__new__(cls)
         self.model, self.fn, self.layers, self.in_chans = None, fn, None, in_chans
@@ -99,7 +101,8 @@ class Features:
 
 # %% ../nbs/05_parts.ipynb #67202cfd
 def timm_features(model:nn.Module,   # e.g. timm.create_model('vit_small_patch16_224.dino', pretrained=True)
-                  layers:Optional[Sequence[int]]=None) -> Features:
+                  layers:Optional[Sequence[int]]=None # blocks whose tokens are averaged (e.g. (-2, -1)); None: the output
+                 ) -> Features:
     "A timm ViT (CLS token, or register tokens, or none) as a frozen feature function."
     if not hasattr(model, 'num_prefix_tokens'):
         raise TypeError(f"expected a timm VisionTransformer (it has num_prefix_tokens), got {type(model).__name__}")
@@ -108,7 +111,10 @@ def timm_features(model:nn.Module,   # e.g. timm.create_model('vit_small_patch16
 # %% ../nbs/05_parts.ipynb #f293d6ab
 class PartTokens(nn.Module):
     "Embed the CLS token into K part tokens: `P = q + MLP(c)` (learned queries, moved per image)."
-    def __init__(self, dim:int, n_parts:int, hidden:int=256):
+    def __init__(self,
+                 dim:int,          # token width C
+                 n_parts:int,      # K part tokens
+                 hidden:int=256):  # hidden width of the MLP
         super().__init__()
         self.queries = nn.Parameter(torch.randn(n_parts, dim))
         self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, n_parts * dim))
@@ -119,7 +125,8 @@ class PartTokens(nn.Module):
         return self.queries + self.mlp(c).view(-1, K, C)
 
 # %% ../nbs/05_parts.ipynb #d85890b5
-def gaussian_kernel1d(sigma:float) -> Tensor:
+def gaussian_kernel1d(sigma:float # standard deviation σ in taps (patches), > 0
+                     ) -> Tensor:  # [2r+1] weights summing to 1, r = max(1, ceil(2σ))
     "A normalised 1-D Gaussian, radius ceil(2σ) (at least 1)."
     r = max(1, math.ceil(2 * sigma))
     t = torch.arange(-r, r + 1, dtype=torch.float32)
@@ -141,7 +148,7 @@ def blur_maps(maps:Tensor,     # [N, K, h, w]
 
 def part_attention(P:Tensor,        # [N, K, C] part tokens
                    X:Tensor,        # [N, L, C] patch tokens, L = h*w
-                   grid_size:Tuple[int, int],
+                   grid_size:Tuple[int, int], # (h, w) patches, h*w = L
                    sigma:float=0.,  # blur on the grid
                   ) -> Tensor:      # [N, K, h, w] maps, summing to 1 over K at every patch
     "Part attention maps: softmax over the K parts of P·Xᵀ/√C, blurred on the patch grid."
@@ -152,7 +159,9 @@ def part_attention(P:Tensor,        # [N, K, C] part tokens
 # %% ../nbs/05_parts.ipynb #c1cba0ed
 class AdaIN(nn.Module):
     "Adaptive instance norm: normalise each channel over the grid, then scale and shift it from the style."
-    def __init__(self, channels:int, style_dim:int):
+    def __init__(self,
+                 channels:int,    # feature channels ch, each normalised over the grid
+                 style_dim:int):  # width of the style vector giving each channel's scale and shift
         super().__init__()
         self.norm = nn.InstanceNorm2d(channels, affine=False)
         self.affine = nn.Linear(style_dim, 2 * channels)
@@ -166,7 +175,13 @@ class AdaIN(nn.Module):
 
 class PartDecoder(nn.Module):
     "Rebuild the image from K part maps: (1×1 conv, AdaIN, LeakyReLU) × depth, then pixels per patch."
-    def __init__(self, n_parts:int, style_dim:int=64, width:int=64, depth:int=2, patch_size:int=4, out_chans:int=3):
+    def __init__(self,
+                 n_parts:int,       # K input maps
+                 style_dim:int=64,  # width of the style vector fed to every AdaIN
+                 width:int=64,      # channels of the 1×1 convs
+                 depth:int=2,       # (1×1 conv, AdaIN, LeakyReLU) layers
+                 patch_size:int=4,  # p: each grid cell becomes p×p pixels
+                 out_chans:int=3):  # image channels predicted
         super().__init__()
         self.convs = nn.ModuleList([nn.Conv2d(n_parts if i == 0 else width, width, 1) for i in range(depth)])
         self.adains = nn.ModuleList([AdaIN(width, style_dim) for _ in range(depth)])
@@ -190,7 +205,11 @@ def diversity_loss(maps:Tensor   # [N, K, h, w] part maps
     return (G.sum((1, 2)) - G.diagonal(dim1=1, dim2=2).sum(1)).mean() / (K * (K - 1))
 
 # %% ../nbs/05_parts.ipynb #f2e73e8a
-def as_features(encoder, layers=None, img_size=None, patch_size=None) -> Features:
+def as_features(encoder,          # Features, a ViT (ours/timm), a MaskedAutoencoder, or fn(imgs) -> (cls [N, D], patches [N, L, D])
+                layers=None,      # blocks to average (a ViT or MAE only); None: the output tokens
+                img_size=None,    # a plain function's input size (int or (H, W)); ignored otherwise
+                patch_size=None   # a plain function's patch size (int or (p_h, p_w)); ignored otherwise
+               ) -> Features:
     "A `Features` from a `Features`, a ViT (ours or timm's), a `MaskedAutoencoder`, or a function (with img_size, patch_size)."
     if isinstance(encoder, Features):
         if layers is not None: raise ValueError("pass layers to Features(...) itself, not with a ready Features")
@@ -216,9 +235,10 @@ class PartLearner(nn.Module):
                  lambda_div:float=1.,            # weight of L_d
                  layers:Optional[Sequence[int]]=None,  # encoder blocks to average (None: the output tokens)
                  mean:Optional[Sequence[float]]=None,  # per-channel normalisation of the [0, 1] images
-                 std:Optional[Sequence[float]]=None,
+                 std:Optional[Sequence[float]]=None,   # per-channel std (> 0), given with mean
                  seed:int=0,                     # initial weights
-                 img_size=None, patch_size=None):# only for a plain feature function
+                 img_size=None,                  # a plain feature function's input size (int or (H, W))
+                 patch_size=None):               # a plain feature function's patch size
         super().__init__()
         check_int('n_parts', n_parts, 2)
         for v, name in ((hidden, 'hidden'), (style_dim, 'style_dim'), (width, 'width'), (depth, 'depth')): check_int(name, v)
@@ -246,16 +266,23 @@ class PartLearner(nn.Module):
 
     def extra_repr(self): return f"n_parts={self.n_parts}, blur_sigma={self.blur_sigma}, {self.features}"
 
-    def preprocess(self, imgs:Tensor) -> Tensor: # [N, C, H, W] in [0, 1] -> the encoder's input, also the target of L_r
+    def preprocess(self,
+                   imgs:Tensor   # [N, C, H, W] in [0, 1], at the encoder's img_size
+                  ) -> Tensor:   # [N, C, H, W] the encoder's input, also the target of L_r
         "Check the images, then normalise them with the learner's `mean` and `std` (`data.normalize`)."
         _check_images(imgs, self.features.img_size, self.features.in_chans)
         return normalize(imgs, self.mean, self.std)   # the data chapter's one (x - mean) / std; None, None: unchanged
 
-    def encode(self, imgs:Tensor) -> Tuple[Tensor, Tensor]:  # (cls [N, C], patches [N, L, C])
+    def encode(self,
+               imgs:Tensor  # [N, C, H, W] in [0, 1]
+              ) -> Tuple[Tensor, Tensor]:  # (cls [N, C], patches [N, L, C])
         "Frozen features of the (normalised) images."
         return self.features(self.preprocess(imgs))
 
-    def maps_from(self, c:Tensor, x:Tensor) -> Tensor:  # [N, K, h, w]
+    def maps_from(self,
+                  c:Tensor,  # [N, C] CLS tokens
+                  x:Tensor   # [N, L, C] patch tokens
+                 ) -> Tensor:  # [N, K, h, w], summing to 1 over K
         "Part maps from CLS tokens [N, C] and patch tokens [N, L, C]."
         return part_attention(self.part_tokens(c), x, self.grid_size, self.blur_sigma)
 
@@ -270,25 +297,34 @@ class PartLearner(nn.Module):
         "Each patch's part: the argmax over the K maps."
         return self.part_maps(imgs).flatten(2).argmax(1)
 
-    def decode(self, maps:Tensor, c:Tensor) -> Tensor:  # [N, 3, H, W] normalised pixels
+    def decode(self,
+               maps:Tensor,  # [N, K, h, w] part maps
+               c:Tensor      # [N, C] CLS tokens (the style)
+              ) -> Tensor:   # [N, 3, H, W] normalised pixels
         "The decoder's image from the maps, styled by the CLS token."
         return self.decoder(maps, self.style(c))
 
-    def losses_from(self, c:Tensor, x:Tensor, target:Tensor) -> dict:
+    def losses_from(self,
+                    c:Tensor,       # [N, C] CLS tokens
+                    x:Tensor,       # [N, L, C] patch tokens
+                    target:Tensor   # [N, C, H, W] the normalised images (`preprocess`'s output)
+                   ) -> dict:       # dict(loss, Lr, Ld) of scalars
         "L_r, L_d and the total loss from features and the normalised target images."
         maps = self.maps_from(c, x)
         Lr = F.mse_loss(self.decode(maps, c), target)
         Ld = diversity_loss(maps)
         return dict(loss=Lr + self.lambda_div * Ld, Lr=Lr, Ld=Ld)
 
-    def losses(self, imgs:Tensor) -> dict:  # dict(loss, Lr, Ld) of scalars
+    def losses(self,
+               imgs:Tensor  # [N, C, H, W] in [0, 1]
+              ) -> dict:    # dict(loss, Lr, Ld) of scalars
         "The training losses on a batch of [0, 1] images."
         t = self.preprocess(imgs)
         return self.losses_from(*self.features(t), t)
 
     @torch.no_grad()
     def init_from_kmeans(self, x:Tensor,   # [N, L, C] patch tokens
-                         generator:Optional[torch.Generator]=None):
+                         generator:Optional[torch.Generator]=None): # seeds k-means++ (None: a fixed seed 0)
         "Set the part queries to the directions of k-means centroids of the patch tokens (norm √C)."
         _, cent = kmeans(x.reshape(-1, x.shape[-1]), self.n_parts, generator=generator)
         q = self.part_tokens.queries
@@ -318,7 +354,7 @@ def _images(data, idx) -> Tensor: return _batch(data, idx)[0]
 def kmeans(x:Tensor,            # [M, C] points
            k:int,               # clusters
            iters:int=50,        # Lloyd iterations (stops early when nothing changes)
-           generator:Optional[torch.Generator]=None,
+           generator:Optional[torch.Generator]=None, # seeds k-means++ (a CPU generator; None: a fixed seed 0)
           ) -> Tuple[Tensor, Tensor]:  # (labels [M] long, centroids [k, C])
     "k-means with k-means++ seeding; same generator state → same clusters."
     if x.ndim != 2: raise ValueError(f"x must be [M, C], got {list(x.shape)}")
@@ -354,15 +390,15 @@ def _encode_all(learner, data, n, batch_size, progress, desc='encoding'):
     return torch.cat(cs), torch.cat(xs), torch.cat(ts)
 
 # %% ../nbs/05_parts.ipynb #7c9a7b00
-def train_parts(learner:PartLearner,
+def train_parts(learner:PartLearner,       # the learner to train, in place (its encoder stays frozen)
                 data,                       # images [n, 3, H, W] in [0, 1], or a data set of dicts with 'image'
-                steps:int=300,
-                batch_size:int=64,
-                lr:float=3e-3,
-                weight_decay:float=0.05,
+                steps:int=300,              # optimiser steps
+                batch_size:int=64,          # items per step, drawn with replacement (at most n)
+                lr:float=3e-3,              # AdamW learning rate, constant, > 0
+                weight_decay:float=0.05,    # AdamW weight decay
                 init:str='kmeans',          # 'kmeans': part queries start at k-means centroids; 'random': as built
                 seed:int=0,                 # batches and k-means seeding (ignored when generator is given)
-                generator:Optional[torch.Generator]=None,
+                generator:Optional[torch.Generator]=None, # a CPU generator for the batches and k-means (overrides seed)
                 cache:bool=True,            # encode every image once (frozen encoder, no augmentation)
                 progress:bool=True,         # a tqdm bar
                ) -> dict:                   # {'Lr': [steps floats], 'Ld': [steps floats]}
@@ -395,10 +431,10 @@ def train_parts(learner:PartLearner,
 
 # %% ../nbs/05_parts.ipynb #7e909307
 @torch.no_grad()
-def part_bank(learner:PartLearner,
+def part_bank(learner:PartLearner,       # a trained part learner
               data,                       # images [n, 3, H, W] in [0, 1], or a data set of dicts with 'image' (and 'index')
-              batch_size:int=256,
-              progress:bool=True,
+              batch_size:int=256,         # items per forward pass
+              progress:bool=True,         # a tqdm bar
              ) -> Tensor:                 # [n, h, w] long part ids in [0, K)
     "Every item's part map (argmax over the K maps), stored at the item's index."
     n = _n_items(data)
@@ -415,12 +451,15 @@ def part_bank(learner:PartLearner,
     return bank
 
 # %% ../nbs/05_parts.ipynb #991e0d6e
-def save_parts(learner:PartLearner, path):
+def save_parts(learner:PartLearner, # the learner whose head and decoder to save
+               path):               # file to write (torch.save)
     "Save the learned part head and decoder (state dict + config), without the frozen encoder."
     torch.save(dict(kind='semmae_edu.parts', config=learner.config, dim=learner.features.dim,
                     state_dict={k: v.cpu() for k, v in learner.state_dict().items()}), path)
 
-def load_parts(path, encoder) -> PartLearner:
+def load_parts(path,     # a file written by `save_parts`
+               encoder   # the frozen encoder it was trained on (same dim, img_size, patch_size): ViT, MAE, Features or fn
+              ) -> PartLearner:
     "A `PartLearner` on `encoder` with the weights saved by `save_parts`."
     d = torch.load(path, map_location='cpu', weights_only=True)
     if not isinstance(d, dict) or d.get('kind') != 'semmae_edu.parts': raise ValueError(f"{path} was not written by save_parts")

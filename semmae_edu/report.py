@@ -15,7 +15,7 @@ __all__ = ['figures', 'results_table', 'write_report', 'plot_sweep', 'budget_fin
 
 # %% ../nbs/10b_report.ipynb #f64a5b2d
 from .data import patch_parts
-from .viz import plan_overlay
+from .viz import plan_overlay, plan_legend, FIGURE_STYLE
 from .mae import reconstruct
 from .viz import parts_overlay
 from .evaluate import attention_maps
@@ -25,7 +25,7 @@ from .stats import (interval, fmt_interval, paired_diff, gain, fmt_diff, seed_va
 
 # %% ../nbs/10b_report.ipynb #7dffb6d7
 def _png(fig) -> bytes:
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=FIGURE_STYLE['savefig.dpi'], bbox_inches='tight'); plt.close(fig)   # the book's 110 dpi
     return buf.getvalue()
 
 def figures(losses:dict,            # method -> loss per optimizer step
@@ -42,7 +42,7 @@ def figures(losses:dict,            # method -> loss per optimizer step
     figs = {}
     fig, ax = plt.subplots(figsize=(6, 2.6))
     for m, l in losses.items(): ax.plot(l, lw=0.9, label=m)
-    ax.set_xlabel('optimizer step'); ax.set_ylabel('MAE loss (masked patches)'); ax.legend(fontsize=8)
+    ax.set_xlabel('optimizer step'); ax.set_ylabel('MAE loss (masked patches)'); ax.legend()
     figs['losses'] = _png(fig)
     plans = final_plans(models, batch, epochs, learned=learned, n_parts=n_parts, strategy_kw=strategy_kw,
                         strategies=strategies)
@@ -51,17 +51,18 @@ def figures(losses:dict,            # method -> loss per optimizer step
     for i, m in enumerate(rows):
         for j in range(n):
             ax[i, j].imshow(plan_overlay(batch['image'][j], plans[m].states[j], 4, scale=2)); ax[i, j].axis('off')
-        ax[i, 0].set_title(m, fontsize=8, loc='left')
+        ax[i, 0].set_title(m, loc='left')
+    plan_legend(fig, bbox_to_anchor=(0.5, 0.0))   # what visible, masked and thrown patches look like
     figs['masks'] = _png(fig)
     fig, ax = plt.subplots(len(rows) + 1, n, figsize=(1.3 * n, 1.4 * (len(rows) + 1)), squeeze=False)
     for j in range(n): ax[0, j].imshow(batch['image'][j].permute(1, 2, 0).numpy()); ax[0, j].axis('off')
-    ax[0, 0].set_title('original', fontsize=8, loc='left')
+    ax[0, 0].set_title('original', loc='left')
     for i, m in enumerate(rows):
         with torch.no_grad():
             rec = reconstruct(models[m], normalized(batch['image']), plans[m], DATA.mean, DATA.std)
         rec = rec['pasted']
         for j in range(n): ax[i + 1, j].imshow(rec[j].permute(1, 2, 0).clamp(0, 1).numpy()); ax[i + 1, j].axis('off')
-        ax[i + 1, 0].set_title(f'{m}: prediction, visible pasted', fontsize=8, loc='left')
+        ax[i + 1, 0].set_title(f'{m}: prediction, visible pasted', loc='left')
     figs['reconstructions'] = _png(fig)
     encs = ({'untrained': untrained} if untrained is not None else {}) | models
     fig, ax = plt.subplots(len(encs) + 1, n, figsize=(1.3 * n, 1.4 * (len(encs) + 1)), squeeze=False)
@@ -69,7 +70,7 @@ def figures(losses:dict,            # method -> loss per optimizer step
     for i, (m, model) in enumerate(encs.items()):
         a = attention_maps(model, normalized(batch['image']))
         for j in range(n): ax[i + 1, j].imshow(a[j].numpy(), cmap='inferno'); ax[i + 1, j].axis('off')
-        ax[i + 1, 0].set_title(f'{m}: CLS attention', fontsize=8, loc='left')
+        ax[i + 1, 0].set_title(f'{m}: CLS attention', loc='left')
     figs['attention'] = _png(fig)
     rows = [('true parts', batch['parts'], DATA.n_parts)]
     if learned is not None: rows.append(('learned parts (SemMAE stage 1; ids are arbitrary)', learned, n_parts))
@@ -78,7 +79,7 @@ def figures(losses:dict,            # method -> loss per optimizer step
         pp = patch_parts(parts.long(), 4, K)
         for j in range(n):
             ax[i, j].imshow(parts_overlay(batch['image'][j], pp[j], 4, K, scale=2)); ax[i, j].axis('off')
-        ax[i, 0].set_title(title, fontsize=8, loc='left')
+        ax[i, 0].set_title(title, loc='left')
     figs['parts'] = _png(fig)
     return figs
 
@@ -97,7 +98,8 @@ def _md_table(first:str, columns:list, lines:dict) -> str:
     head = f"| {first} | " + ' | '.join(columns) + ' |\n|---|' + '---|' * len(columns) + '\n'
     return head + ''.join(f"| {name} | " + ' | '.join(cells) + ' |\n' for name, cells in lines.items())
 
-def results_table(metrics:dict) -> str:
+def results_table(metrics:dict # the experiment's metrics.json: metrics['methods'] maps each method to its numbers
+                 ) -> str:
     "A markdown table: one row per method and baseline."
     return _md_table('method', [c for _, c in _COLS],
                      {m: [_fmt(r.get(k), k) for k, _ in _COLS] for m, r in metrics['methods'].items()})
@@ -151,17 +153,14 @@ def write_report(out:Path,         # the report folder (created)
 _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, CLS', knn='k-NN (k=20)',
                finetune='fine-tuned', attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 _PART_SERIES = {'learned parts': 'part_miou', 'k-means': 'kmeans_miou', 'fixed grid': 'grid_miou'}
+_METHOD_COLOURS = tuple(f'C{i}' for i in range(10)) + ('teal', 'maroon')   # one per method of SWEEP_METHODS (12)
+_PART_COLOURS = ('navy', 'darkgoldenrod', 'purple')   # the part series' own colours, none of them a method's nor a mask state's
 
-_BASELINE_COLOURS = dict(pixels='k', untrained='0.55', scratch='0.3')   # greys, dashed: not masking methods
-
-def _colour(method:str) -> str:
-    "A method's colour in every sweep figure: C0..C8 for the masking methods, greys for the baselines."
-    return _BASELINE_COLOURS.get(method) or f'C{METHODS.index(method) % 10}'
-
-def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou')):
+def plot_sweep(rows:list, # sweep rows: dicts with method, seed, epochs and the metrics
+               keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou')): # the metrics, one panel each (2 rows)
     "Each metric against the pre-training budget: mean and 95 % interval over seeds per method."
     cols = (len(keys) + 1) // 2
-    fig, axes = plt.subplots(2, cols, figsize=(3.0 * cols, 5.2), squeeze=False)
+    fig, axes = plt.subplots(2, cols, figsize=(2.7 * cols, 5.8), squeeze=False)   # 3 columns: 8.1 in, 891 px at 110 dpi
     for ax, key in zip(axes.flat, keys):
         series = _PART_SERIES if key == 'part_miou' else None
         for i, (label, k) in enumerate((series or {None: key}).items()):
@@ -170,7 +169,8 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
             for m in methods:
                 pts = [(E, *tab[E][m]) for E in tab if m in tab[E]]
                 x = [p[0] for p in pts]; y = [p[1] for p in pts]; e = [0 if p[3] < 2 else p[2] for p in pts]
-                colour = _colour(m) if series is None else f'C{i}'
+                colour = (_METHOD_COLOURS[SWEEP_METHODS.index(m) % len(_METHOD_COLOURS)] if series is None
+                          else _PART_COLOURS[i % len(_PART_COLOURS)])
                 ax.errorbar(x, y, yerr=e, marker='o', ms=3, lw=1, capsize=2, color=colour,
                             label=(m if series is None else label), ls='--' if m in BASELINES else '-')
         if key == 'attention_mass':
@@ -179,18 +179,17 @@ def plot_sweep(rows:list, keys=('probe_mean', 'probe_cls', 'knn', 'finetune', 'a
             if ch: ax.axhline(sum(ch) / len(ch), color='k', lw=0.8, ls=':', label='flat map')
         ax.set_xscale('log'); ax.set_xticks(sorted({r['epochs'] for r in rows}))
         ax.xaxis.set_major_formatter(plt.ScalarFormatter()); ax.xaxis.set_minor_formatter(plt.NullFormatter())
-        ax.set_title(_TITLES.get(key, key), fontsize=9); ax.set_xlabel('pre-training epochs', fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_title(_TITLES.get(key, key)); ax.set_xlabel('pre-training epochs')
     for ax in list(axes.flat)[len(keys):]: ax.axis('off')
     seen = {}   # one legend for all panels: a method keeps its colour everywhere (scratch only under fine-tuning)
     for ax in list(axes.flat)[:len(keys)]:
         for h, l in zip(*ax.get_legend_handles_labels()):
             if l in SWEEP_METHODS: seen.setdefault(l, h)
     l = sorted(seen, key=SWEEP_METHODS.index); h = [seen[k] for k in l]
-    fig.legend(h, l, loc='lower center', ncol=len(l), fontsize=7, frameon=False)
+    fig.legend(h, l, loc='lower center', ncol=min(len(l), 5), frameon=False)
     hp, lp = axes.flat[len(keys) - 1].get_legend_handles_labels()
-    if keys[-1] == 'part_miou': axes.flat[len(keys) - 1].legend(hp, lp, fontsize=7)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    if keys[-1] == 'part_miou': axes.flat[len(keys) - 1].legend(hp, lp)
+    fig.tight_layout(rect=(0, 0.1 if len(l) > 5 else 0.05, 1, 1))
     return fig
 
 # %% ../nbs/10b_report.ipynb #99dc1a35
@@ -265,7 +264,9 @@ def _parts(rows:list, E:int) -> str:
     verdict = _PART_WORDS[_sign(g)]
     return f"SemMAE's learned parts {verdict} k-means on the same tokens: {scores} (paired difference {g[0]:+.3f} ± {g[1]:.3f})."
 
-def budget_findings(rows:list, E:int) -> list:
+def budget_findings(rows:list, # sweep rows: dicts with method, seed, epochs and the metrics
+                    E:int      # the budget (epochs) the sentences are about
+                   ) -> list:  # markdown sentences
     "Sentences about budget E (exploratory: uncorrected intervals), each computed from the rows."
     tab = {k: sweep_table(rows, k).get(E, {}) for k in ('probe_mean', 'finetune', 'attention_mass', 'attention_chance')}
     pre = [m for m in tab['probe_mean'] if m not in BASELINES]
@@ -286,7 +287,8 @@ def _setting(v) -> str: return ', '.join(f"{k} {x}" for k, x in v.items()) if is
 
 def _count(n) -> str: return f"{n:,}" if isinstance(n, int) else str(n)
 
-def sweep_config(sweep:dict) -> dict:
+def sweep_config(sweep:dict # the content of a sweep.json
+                ) -> dict:
     "A sweep's settings: `config` (new sweeps) over `point` (older ones), with what an older file leaves out filled in."
     c = dict(sweep.get('point') or {}) | dict(sweep.get('config') or {})
     c.setdefault('data', 'SyntheticParts')
@@ -315,7 +317,10 @@ def _reading_head(rows:list, cfg:dict, budgets:list) -> str:
                    "whose interval contains 0 is reported as *not separated*: these seeds do not tell the two apart, which "
                    "does not make them equal.\n")
 
-def gate_reading(rows:list, n_test:int=None, gate:dict=GATE) -> str:
+def gate_reading(rows:list,       # sweep rows: dicts with method, seed, epochs and the metrics
+                 n_test:int=None, # test images the probes were measured on (None: unknown, the gate fails)
+                 gate:dict=GATE   # the rule: pixels_probe, margin, seeds, n_test
+                ) -> str:         # markdown
     "The testbed's gate at the longest budget, condition by condition with each difference's interval; random's flattening."
     g = testbed_gate(rows, n_test, gate); ok = lambda c: 'passes' if g['checks'][c] else '**fails**'
     req = f"required ≥ {100 * gate['margin']:+.0f} points with the interval above 0"
@@ -341,7 +346,10 @@ def gate_reading(rows:list, n_test:int=None, gate:dict=GATE) -> str:
                      f"{b[0]} to {b[1]} epochs: {state}.")
     return '\n'.join(lines) + '\n'
 
-def primary_reading(rows:list, primary:list=PRIMARY, alpha:float=ALPHA) -> str:
+def primary_reading(rows:list,             # sweep rows: dicts with method, seed, epochs and the metrics
+                    primary:list=PRIMARY,  # the declared comparisons: (method, ref, key, budget)
+                    alpha:float=ALPHA      # family-wise error rate for the verdicts
+                   ) -> str:               # markdown
     "The declared primary family as it stands in the rows: which comparisons, how many, Holm-adjusted p, verdicts."
     declared = list(dict.fromkeys(m for m, *_ in primary))
     fam = primary_family(rows, primary, alpha)

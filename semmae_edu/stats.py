@@ -16,11 +16,13 @@ from scipy.stats import norm, t as student_t
 from .experiments import SWEEP_METHODS
 
 # %% ../nbs/10a_stats.ipynb #72a4b509
-def t975(df:float) -> float:
+def t975(df:float # degrees of freedom, > 0 (n − 1 for n seeds)
+        ) -> float:
     "Student's t, 97.5 % quantile with `df` degrees of freedom: the factor of a two-sided 95 % interval (from scipy)."
     return float(student_t.ppf(0.975, df))
 
-def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); half-width nan for n < 2
+def interval(values # numbers (None entries are skipped), e.g. one method's value per seed
+            ) -> tuple: # (mean, half-width of the 95 % interval, n); half-width nan for n < 2
     "Mean and 95 % Student-t interval half-width of a few values (seeds)."
     v = [float(x) for x in values if x is not None]
     n = len(v)
@@ -30,7 +32,9 @@ def interval(values) -> tuple: # (mean, half-width of the 95 % interval, n); hal
     sd = (sum((x - m) ** 2 for x in v) / (n - 1)) ** 0.5
     return (m, t975(n - 1) * sd / n ** 0.5, n)
 
-def fmt_interval(t:tuple, digits:int=3) -> str:
+def fmt_interval(t:tuple,      # `interval`'s (mean, half-width, n)
+                 digits:int=3  # decimals shown
+                ) -> str:
     "'0.512 ± 0.021 (n=5)'"
     m, h, n = t
     return f"{m:.{digits}f} ± {h:.{digits}f} (n={n})" if n > 1 else f"{m:.{digits}f} (n={n})"
@@ -52,7 +56,9 @@ def _t_test(mean:float, se:float, df:float) -> tuple:
     if se == 0: return 0., (1. if mean == 0 else 0.)
     return t975(df) * se, float(2 * student_t.sf(abs(mean) / se, df))
 
-def paired_diff(a:list, b:list) -> Diff:
+def paired_diff(a:list, # values of side a, one per seed
+                b:list  # values of side b for the same seeds, in the same order
+               ) -> Diff:
     "a − b paired element by element (a[i] and b[i] share a seed): the one-sample t interval of the differences."
     if len(a) != len(b): raise ValueError(f"a and b must pair one to one, got {len(a)} and {len(b)} values")
     m, h, n = interval([x - y for x, y in zip(a, b)])
@@ -61,7 +67,9 @@ def paired_diff(a:list, b:list) -> Diff:
     h, p = _t_test(m, sd / n ** 0.5, n - 1)
     return Diff(m, h, n, float(n - 1), p, 'paired', n, n)
 
-def welch_diff(a:list, b:list) -> Diff:
+def welch_diff(a:list, # values of side a (any number)
+               b:list  # values of side b, independent of a
+              ) -> Diff:
     "a − b of two independent sets of values: Welch's t interval, with Welch-Satterthwaite's degrees of freedom."
     (ma, _, na), (mb, _, nb) = interval(a), interval(b)
     if min(na, nb) < 2: return Diff(ma - mb, float('nan'), min(na, nb), float('nan'), float('nan'), 'none', na, nb)
@@ -71,13 +79,19 @@ def welch_diff(a:list, b:list) -> Diff:
     h, p = _t_test(ma - mb, se, df)
     return Diff(ma - mb, h, min(na, nb), float(df), p, 'welch', na, nb)
 
-def difference(a:dict, b:dict) -> Diff:
+def difference(a:dict, # side a: seed -> value (None values are dropped)
+               b:dict  # side b: seed -> value
+              ) -> Diff:
     "a − b, each a dict seed -> value: paired by seed when both sides ran the same seeds, else Welch over all of each."
     a = {s: v for s, v in a.items() if v is not None}; b = {s: v for s, v in b.items() if v is not None}
     if set(a) == set(b): return paired_diff([a[s] for s in sorted(a)], [b[s] for s in sorted(a)])
     return welch_diff(list(a.values()), list(b.values()))
 
-def fmt_diff(d:Diff, scale:float=100, digits:int=1, unit:str=' points') -> str:
+def fmt_diff(d:Diff,              # a difference (`difference`, `gain`)
+             scale:float=100,     # multiplies mean and half-width (100: accuracy as points)
+             digits:int=1,        # decimals shown
+             unit:str=' points'   # text after the numbers
+            ) -> str:
     "'+1.2 ± 3.4 points (paired, n=5)', '-6.8 ± 4.0 points (Welch, n=3 vs 5)', or why there is no interval."
     if min(d.n_a, d.n_b) == 0: return f"no values (n={d.n_a} vs {d.n_b})"
     if d.test == 'none': return f"{scale * d.mean:+.{digits}f}{unit} (fewer than two seeds: no interval)"
@@ -85,15 +99,27 @@ def fmt_diff(d:Diff, scale:float=100, digits:int=1, unit:str=' points') -> str:
     return f"{scale * d.mean:+.{digits}f} ± {scale * d.half:.{digits}f}{unit} ({'paired' if d.test == 'paired' else 'Welch'}, {n})"
 
 # %% ../nbs/10a_stats.ipynb #d1ff0004
-def seed_values(rows:list, method:str, key:str='probe_mean', epochs:int=None) -> dict: # seed -> value
+def seed_values(rows:list,              # sweep rows: dicts with method, seed, epochs and the metrics
+                method:str,             # the method whose values to take
+                key:str='probe_mean',   # the metric (a row key)
+                epochs:int=None         # the pre-training budget (rows' epochs)
+               ) -> dict: # seed -> value
     "One method's `key` at budget `epochs`, by seed (missing values left out)."
     return {r['seed']: r[key] for r in rows if r['method'] == method and r['epochs'] == epochs and r.get(key) is not None}
 
-def gain(rows:list, method:str, ref:str='random', key:str='probe_mean', epochs:int=None, ref_epochs:int=None) -> Diff:
+def gain(rows:list,            # sweep rows: dicts with method, seed, epochs and the metrics
+         method:str,           # side a
+         ref:str='random',     # side b, the reference method
+         key:str='probe_mean', # the metric (a row key)
+         epochs:int=None,      # `method`'s budget (rows' epochs)
+         ref_epochs:int=None   # `ref`'s budget (None: the same as epochs)
+        ) -> Diff:
     "`method` − `ref` on `key` at budget `epochs` (`ref` at `ref_epochs`, default the same): the one difference test."
     return difference(seed_values(rows, method, key, epochs), seed_values(rows, ref, key, epochs if ref_epochs is None else ref_epochs))
 
-def sweep_table(rows:list, key:str='probe_mean') -> dict: # epochs -> method -> (mean, half-width, n)
+def sweep_table(rows:list,            # sweep rows: dicts with method, seed, epochs and the metrics
+                key:str='probe_mean'  # the metric (a row key)
+               ) -> dict: # epochs -> method -> (mean, half-width, n)
     "Per budget and method: the 95 % interval of `key` over seeds."
     out = {}
     for r in rows:
@@ -107,7 +133,8 @@ PRIMARY_METRICS = ('probe_mean', 'finetune')                     # linear probe 
 PRIMARY = [(m, 'random', k, 'longest') for m in PRIMARY_METHODS for k in PRIMARY_METRICS]   # (method, ref, key, budget)
 ALPHA = 0.05                                                     # family-wise error of the primary family
 
-def holm(p:list) -> list:
+def holm(p:list # the raw p-values of one family
+        ) -> list: # adjusted p-values in [0, 1], same order
     "Holm's step-down adjusted p-values of one family, in the order given."
     m, adj, run = len(p), [0.] * len(p), 0.
     for k, i in enumerate(sorted(range(m), key=lambda i: p[i])):
@@ -115,7 +142,8 @@ def holm(p:list) -> list:
         adj[i] = run
     return adj
 
-def longest(rows:list) -> int:
+def longest(rows:list # sweep rows: dicts with method, seed, epochs and the metrics
+           ) -> int:
     "The longest pre-training budget in the rows."
     return max(r['epochs'] for r in rows)
 
@@ -124,7 +152,10 @@ def _budget(rows:list, E) -> int:
     budgets = sorted({r['epochs'] for r in rows})
     return dict(longest=budgets[-1], **{'second-longest': budgets[-2] if len(budgets) > 1 else None}).get(E, E)
 
-def primary_family(rows:list, primary:list=PRIMARY, alpha:float=ALPHA) -> list: # one dict per comparison present
+def primary_family(rows:list,              # sweep rows: dicts with method, seed, epochs and the metrics
+                   primary:list=PRIMARY,   # the declared comparisons: (method, ref, key, budget)
+                   alpha:float=ALPHA       # family-wise error rate for the verdicts
+                  ) -> list: # one dict per comparison present
     "The declared comparisons whose method is in the rows: each difference, its Holm-adjusted p and its verdict."
     fam = []
     for m, ref, key, budget in primary:
@@ -140,17 +171,25 @@ def primary_family(rows:list, primary:list=PRIMARY, alpha:float=ALPHA) -> list: 
 # %% ../nbs/10a_stats.ipynb #d1ff0009
 GATE = dict(pixels_probe=0.35, margin=0.10, seeds=5, n_test=2000)   # the testbed's rule
 
-def sampling_error(p:float, n:int) -> tuple: # (standard error, half-width of the 95 % interval)
+def sampling_error(p:float, # an accuracy in [0, 1]
+                   n:int    # test images it was measured on
+                  ) -> tuple: # (standard error, half-width of the 95 % interval)
     "The sampling error of an accuracy `p` measured on `n` test images: √(p(1−p)/n), and its 95 % normal interval."
     se = (p * (1 - p) / n) ** 0.5
     return se, float(norm.ppf(0.975)) * se
 
-def budget_gain(rows:list, method:str='random', key:str='probe_mean') -> tuple: # (from, to, Diff), or None
+def budget_gain(rows:list,             # sweep rows: dicts with method, seed, epochs and the metrics
+                method:str='random',   # the method whose gain to measure
+                key:str='probe_mean'   # the metric (a row key)
+               ) -> tuple: # (from, to, Diff), or None
     "`method`'s gain on `key` from the second-longest budget to the longest, paired by seed."
     prev, last = _budget(rows, 'second-longest'), _budget(rows, 'longest')
     return None if prev is None else (prev, last, gain(rows, method, method, key, last, ref_epochs=prev))
 
-def testbed_gate(rows:list, n_test:int=None, gate:dict=GATE) -> dict:
+def testbed_gate(rows:list,         # sweep rows: dicts with method, seed, epochs and the metrics
+                 n_test:int=None,   # test images the probes were measured on (None: unknown, the gate fails)
+                 gate:dict=GATE     # the rule: pixels_probe, margin, seeds, n_test
+                ) -> dict:
     "The gate for comparing masks at the longest budget: each condition's numbers and whether it holds."
     E = longest(rows)
     px = interval(seed_values(rows, 'pixels', 'probe_mean', E).values())

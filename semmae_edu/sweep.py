@@ -27,7 +27,8 @@ def _write_json(path:Path, obj):
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(obj, indent=1))
 
-def provenance(device:str='cpu') -> dict: # commit (None outside a git clone), device (the card or the CPU), versions
+def provenance(device:str='cpu' # where the cell ran: 'cpu', 'cuda' or 'cuda:N'
+              ) -> dict: # commit (None outside a git clone), device (the card or the CPU), versions
     "Where a cell ran: the code's commit, the device and the library versions, recorded in every row."
     try: commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=10,
                                  cwd=Path(semmae_edu.__file__).parent).stdout.strip() or None
@@ -58,7 +59,8 @@ def run_cell(method:str,      # one of SWEEP_METHODS
              seed:int,        # seed of the pre-training, the probes and the fine-tuning (the data are fixed)
              out,             # sweep folder: cells/<method>-e<epochs>-s<seed>.json, runs/e<epochs>/s<seed>/<method>/
              point:dict=None, # the sweep's other settings (default POINT)
-             device:str='cpu', progress:bool=False,
+             device:str='cpu',     # where to compute the cell
+             progress:bool=False,  # show progress bars
             ) -> dict:        # the row (also written to cells/)
     "One cell of the sweep: read if finished, else computed (`compute_cell`) and its row written once."
     point = POINT | (point or {})
@@ -82,7 +84,10 @@ def run_cell(method:str,      # one of SWEEP_METHODS
     return row
 
 # %% ../nbs/10d_sweep.ipynb #c031aa14
-def sweep_cells(budgets=BUDGETS, methods=SWEEP_METHODS, seeds:dict=None) -> list:
+def sweep_cells(budgets=BUDGETS,        # pre-training epochs
+                methods=SWEEP_METHODS,  # a subset of SWEEP_METHODS
+                seeds:dict=None         # method -> number of seeds (default `n_seeds`)
+               ) -> list:
     "(method, epochs, seed) in the order they run: budget by budget, seed by seed (random before semmae)."
     seeds = {m: (seeds or {}).get(m, n_seeds(m)) for m in methods}
     order = sorted(methods, key=SWEEP_METHODS.index)
@@ -93,19 +98,23 @@ def _cell_job(args):
     torch.set_num_threads(1)   # a worker process of the sweep: one thread each
     return run_cell(method, E, seed, out, point, device)
 
-def sweep_rows(out) -> list:
+def sweep_rows(out # a sweep folder (its cells/*.json)
+              ) -> list:
     "Every finished cell's row in a sweep folder, in sweep order."
     rows = [json.loads(p.read_text()) for p in sorted((Path(out) / 'cells').glob('*-e*-s*.json'))]
     return sorted(rows, key=lambda r: (r['epochs'], r['seed'], SWEEP_METHODS.index(r['method'])))
 
-def write_sweep(out, budgets=BUDGETS, point:dict=None) -> Path:
+def write_sweep(out,              # the sweep folder
+                budgets=BUDGETS,  # the budgets declared in sweep.json
+                point:dict=None   # the sweep's other settings (default POINT)
+               ) -> Path:
     "sweep.json (settings + rows of the finished cells) and sweep.png in the sweep folder."
     out = Path(out); rows = sweep_rows(out)
     _write_json(out / 'sweep.json', dict(config=POINT | dict(probe=PROBE) | (point or {}), finetune=FINETUNE,
                                          budgets=list(budgets), rows=rows))
     if rows:
         fig = plot_sweep(rows)
-        fig.savefig(out / 'sweep.png', dpi=100, bbox_inches='tight')   # ~900 px: the docs' text column, unscaled
+        fig.savefig(out / 'sweep.png', dpi=110, bbox_inches='tight')   # the book's 110 dpi, ~890 px: the docs' text column, unscaled
         plt.close(fig)
     return out / 'sweep.json'
 
@@ -123,11 +132,11 @@ def _check_grid(budgets, methods, point:dict, workers:int):
 
 def run_sweep(out,                     # sweep folder (created; finished cells in it are kept and skipped)
               budgets=BUDGETS,         # pre-training epochs
-              methods=SWEEP_METHODS,
+              methods=SWEEP_METHODS,   # a subset of SWEEP_METHODS
               seeds:dict=None,         # method -> number of seeds (default `n_seeds`)
               workers:int=1,           # processes (one thread each); cells of a budget run in parallel
-              device:str='cpu',
-              progress:bool=True,
+              device:str='cpu',        # where each cell computes
+              progress:bool=True,      # show progress bars
               **point,                 # overrides of POINT (data, n_train, n_test, n_finetune, finetune_epochs, ...)
              ) -> list:                # the rows of all cells
     "Budgets x seeds x methods, resumable: each finished cell is one JSON; a killed sweep continues where it stopped."

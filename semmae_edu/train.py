@@ -71,7 +71,7 @@ def _hpm(context, ema=None, **kw):
 STRATEGIES = {'random': _random, 'amt': _amt, 'semmae': _semmae, 'block': _block, 'attmask': _attmask,   # name -> builder(context, **kw)
               'colormae': _colormae, 'hpm': _hpm}
 
-def make_strategy(name:str,
+def make_strategy(name:str,            # a key of STRATEGIES: random | amt | semmae | block | attmask | colormae | hpm
                   context:dict=None,   # facts about the run: n_items, grid (h, w), patch_size, epochs, steps_per_epoch, seed, image_transform
                   **kw):               # the strategy's own arguments (mask_ratio, ...)
     "The masking strategy called `name` (a key of `STRATEGIES`), built with `kw`."
@@ -79,7 +79,9 @@ def make_strategy(name:str,
     return STRATEGIES[name](context or {}, **kw)
 
 # %% ../nbs/07_train.ipynb #dbb223f1
-def amp_setup(amp:str, device:torch.device) -> tuple:
+def amp_setup(amp:str,              # auto | bf16 | fp16 | none
+              device:torch.device # the training device (auto and bf16/fp16 read its type)
+             ) -> tuple:
     "(mode, autocast context factory, GradScaler or None) for `amp` in auto | bf16 | fp16 | none."
     if amp == 'auto':
         amp = ('bf16' if torch.cuda.is_bf16_supported() else 'fp16') if device.type == 'cuda' else 'none'
@@ -91,9 +93,9 @@ def amp_setup(amp:str, device:torch.device) -> tuple:
 # %% ../nbs/07_train.ipynb #d64b9791
 @dataclass
 class DistInfo:
-    rank:int = 0
-    world_size:int = 1
-    local_rank:int = 0
+    rank:int = 0                 # this process, in [0, world_size)
+    world_size:int = 1           # processes in the run
+    local_rank:int = 0           # this process's index on its machine (its GPU)
     started_here:bool = False    # this call created the process group (and will destroy it)
     @property
     def is_main(self): return self.rank == 0
@@ -110,13 +112,16 @@ def init_distributed(backend:str=None, # None: nccl when the run's device is a G
     dist.init_process_group(backend or ('nccl' if on_gpu else 'gloo'))
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', 0)), started_here=True)
 
-def mean_over_ranks(x:Tensor) -> Tensor:
+def mean_over_ranks(x:Tensor # a tensor of the same shape on every process (e.g. a scalar loss)
+                   ) -> Tensor:
     "The mean of a tensor over all processes (itself when there is one)."
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         x = x.clone(); dist.all_reduce(x); x /= dist.get_world_size()
     return x
 
-def pick_device(device:str, info:DistInfo) -> torch.device:
+def pick_device(device:str,    # auto | cpu | cuda | cuda:N (PretrainConfig.device)
+                info:DistInfo  # this process's place in the run (local_rank picks the GPU)
+               ) -> torch.device:
     "`auto`: this process's GPU (`cuda:LOCAL_RANK`) if there is one, else the CPU."
     if device == 'auto': return torch.device(f'cuda:{info.local_rank}' if torch.cuda.is_available() else 'cpu')
     d = torch.device(device)
@@ -127,39 +132,44 @@ def pick_device(device:str, info:DistInfo) -> torch.device:
 # %% ../nbs/07_train.ipynb #bede8d55
 class NonFiniteLossError(FloatingPointError):
     "The loss became NaN or infinite; the weights were not updated with it."
-    def __init__(self, msg, epoch=None, step=None, global_step=None, checkpoint=None):
+    def __init__(self,
+                 msg,              # the message: where and what to try
+                 epoch=None,       # epoch of the failed step
+                 step=None,        # step within that epoch
+                 global_step=None, # optimizer steps counted over the run, the failed one included
+                 checkpoint=None): # the last good checkpoint (a Path), or None
         super().__init__(msg)
         self.epoch, self.step, self.global_step, self.checkpoint = epoch, step, global_step, checkpoint
 
 @dataclass
 class Run:
     "The state of a pre-training run (built by `pretrain`)."
-    cfg:PretrainConfig
+    cfg:PretrainConfig            # the recipe
     mae:nn.Module                 # the MaskedAutoencoder itself
     model:nn.Module               # what is called: mae, or DDP(mae), possibly compiled
-    optimizer:torch.optim.Optimizer
-    scaler:Optional[object]
-    autocast:Callable
-    strategy:object
-    sampler:StepBatches
-    loader:DataLoader
-    plain_set:object
-    device:torch.device
-    info:DistInfo
+    optimizer:torch.optim.Optimizer # AdamW over the decayed and exempt groups
+    scaler:Optional[object]       # the fp16 GradScaler, or None
+    autocast:Callable             # autocast() -> the mixed-precision context (a null one without amp)
+    strategy:object               # the masking strategy (its plans, and state for checkpoints)
+    sampler:StepBatches           # this process's micro-batches of each epoch
+    loader:DataLoader             # a DataLoader or TensorBatches over the sampler (set once the run is built)
+    plain_set:object              # the un-augmented training set (what the strategy's maps are computed on)
+    device:torch.device           # where the model trains
+    info:DistInfo                 # this process's rank and the world size
     batch:dict                    # batch_setup(...)
     mean:tuple                    # per-channel normalisation of the images (`data.normalize`)
-    std:tuple
+    std:tuple                     # per-channel std of the same normalisation
     out:Optional[Path]            # None on ranks > 0
-    log:MetricsLog
-    on_step:Optional[Callable] = None
+    log:MetricsLog                # metrics.jsonl (a no-op on ranks > 0)
+    on_step:Optional[Callable] = None # called on rank 0 with each step's record
     head:Optional[nn.Module] = None  # what the strategy trains beside the MAE (HPM's predictor and teacher), or DDP of it; None for most
     epoch:int = 0                 # position: next epoch and step to run
-    step:int = 0
-    global_step:int = 0
+    step:int = 0                  # the next step within that epoch
+    global_step:int = 0           # optimizer steps done over the whole run
     elapsed:float = 0.            # seconds of training before this process took over
-    t0:float = 0.
+    t0:float = 0.                 # time.perf_counter() when this process started training
     history:deque = field(default_factory=lambda: deque(maxlen=10_000))   # the latest step records
-    last_checkpoint:Optional[Path] = None
+    last_checkpoint:Optional[Path] = None # the latest checkpoint written (or resumed from)
 
     @property
     def accum_iter(self): return self.batch['accum_iter']
@@ -178,7 +188,11 @@ def _no_sync(run:Run, skip:bool):
         if run.head is not None: stack.enter_context(run.head.no_sync())
     return stack
 
-def train_step(run:Run, batches, epoch:int, step:int) -> tuple:   # (loss, loss_aux or None), each averaged over micro-batches and processes
+def train_step(run:Run,    # the run (model, optimizer, strategy, device...)
+               batches,    # an iterator of micro-batches (dicts with 'image' [B, C, H, W] in [0, 1])
+               epoch:int,  # the epoch (masks are drawn from (seed, 'mask', epoch, step, k))
+               step:int    # the step within the epoch
+              ) -> tuple:  # (loss, loss_aux or None), each averaged over micro-batches and processes
     "One optimizer step over `accum_iter` micro-batches: the pixel loss plus the strategy's head's loss (HPM), if any."
     A, model, head, ddp = run.accum_iter, run.model, run.head, run.info.world_size > 1
     losses, extras = [], []
@@ -214,7 +228,10 @@ def train_step(run:Run, batches, epoch:int, step:int) -> tuple:   # (loss, loss_
     return loss, aux
 
 # %% ../nbs/07_train.ipynb #e8058766
-def train_one_epoch(run:Run, epoch:int, start_step:int=0):
+def train_one_epoch(run:Run,         # the run
+                    epoch:int,       # the epoch to run (0-based)
+                    start_step:int=0 # first optimizer step (a resumed run starts mid-epoch)
+                   ):
     "Steps `start_step`.. of `epoch`: learning rate per iteration, `train_step`, records, step checkpoints; returns the mean loss and loss_aux."
     cfg, steps = run.cfg, run.sampler.steps_per_epoch
     run.sampler.set_epoch(epoch, start_step)
@@ -247,7 +264,8 @@ def train_one_epoch(run:Run, epoch:int, start_step:int=0):
 def _aux(aux) -> dict: return {} if aux is None else dict(loss_aux=aux)   # a record's loss_aux, only for strategies that have one
 
 # %% ../nbs/07_train.ipynb #6bd49799
-def save_checkpoint(run:Run) -> Optional[Path]:
+def save_checkpoint(run:Run # the run, at its current position (epoch, step)
+                   ) -> Optional[Path]:
     "Write `checkpoint.pth` (rank 0 only, atomically) at the run's current position."
     if not run.info.is_main or run.out is None: return None
     ckpt = dict(format=FORMAT, model=run.mae.state_dict(), optimizer=run.optimizer.state_dict(),
@@ -269,10 +287,11 @@ class PretrainResult:
     model:nn.Module        # the trained MaskedAutoencoder (on the training device)
     history:list           # the step records of this call (the latest 10,000)
     out:Optional[Path]     # the run folder
-    checkpoint:Optional[Path]
+    checkpoint:Optional[Path] # the last checkpoint written (None without one)
     strategy:object = None # the run's strategy as it ended (HPM's holds its trained teacher)
 
-def build_model(cfg:PretrainConfig) -> nn.Module:
+def build_model(cfg:PretrainConfig # reads model, img_size, norm_pix_loss, seed, fused_attn
+               ) -> nn.Module:
     "The run's MAE: `MODELS[cfg.model]` at `cfg.img_size`, initialised from the key `(seed, 'init')` (the global RNG is left as it was), `cfg.fused_attn` in every block."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed_for(cfg.seed, 'init'))

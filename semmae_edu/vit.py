@@ -73,7 +73,10 @@ def get_2d_sincos_pos_embed(embed_dim:int,                         # D, a multip
 # %% ../nbs/01_vit.ipynb #5ac0b490
 class Attention(nn.Module):
     "Multi-head self-attention with a fused `qkv` Linear and an output `proj` (timm's names)."
-    def __init__(self, dim:int, num_heads:int=8, qkv_bias:bool=True):
+    def __init__(self,
+                 dim:int,              # token width D, a multiple of num_heads
+                 num_heads:int=8,      # attention heads (each D/num_heads wide)
+                 qkv_bias:bool=True):  # bias in the fused qkv Linear
         super().__init__()
         check_int('dim', dim); check_int('num_heads', num_heads)
         if dim % num_heads: raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
@@ -102,7 +105,10 @@ class Attention(nn.Module):
 # %% ../nbs/01_vit.ipynb #71f5eb9a
 class Mlp(nn.Module):
     "Two Linear layers with a GELU between them (`fc1`, `fc2`: timm's names)."
-    def __init__(self, in_features:int, hidden_features:Optional[int]=None, out_features:Optional[int]=None):
+    def __init__(self,
+                 in_features:int,                    # input width D
+                 hidden_features:Optional[int]=None, # width after fc1 (None: in_features; a ViT block: mlp_ratio*D)
+                 out_features:Optional[int]=None):   # width after fc2 (None: in_features)
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden_features or in_features)
         self.act = nn.GELU()
@@ -113,8 +119,9 @@ class Mlp(nn.Module):
 # %% ../nbs/01_vit.ipynb #5c092ad0
 def drop_path(x:Tensor,          # [N, ...] a residual branch's output
               drop_prob:float=0., # probability of dropping it, per sample
-              training:bool=False,
-              generator:Optional[torch.Generator]=None) -> Tensor:
+              training:bool=False, # drop only when True (eval: identity)
+              generator:Optional[torch.Generator]=None # random source for the per-sample draws (None: torch's global one)
+             ) -> Tensor: # same shape as x: each sample zeroed or scaled by 1/(1-drop_prob)
     "Stochastic depth: zero the whole branch of each sample with probability `drop_prob`, rescale the rest."
     if drop_prob == 0. or not training: return x
     keep = 1. - drop_prob
@@ -123,7 +130,7 @@ def drop_path(x:Tensor,          # [N, ...] a residual branch's output
 
 class DropPath(nn.Module):
     "`drop_path` as a module (active in `train()` mode only)."
-    def __init__(self, drop_prob:float=0.):
+    def __init__(self, drop_prob:float=0.): # probability of dropping the branch, per sample, in [0, 1)
         super().__init__()
         if not 0. <= drop_prob < 1.: raise ValueError(f"drop_prob must be in [0, 1), got {drop_prob}")
         self.drop_prob = drop_prob
@@ -133,7 +140,12 @@ class DropPath(nn.Module):
 # %% ../nbs/01_vit.ipynb #8b0eecf2
 class Block(nn.Module):
     "Pre-norm Transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))` (with optional drop path)."
-    def __init__(self, dim:int, num_heads:int, mlp_ratio:float=4., qkv_bias:bool=True, drop_path:float=0.):
+    def __init__(self,
+                 dim:int,              # token width D
+                 num_heads:int,        # attention heads, dividing D
+                 mlp_ratio:float=4.,   # MLP hidden width / D
+                 qkv_bias:bool=True,   # bias in the qkv Linear
+                 drop_path:float=0.):  # stochastic depth of both residual branches, in [0, 1)
         super().__init__()
         self.dim = dim
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
@@ -322,18 +334,23 @@ def _vit(size:str, kw:dict) -> VisionTransformer:
                         f"Use VisionTransformer(...) for other widths or depths")
     return VisionTransformer(embed_dim=D, depth=depth, num_heads=heads, **kw)
 
-def vit_tiny(**kw) -> VisionTransformer:
+def vit_tiny(**kw # VisionTransformer's other options (img_size, patch_size, num_classes, seed...); not embed_dim/depth/num_heads
+            ) -> VisionTransformer:
     "ViT-Tiny: 192 wide, 12 blocks, 3 heads. `kw`: img_size, patch_size, in_chans, num_classes, global_pool, drop_path_rate, seed..."
     return _vit('tiny', kw)
-def vit_small(**kw) -> VisionTransformer:
+def vit_small(**kw # as for vit_tiny: VisionTransformer's options other than the width, depth and heads
+             ) -> VisionTransformer:
     "ViT-Small: 384 wide, 12 blocks, 6 heads."
     return _vit('small', kw)
-def vit_base(**kw) -> VisionTransformer:
+def vit_base(**kw # as for vit_tiny: VisionTransformer's options other than the width, depth and heads
+            ) -> VisionTransformer:
     "ViT-Base: 768 wide, 12 blocks, 12 heads."
     return _vit('base', kw)
-def vit_large(**kw) -> VisionTransformer:
+def vit_large(**kw # as for vit_tiny: VisionTransformer's options other than the width, depth and heads
+             ) -> VisionTransformer:
     "ViT-Large: 1024 wide, 24 blocks, 16 heads."
     return _vit('large', kw)
-def vit_huge(**kw) -> VisionTransformer:
+def vit_huge(**kw # as for vit_tiny: VisionTransformer's options other than the width, depth and heads
+            ) -> VisionTransformer:
     "ViT-Huge: 1280 wide, 32 blocks, 16 heads."
     return _vit('huge', kw)

@@ -66,26 +66,33 @@ def use_figure_style():
 PLAN_COLOURS = {'visible': (1., 1., 1.), 'masked': (0.62, 0.62, 0.62), 'thrown': (0.08, 0.08, 0.08)}
 PLAN_LABELS = {'visible': 'visible (encoded)', 'masked': 'masked (reconstructed)', 'thrown': 'thrown (skipped)'}
 
-def plan_legend(fig, states=('visible', 'masked', 'thrown'), **kwargs):
+def plan_legend(fig,                                   # the matplotlib Figure to put the legend under
+                states=('visible', 'masked', 'thrown'), # which states to list, in this order (keys of PLAN_COLOURS)
+                **kwargs):                             # passed to fig.legend (e.g. bbox_to_anchor, title), overriding the defaults
     "A legend under `fig` saying what visible, masked and thrown patches look like."
     hs = [mpatches.Patch(facecolor=PLAN_COLOURS[s], edgecolor='0.3', label=PLAN_LABELS[s]) for s in states]
     kw = dict(loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=len(hs), frameon=False) | kwargs
     return fig.legend(handles=hs, **kw)
 
-# one colour per part id, the same in every chapter (0 = background, dark)
-PART_PALETTE = ['#202020', '#e6194b', '#3cb44b', '#ffe119', '#4363d8', '#f58231', '#911eb4', '#46f0f0',
+# one colour per part id, the same in every chapter (0 = background: a mid grey, between thrown's near-black and masked's grey)
+PART_PALETTE = ['#606060', '#e6194b', '#3cb44b', '#ffe119', '#4363d8', '#f58231', '#911eb4', '#46f0f0',
                 '#f032e6', '#bcf60c', '#fabebe', '#008080', '#e6beff', '#9a6324', '#fffac8', '#800000',
                 '#aaffc3', '#808000', '#ffd8b1', '#000075']
 
-def part_colours(n:int) -> Tensor:  # [n, 3] float RGB in [0, 1]
+def part_colours(n:int # how many part ids (0..n-1)
+                ) -> Tensor:  # [n, 3] float RGB in [0, 1]
     "The colours of part ids 0..n-1 from `PART_PALETTE` (repeating after 20)."
     return torch.tensor([to_rgb(PART_PALETTE[i % len(PART_PALETTE)]) for i in range(n)], dtype=torch.float32)
 
-def part_cmap(n:int):
+def part_cmap(n:int): # how many part ids (0..n-1)
     "A matplotlib colormap for part ids 0..n-1 (use with `vmin=0, vmax=n-1`)."
     return ListedColormap(part_colours(n).tolist())
 
-def part_legend(fig, names, ids=None, ncol:int=None, **kwargs):
+def part_legend(fig,           # the matplotlib Figure to put the legend under
+                names,         # a label per listed part
+                ids=None,      # the part id of each name (default 0..len(names)-1): picks its colour
+                ncol:int=None, # legend columns (default: up to 6)
+                **kwargs):     # passed to fig.legend, overriding the defaults
     "A legend under `fig` naming the parts `ids` (default 0..len(names)-1) in their palette colours."
     ids = list(range(len(names))) if ids is None else list(ids)
     cols = part_colours(max(ids) + 1)
@@ -140,13 +147,19 @@ def plan_legend_html() -> str:
     "The visible / masked / thrown legend as HTML (for explorers)."
     return ''.join(_swatch(PLAN_COLOURS[s], PLAN_LABELS[s]) for s in ('visible', 'masked', 'thrown'))
 
-def part_legend_html(names, ids=None) -> str:
+def part_legend_html(names,   # a label per listed part
+                     ids=None # the part id of each name (default 0..len(names)-1): picks its colour
+                    ) -> str:
     "A legend of the parts `ids` (default 0..len(names)-1) in their `PART_PALETTE` colours, as HTML."
     ids = list(range(len(names))) if ids is None else list(ids)
     cols = part_colours(max(ids) + 1)
     return ''.join(_swatch(cols[i].tolist(), str(n)) for n, i in zip(names, ids))
 
-def colorbar_html(cmap:str='magma', low:str='0', high:str='1', label:str='') -> str:
+def colorbar_html(cmap:str='magma', # a matplotlib colormap name
+                  low:str='0',       # text at the left end (the smallest value)
+                  high:str='1',      # text at the right end (the largest value)
+                  label:str=''       # text before the bar (what it measures)
+                 ) -> str:
     "A horizontal colour bar as HTML (a CSS gradient sampled from a matplotlib colormap; no image, no network)."
     cm = mpl.colormaps[cmap]
     stops = ','.join('#%02x%02x%02x' % tuple(int(255 * c) for c in cm(i / 8)[:3]) for i in range(9))
@@ -205,10 +218,12 @@ class StaticExplorer:
                 + 'I.src=F[k];I.setAttribute("data-counts",C[k]);O.textContent=C[k];}'
                 + 'r.querySelectorAll("input").forEach(function(s){s.addEventListener("input",u);s.addEventListener("change",u);});})();</script></div>')
 
-def html_escape(s:str) -> str: return s.replace('&', '&amp;').replace('"', '&quot;').replace('<', '&lt;')
+def html_escape(s:str # text to put in an HTML attribute or element
+               ) -> str: return s.replace('&', '&amp;').replace('"', '&quot;').replace('<', '&lt;')
 
 # %% ../nbs/02a_viz.ipynb #b5ff1891
-def live_explorer(render, sliders:dict):
+def live_explorer(render,       # render(**values) -> picture [H, W, 3] uint8, or (picture, counts dict)
+                  sliders:dict): # name -> the values it can take (each a SelectionSlider, starting in the middle)
     "ipywidgets sliders that redraw `render(**values)` (for a notebook with a running kernel)."
     import ipywidgets as W   # here, not at the top: it comes with the `notebooks` extra, not with the library
     _check_sliders(sliders)
@@ -253,7 +268,13 @@ def parts_tint(img,                # [3, H, W] values in [0, 1]
     if tuple(parts.shape) != (H, W): raise ValueError(f"parts must be [H, W] = [{H}, {W}] or one id per patch, got shape {tuple(parts.shape)}")
     return (1 - alpha) * img + alpha * part_colours(n_parts or int(parts.max()) + 1)[parts].permute(2, 0, 1)
 
-def parts_overlay(img, parts:Tensor, patch_size:int, n_parts:int=None, scale:int=4, alpha:float=0.6):  # -> uint8 [H*scale, W*scale, 3]
+def parts_overlay(img,              # [3, H, W] values in [0, 1]
+                  parts:Tensor,     # [H, W] per pixel, or [L] / [h, w] per patch, part ids
+                  patch_size:int,   # pixels per patch side
+                  n_parts:int=None, # K, for the colours (default parts.max()+1)
+                  scale:int=4,      # each pixel becomes scale×scale pixels
+                  alpha:float=0.6,  # weight of the part colour
+                 ) -> np.ndarray:   # [H*scale, W*scale, 3] uint8
     "`parts_tint` drawn over the patch grid, like `plan_overlay` with every patch visible."
     H, W = torch.as_tensor(img).shape[-2:]
     return plan_overlay(parts_tint(img, parts, patch_size, n_parts, alpha), torch.zeros((H // patch_size) * (W // patch_size)), patch_size, scale)
@@ -261,10 +282,10 @@ def parts_overlay(img, parts:Tensor, patch_size:int, n_parts:int=None, scale:int
 # %% ../nbs/02a_viz.ipynb #22883907
 def show_parts(imgs:Tensor,         # [N, 3, H, W] in [0, 1]
                labelings:dict,      # title -> [N, L] part ids (ids above n_colors - 1 are drawn grey)
-               patch_size:int,
+               patch_size:int,      # pixels per patch side
                n:int=6,             # images (rows)
                n_colors:int=11,     # distinct colours (the book's PART_PALETTE; part 0 dark)
-               size:float=1.3):
+               size:float=1.3):     # inches per panel
     "A grid: each row an image and its part maps, one column per labelling."
     cmap = ListedColormap(part_colours(n_colors).tolist() + [(0.75, 0.75, 0.75)])
     n = min(n, len(imgs)); cols = 1 + len(labelings)
@@ -281,7 +302,9 @@ def show_parts(imgs:Tensor,         # [N, 3, H, W] in [0, 1]
     return fig
 
 # %% ../nbs/02a_viz.ipynb #3ccd9590
-def show_reconstructions(recs:dict, n:int=4, size:float=1.6):
+def show_reconstructions(recs:dict,     # name -> [N, C, H, W] images in [0, 1] (`reconstruct`'s output): one column each
+                         n:int=4,       # images (rows), at most N
+                         size:float=1.6): # inches per panel
     "A grid: one row per image, one column per picture of `reconstruct`."
     names = list(recs); n = min(n, len(recs[names[0]]))
     fig, axes = plt.subplots(n, len(names), figsize=(size * len(names), size * n), squeeze=False)
@@ -293,7 +316,10 @@ def show_reconstructions(recs:dict, n:int=4, size:float=1.6):
     return fig
 
 # %% ../nbs/02a_viz.ipynb #7764d717
-def plot_curves(records, title:str='', figsize=(7, 2.6), dpi:int=None):
+def plot_curves(records,         # `read_metrics` records (dicts; kind 'step' with global_step, loss, lr), or a run folder
+                title:str='',    # figure title (none when empty)
+                figsize=(7, 2.6), # (width, height) in inches
+                dpi:int=None):   # figure dpi (None: the rc's, the book's 110)
     "Loss and learning rate against the optimizer step, from `read_metrics` records (or a run folder)."
     if isinstance(records, (str, Path)): records = read_metrics(records)
     steps = [r for r in records if r.get('kind') == 'step']

@@ -153,8 +153,8 @@ class ColorMAEStrategy:
 # %% ../nbs/09_zoo.ipynb #a3022b21
 def masked_patch_losses(imgs:Tensor,      # [N, C, H, W] the images the model saw
                         pred:Tensor,      # [N, L, p*p*C] the model's predictions in image order (`mae(imgs, plan)[1]`)
-                        plan:MaskPlan,
-                        patch_size:int,
+                        plan:MaskPlan,    # the plan of `pred`: which patches were masked
+                        patch_size:int,   # pixels per patch side p
                         norm_pix:bool=False, # the model's `norm_pix_loss`
                        ) -> Tensor:       # [N, n_masked] float32, in the order of plan.ids_mask
     "The reconstruction loss of every masked patch: mean squared error over its pixels, MAE's loss before the average."
@@ -179,7 +179,10 @@ def relative_loss(pred:Tensor,   # [N, M] predicted scores of the masked patches
 # %% ../nbs/09_zoo.ipynb #955377c1
 class LossPredictor(nn.Module):
     "HPM's loss predictor: transformer blocks on the pixel decoder's input tokens, one score per patch."
-    def __init__(self, dim:int, depth:int, num_heads:int, mlp_ratio:float=4.):
+    def __init__(self, dim:int,      # token width (the pixel decoder's)
+                 depth:int,      # transformer blocks
+                 num_heads:int,  # attention heads per block
+                 mlp_ratio:float=4.): # MLP hidden width / dim
         super().__init__()
         self.blocks = nn.ModuleList([Block(dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -237,7 +240,8 @@ OFFICIAL_STEPS_PER_EPOCH = 5004     # ImageNet-1k at the official batch of 256 (
 
 def _check_ema(ema): return _check_pair('ema', ema, lambda a, b: 0 <= a < 1 and 0 <= b < 1, '(start, end) decays in [0, 1)')
 
-def ema_decay_at(epoch:int, n_epochs:int,
+def ema_decay_at(epoch:int,     # the epoch (0-based)
+                 n_epochs:int,  # the run's epochs
                  ema:tuple=OFFICIAL_EMA,  # (start, end) decays
                  ema_ramp:float=0.125,    # the share of the run over which the decay moves from start to end (official: 100 of 800 epochs)
                 ) -> float:
@@ -250,7 +254,7 @@ def ema_decay_at(epoch:int, n_epochs:int,
 
 def ema_for(steps_per_epoch:int,          # the run's optimizer steps per epoch
             ema:tuple=OFFICIAL_EMA,       # the decays at OFFICIAL_STEPS_PER_EPOCH
-            official_steps_per_epoch:int=OFFICIAL_STEPS_PER_EPOCH,
+            official_steps_per_epoch:int=OFFICIAL_STEPS_PER_EPOCH, # 5004: ImageNet-1k at batch 256
            ) -> tuple:                    # (start, end) decays with the same lag in epochs
     "EMA decays for a run of `steps_per_epoch` that keep the official teacher's lag, measured in epochs."
     d0, d1 = _check_ema(ema); check_int('steps_per_epoch', steps_per_epoch, 1)
@@ -395,12 +399,15 @@ class HPMStrategy:
 # %% ../nbs/09_zoo.ipynb #7fc4fa49
 def strategy_steps(strategy,               # any masking strategy (random, block, AMT, SemMAE, ColorMAE, HPM, ...)
                    images:Tensor,          # [n, 3, H, W] training images in [0, 1]
-                   epochs:int=2, steps_per_epoch:int=4, batch_size:int=32,
+                   epochs:int=2,           # passes of steps_per_epoch steps (the strategies' epoch hooks run between them)
+                   steps_per_epoch:int=4,  # optimizer steps per epoch
+                   batch_size:int=32,      # images per step, drawn at random
                    lr:float=1.5e-3,        # AdamW, betas (0.9, 0.95), weight decay 0.05, constant
                    seed:int=0,             # the model's initial weights, the batches and the plans
                    model:nn.Module=None,   # default: a fresh micro MAE (chapter 03) for the images' size
                    extra:dict=None,        # more per-image tensors [n, ...] for the batches (e.g. SemMAE's 'parts')
-                   mean:tuple=SyntheticParts.mean, std:tuple=SyntheticParts.std,  # the normalisation the model sees
+                   mean:tuple=SyntheticParts.mean,  # per-channel mean of the normalisation the model sees
+                   std:tuple=SyntheticParts.std,    # per-channel std of that normalisation
                   ) -> dict:               # model, head, losses (the pixel loss of every step), aux_losses (None without a head)
     "A bare pre-training loop for any strategy, with the three hooks HPM needs: attach, the auxiliary loss, after_step."
     check_int('epochs', epochs); check_int('steps_per_epoch', steps_per_epoch); check_int('batch_size', batch_size); check_int('seed', seed, 0)

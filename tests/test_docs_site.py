@@ -118,7 +118,7 @@ def report(docs_site):
 # Static checks (no browser)
 
 class _Refs(HTMLParser):
-    "ids, local links and resources of one page; the text of its prose (md cells) and of its outputs apart."
+    "ids, local links and resources of one page; the text of its prose (md cells, Markdown outputs) and of its other outputs apart."
     def __init__(self):
         super().__init__(convert_charrefs=True)
         self.ids, self.links, self.text, self.prose, self.outputs = set(), [], [], [], []
@@ -132,7 +132,8 @@ class _Refs(HTMLParser):
         if tag in ('script', 'style', 'annotation'): self._skip += 1
         if tag in ('br', 'img', 'hr', 'input', 'meta', 'link', 'wbr', 'mspace'): return
         cls = a.get('class') or ''
-        role = 'prose' if 'md-cell' in cls.split() else 'output' if 'cell-outputs' in cls.split() else None
+        # prose: markdown cells, and text a cell writes as Markdown (a reading computed from the results beside it)
+        role = 'prose' if {'md-cell', 'output-markdown'} & set(cls.split()) else 'output' if 'cell-outputs' in cls.split() else None
         self._stack.append((tag, role))
     def handle_endtag(self, tag):
         if tag in ('script', 'style', 'annotation'): self._skip = max(0, self._skip-1)

@@ -291,15 +291,33 @@ def module_twin(sym):
             except Exception: return None
     return None
 
+def _inherited_init(sym) -> bool:
+    "A class whose constructor is not written in Python (an exception keeping `BaseException`'s `*args`, a NamedTuple)."
+    import inspect
+    return inspect.isclass(sym) and not inspect.isfunction(getattr(sym, '__init__', None))
+
+def _field_docments(cls) -> dict:
+    "A NamedTuple's fields with the comment after each (fastcore's docments reads field comments of dataclasses only)."
+    import inspect, io, textwrap, tokenize
+    try: src = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError): return {}
+    notes = {t.start[0]: t.string.lstrip('#').strip() for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.COMMENT}
+    hints, defaults = getattr(cls, '__annotations__', {}), getattr(cls, '_field_defaults', {})
+    return {n.target.id: dict(anno=hints.get(n.target.id, inspect.Parameter.empty), docment=notes.get(n.lineno),
+                              default=defaults.get(n.target.id, inspect.Parameter.empty), kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for n in ast.parse(src).body[0].body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+
 def _docments(sym):
     from fastcore.docments import docments
-    try: dm = docments(sym, full=True, returns=True)
+    if _inherited_init(sym):   # a NamedTuple: its fields; an exception without its own __init__: no parameters to explain
+        return _field_docments(sym) if hasattr(sym, '_fields') else {}
+    try: dm = docments(sym, full=True, returns=True, args_kwargs=True)
     except Exception: dm = {}
     if not any((v or {}).get('docment') for v in dm.values()):  # defined in a notebook cell: read the module's twin
         twin = module_twin(sym)
         if twin is not None and twin is not sym:
             try:
-                dm2 = docments(twin, full=True, returns=True)
+                dm2 = docments(twin, full=True, returns=True, args_kwargs=True)
                 if any((v or {}).get('docment') for v in dm2.values()): dm = dm2
             except Exception: pass
     return dm
@@ -316,7 +334,7 @@ def doc_card_markdown(r):
     is_cls = inspect.isclass(sym)
     dm = _docments(sym)
     params = {k: v for k, v in dm.items() if k not in ('self', 'cls', 'return')}
-    if is_cls and not params and r.sig is not None:
+    if is_cls and not params and r.sig is not None and not _inherited_init(sym):
         params = {k: dict(anno=p.annotation, default=p.default, docment=None, kind=p.kind) for k, p in r.sig.parameters.items()}
     ret = dm.get('return') or {}
     def one(k, v):
@@ -492,7 +510,8 @@ def _markdown_class():
 
 # TeX maths becomes MathML at build time (browsers draw MathML natively: no MathJax, no network).
 _re_code_span = re.compile(r'(^```.*?^```[ \t]*$|^~~~.*?^~~~[ \t]*$|`[^`\n]*`)', re.S | re.M)
-_re_math = re.compile(r'(?<![\\$])\$\$(.+?)\$\$|(?<![\\$\w])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?!\d)', re.S)
+# inline maths may wrap onto the next line (as in pandoc), never across a blank line
+_re_math = re.compile(r'(?<![\\$])\$\$(.+?)\$\$|(?<![\\$\w])\$(?![\s$])((?:[^$\n]|\n(?![ \t]*\n))+?)(?<![\s\\])\$(?!\d)', re.S)
 # Quarto/pandoc link attributes, as in nbdev's show_doc "source" link: [text](url){key="v" .class}
 _re_link_attrs = re.compile(r'\[([^\]\n]+)\]\(([^)\s]+)\)\{([^}\n]*)\}')
 _re_mathml_text = re.compile(r'(<(mi|mo|mn|mtext|ms)\b[^>]*>)([^<]*)(</\2>)')
