@@ -1024,6 +1024,14 @@ def add_result_figure(body:str, src:str):
     at = heads[1] if len(heads) > 1 else len(body)
     return body[:at] + fig + '\n' + body[at:]
 
+def drop_dead_anchors(pages:list):
+    "A link to an anchor its page does not have (prose naming a private helper, which gets no card) points at the page itself."
+    ids = {p['html']: set(re.findall(r'\bid="([^"]+)"', p['body'])) for p in pages}
+    def fix(m):
+        page, frag = m.group(1), m.group(2)
+        return m.group(0) if page not in ids or frag in ids[page] else f'href="{page}"'
+    for p in pages: p['body'] = re.sub(r'href="([\w.-]+\.html)#([^"]+)"', fix, p['body'])
+
 def dir_size(path:Path): return sum(f.stat().st_size for f in path.rglob('*') if f.is_file())
 
 # ---------------------------------------------------------------------------------------------
@@ -1077,6 +1085,7 @@ def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_
         report['pages'][name] = dict(src=src.name, explorers=body.count('<div class="mask-explorer"'), explorers_stored=count_explorers(stored),
                                      not_stored=f.get('not_stored'), math_errors=[dict(e) for e in md.math_errors],
                                      seconds=round(f['seconds'], 1), slowest=f.get('slowest', []))
+    drop_dead_anchors(pages)
     sweep = nbs/'images'/SWEEP_FIGURE
     if sweep.exists():  # the main result, once the sweep has produced its figure: on the index page
         for p in pages:
