@@ -139,7 +139,7 @@ def check_compile(device, tiny, work):
 
 def check_demo(device, tiny, work):
     from semmae_edu.demo import run_demo
-    budget = (dict(n_train=96, n_test=40, epochs=2, batch_size=32, amt_start_epoch=1, part_steps=10, probe_epochs=10, finetune_epochs=1)
+    budget = (dict(n_train=96, n_test=40, epochs=2, batch_size=32, amt_start_epoch=1, part_steps=10, n_finetune=96, finetune_epochs=1, finetune_from=1)
               if tiny else dict(epochs=10))
     m = run_demo(work / 'demo', **budget, device=str(device), progress=False)
     return dict(budget=budget, probe_cls={k: round(v['probe_cls'], 4) for k, v in m['methods'].items() if v.get('probe_cls') is not None},

@@ -45,7 +45,7 @@ def tiny_sweep(tmp):
     out = Path(tmp) / 'sweep'
     methods = ('random', 'semmae', 'pixels', 'untrained', 'scratch')
     rows = run_sweep(out, budgets=(1, 2), methods=methods, seeds={m: 1 for m in methods}, progress=False,
-                     n_train=64, n_test=40, probe_epochs=3, finetune_epochs=1, part_steps=3)
+                     n_train=64, n_test=40, n_finetune=64, finetune_epochs=1, finetune_from=1, part_steps=3)
     saved = json.loads((out / 'sweep.json').read_text())
     return dict(rows=drop_timings(rows), saved=drop_timings(saved), png=sha(out / 'sweep.png'))
 
@@ -54,7 +54,7 @@ def committed_sweep(tmp):
     out = Path(tmp) / 'committed'
     shutil.copytree(ROOT / 'bench' / 'sweep' / 'cells', out / 'cells')
     sweep = json.loads((ROOT / 'bench' / 'sweep.json').read_text())
-    write_sweep(out, sweep['budgets'], sweep['point'])
+    write_sweep(out, sweep['budgets'], sweep.get('config') or sweep['point'])
     return dict(json_equal=(out / 'sweep.json').read_text() == (ROOT / 'bench' / 'sweep.json').read_text(),
                 png_equal=sha(out / 'sweep.png') == sha(ROOT / 'bench' / 'sweep.png'),
                 reading=sweep_reading(sweep), reading_full=sweep_reading(sweep, full=True))
@@ -68,7 +68,7 @@ def main(out, compare=None):
         rec['pretrain_amt'] = pretrain_losses('amt', tmp, **amt)
         rec['pretrain_semmae'] = pretrain_losses('semmae', tmp)
         m = run_demo(Path(tmp) / 'demo', n_train=128, n_test=64, epochs=3, batch_size=32, amt_start_epoch=1, refresh_every=1,
-                     part_steps=4, probe_epochs=3, finetune_epochs=1, n_pictures=2, progress=False)
+                     part_steps=4, n_finetune=128, finetune_epochs=1, finetune_from=1, n_pictures=2, progress=False)
         rec['demo'] = drop_timings(json.loads((Path(tmp) / 'demo' / 'metrics.json').read_text()))
         rec['demo_figures'] = {p.name: sha(p) for p in sorted((Path(tmp) / 'demo' / 'figures').glob('*.png'))}
         rec['sweep'] = tiny_sweep(tmp)

@@ -202,7 +202,8 @@ def demo_command(out:str=None,            # report folder (default: semmae_demo_
                  n_parts:int=None,        # SemMAE stage 1: parts to learn (default: 6)
                  part_steps:int=None,     # SemMAE stage 1: part-learning steps (default: 300)
                  n_finetune:int=None,     # labelled training images for fine-tuning (default: 1000)
-                 finetune_epochs:int=None,  # fine-tuning epochs, the same for every encoder and for scratch (default: 20)
+                 finetune_epochs:int=None,  # fine-tuning epochs, the same for every encoder and for scratch (default: 60)
+                 finetune_from:int=None,  # fine-tune the methods only at budgets >= this (default: 16, the sweep's rule)
                  device:str=None,         # cpu | cuda (default: cpu)
                  progress:bool=None,      # progress bars (default: on)
                 ) -> int:                 # exit status: 0 done, 2 bad input
@@ -223,13 +224,15 @@ def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep)
                   n_train:int=None,       # training images (default: 8192)
                   n_test:int=None,        # held-out images (default: 2000)
                   n_finetune:int=None,    # labelled training images for fine-tuning (default: 1000)
-                  finetune_epochs:int=None,  # fine-tuning epochs (default: 20)
+                  finetune_epochs:int=None,  # fine-tuning epochs (default: 60)
+                  finetune_from:int=None, # fine-tune the methods at budgets >= this (default: 16)
                   part_steps:int=None,    # SemMAE stage 1 steps (default: 300)
                   device:str=None,        # cpu | cuda (default: cpu)
                   progress:bool=None,     # one line per finished cell (default: on)
                  ) -> int:                # exit status: 0 done, 2 bad input
     "Budgets x seeds x methods on the synthetic testbed, resumable: writes sweep.json and sweep.png (run it again to continue a stopped sweep)."
     point = {k: v for k, v in dict(data=data, n_train=n_train, n_test=n_test, n_finetune=n_finetune, finetune_epochs=finetune_epochs,
+                                   finetune_from=finetune_from,
                                    part_steps=part_steps).items() if v is not None}
     try:
         methods = _names(methods) if methods else SWEEP_METHODS

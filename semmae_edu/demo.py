@@ -45,7 +45,11 @@ def _check_args(methods, epochs, seed, device, point, strategy_kw):
         raise ValueError(f"methods must be a non-empty subset of {', '.join(METHODS)} without repeats, "
                          f"got {','.join(map(str, methods))!r}")
     check_int('epochs', epochs, 1); check_int('seed', seed, 0)
-    for k in ('n_test', 'finetune_epochs', 'part_steps', 'batch_size'): check_int(k, point[k], 1)
+    for k in ('n_test', 'finetune_epochs', 'finetune_from', 'part_steps', 'batch_size'): check_int(k, point[k], 1)
+    if point['finetune_epochs'] != POINT['finetune_epochs'] and epochs < point['finetune_from']:   # no silent no-op
+        raise ValueError(f"finetune_epochs={point['finetune_epochs']} cannot take effect: the methods are fine-tuned at "
+                         f"budgets >= finetune_from ({point['finetune_from']}) and epochs={epochs}; "
+                         f"set finetune_from={epochs} (not the sweep's point) or epochs={point['finetune_from']}")
     check_int('n_parts', point['n_parts'], 2)
     check_int('n_train', point['n_train'], max(point['batch_size'], 20), ' (at least max(batch_size, 20))')
     check_int('n_finetune', point['n_finetune'], 1, f" and <= n_train ({point['n_train']})")
@@ -98,6 +102,9 @@ def _notes(methods, epochs, seed, point, parts) -> list:
         notes.append("HPM: its loss 'final_loss' is the pixel loss alone (the relative loss of its predictor is logged apart); the "
                      "teacher's share of the masked set grows from 0 to 0.5 over the run, its EMA at the official lag in epochs; "
                      "its masks in the pictures are drawn by the teacher its run trained.")
+    if epochs < point['finetune_from']:
+        notes.append(f"Fine-tuned: only scratch at this budget; the sweep fine-tunes the methods at budgets >= "
+                     f"{point['finetune_from']} epochs ({point['finetune_epochs']} epochs of fine-tuning each, as scratch).")
     notes.append("One seed: a difference smaller than the seed-to-seed spread (chapter 10d's sweep) is not separated from seed noise, which does not make the two equal.")
     return notes
 
@@ -152,6 +159,7 @@ def run_demo(out='semmae_demo_report',     # report folder (refused if not empty
              part_steps:int=POINT['part_steps'],
              n_finetune:int=POINT['n_finetune'],  # labelled training images for fine-tuning
              finetune_epochs:int=POINT['finetune_epochs'],
+             finetune_from:int=POINT['finetune_from'],  # fine-tune the methods only at budgets >= this (the sweep's rule)
              data:str=POINT['data'],       # the generator (synthetic.VARIANTS)
              amt_start_epoch:int=None,     # AMT: first attention-driven epoch (default: epochs / 20, at least 1)
              refresh_every:int=None,       # AMT: epochs between refreshes (default: epochs / 20, at least 1)
@@ -163,7 +171,8 @@ def run_demo(out='semmae_demo_report',     # report folder (refused if not empty
             ) -> dict:                     # the metrics (also in metrics.json)
     "Pre-train the micro MAE with each masking under one budget, evaluate it and the baselines, write the report once."
     point = dict(data=data, n_train=n_train, n_test=n_test, batch_size=batch_size, norm_pix_loss=norm_pix_loss,
-                 n_parts=n_parts, part_steps=part_steps, n_finetune=n_finetune, finetune_epochs=finetune_epochs)
+                 n_parts=n_parts, part_steps=part_steps, n_finetune=n_finetune, finetune_epochs=finetune_epochs,
+                 finetune_from=finetune_from)
     strategy_kw = amt_options(amt_start_epoch, refresh_every, amt_throw, amt_throw_ratio)
     methods = _check_args(methods, epochs, seed, device, point, strategy_kw)
     out = _check_out(out, overwrite)

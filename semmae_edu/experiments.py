@@ -54,7 +54,8 @@ POINT = dict(data='synthetic-shared',  # the testbed (chapter 00a): parts, not p
              n_parts=6,            # SemMAE stage 1: K
              part_steps=300,       # SemMAE stage 1: steps (batch 64)
              n_finetune=1000,      # labelled training images for fine-tuning (the first ones): the low-label regime
-             finetune_epochs=20)   # the fine-tuning recipe, the same for every encoder and for `scratch`
+             finetune_epochs=60,   # the fine-tuning recipe, the same for every encoder and for `scratch` (converged)
+             finetune_from=16)     # fine-tune the cells of budgets >= this (the longest: the gate's and the primary family's)
 PROBE = 'converged L-BFGS logistic probe (lbfgs_probe: L2 chosen on a held-out 20 % of the training images, refit on all)'
 FINETUNE = dict(blr=4e-3, layer_decay=0.75, warmup_epochs=1, drop_path=0.0, batch_size=64)   # the short recipe
 
@@ -320,7 +321,8 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
         numbers |= {col: stage1[key] for col, key in PART_SCORES.items()}
     parts = stage1['parts'] if stage1 else None
     r = pre(method, run_dir, parts=parts, n_parts=point['n_parts'] if stage1 else None)
-    numbers |= evaluate_model(r['model'], train, test, progress=progress, finetune_epochs=point['finetune_epochs'],
+    ft = point['finetune_epochs'] if epochs >= point['finetune_from'] else 0       # 0: probes and k-NN only
+    numbers |= evaluate_model(r['model'], train, test, progress=progress, finetune_epochs=ft,
                               seed=seed, device=device, n_finetune=point['n_finetune'])
     numbers |= dict(final_loss=r['losses'][-1], pretrain_seconds=r['seconds'])
     learned = _learned_pixels(stage1['learner'], test.tensors()['image']) if stage1 else None

@@ -10,7 +10,7 @@ from semmae_edu.sweep import run_cell
 
 THREADS = 1   # one intra-op thread (tests/conftest.py)
 
-TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, part_steps=10, n_finetune=96, finetune_epochs=1, n_pictures=3, progress=False)
+TINY = dict(n_train=96, n_test=40, epochs=2, batch_size=32, part_steps=10, n_finetune=96, finetune_epochs=1, finetune_from=1, n_pictures=3, progress=False)
 
 @pytest.mark.slow
 def test_demo_tiny_report(tmp_path):
@@ -53,7 +53,7 @@ def _numbers(row:dict) -> dict:
                                              pytest.param(('colormae', 'hpm'), 2, marks=pytest.mark.slow)])
 def test_demo_rows_are_the_sweeps_cells(tmp_path, methods, epochs):
     "A demo is one point of the sweep: at a tiny budget, every number of every row equals the sweep's cell of that point."
-    budget = dict(n_train=32, n_test=10, batch_size=32, part_steps=2, n_finetune=32, finetune_epochs=1)
+    budget = dict(n_train=32, n_test=10, batch_size=32, part_steps=2, n_finetune=32, finetune_epochs=1, finetune_from=1)
     m = run_demo(tmp_path / 'demo', methods=methods, epochs=epochs, seed=0, n_pictures=2, progress=False, **budget)
     shown = dict(zip(methods, methods)) | {'untrained': 'untrained', 'scratch': 'scratch', 'pixels': 'raw pixels'}
     assert list(m['methods']) == list(shown.values())
@@ -101,3 +101,9 @@ def test_cli_demo_help_lists_choices(capsys):
     from semmae_edu import cli
     assert cli.main(['demo', '--help']) == 0
     assert '{low,middle}' in capsys.readouterr().out
+
+def test_finetune_epochs_that_cannot_take_effect_are_refused(tmp_path):
+    "No silent no-op: the methods are fine-tuned at budgets >= finetune_from, so a changed recipe below it is refused."
+    with pytest.raises(ValueError, match='cannot take effect'):
+        run_demo(tmp_path / 'demo', epochs=2, finetune_epochs=5, progress=False)
+    assert not (tmp_path / 'demo').exists()                              # refused before any work

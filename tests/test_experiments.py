@@ -7,7 +7,7 @@ from semmae_edu.alignment import ALIGNMENT_COLUMNS
 from semmae_edu.train import STRATEGIES
 
 THREADS = 1   # one intra-op thread (tests/conftest.py)
-TINY = dict(n_train=32, n_test=16, batch_size=32, probe_epochs=2, finetune_epochs=1, part_steps=2)
+TINY = dict(n_train=32, n_test=16, batch_size=32, n_finetune=32, finetune_epochs=1, finetune_from=1, part_steps=2)
 
 def test_every_method_has_a_registered_recipe():
     assert {'colormae', 'hpm'} <= set(METHODS) and all(RECIPES[m][0] in STRATEGIES for m in METHODS)

@@ -109,7 +109,7 @@ def test_t_quantiles_equal_scipys():
 def test_semmae_cell_without_random_weights(tmp_path):
     "A random cell committed without its weights (a new machine): SemMAE's stage 1 trains the same random run again."
     import shutil
-    point = dict(n_train=64, n_test=40, n_finetune=64, finetune_epochs=1, part_steps=2)
+    point = dict(n_train=64, n_test=40, n_finetune=64, finetune_epochs=1, finetune_from=1, part_steps=2)
     kept = run_cell('random', 1, 0, tmp_path / 'a', point)
     shutil.rmtree(tmp_path / 'a' / 'runs')                             # only cells/ survives, as in the repository
     row = run_cell('semmae', 1, 0, tmp_path / 'a', point)

@@ -44,15 +44,25 @@ def main():
     ap.add_argument('--ft-all', action='store_true', help='fine-tune at every budget (default: the longest only)')
     ap.add_argument('--seeds', type=int, default=5); ap.add_argument('--quiet-rate', type=float, default=450.)
     ap.add_argument('--json', default='')
+    ap.add_argument('--library', action='store_true',
+                    help="the library's sweep: semmae_edu.experiments' BUDGETS (epochs of n_train), POINT and n_seeds, "
+                         "fine-tuning at the longest budget (finetune_from)")
     a = ap.parse_args()
+    seeds = lambda m: a.seeds
+    if a.library:
+        from semmae_edu.experiments import BUDGETS, POINT, n_seeds
+        a.n_train, a.n_test, a.batch = POINT['n_train'], POINT['n_test'], POINT['batch_size']
+        a.n_ft, a.ft_epochs, a.ft_all = POINT['n_finetune'], POINT['finetune_epochs'], False   # budgets >= finetune_from: the longest
+        a.budgets = ','.join(str(E * a.n_train // a.batch) for E in BUDGETS)
+        seeds = n_seeds
     r = measured()
     budgets = [int(s) for s in a.budgets.split(',')]
     rows, total = [], 0.
     for m in METHODS:
         for s in budgets:
             c = cell_seconds(m, s, r, a, s == max(budgets))
-            rows.append(dict(method=m, steps=s, **c)); total += a.seeds * c['total']
-    base = a.seeds * ((a.n_train + a.n_test) / r['inference'] + a.n_train * r['probe_s_per_img']        # untrained
+            rows.append(dict(method=m, steps=s, seeds=seeds(m), **c)); total += seeds(m) * c['total']
+    base = seeds('pixels') * ((a.n_train + a.n_test) / r['inference'] + a.n_train * r['probe_s_per_img']        # untrained
                       + a.n_ft * a.ft_epochs / r['finetune'])                                           # scratch
     base += 600.                                                                                        # pixels: one converged probe (deterministic)
     total += base
@@ -63,7 +73,7 @@ def main():
             print(f"{row['method']:12s} {row['steps']:6d} steps: pretrain {row['pretrain']:6.0f}s extra {row['extra']:5.0f}s "
                   f"eval {row['eval']:4.0f}s finetune {row['finetune']:5.0f}s total {row['total']:6.0f}s")
     print(f"baselines {base / 3600:.2f} h; sweep total {total / 3600:.1f} CPU-h loaded, {total / 3600 / q:.1f} CPU-h quiet "
-          f"({len(METHODS)} methods x {len(budgets)} budgets x {a.seeds} seeds)")
+          f"({len(METHODS)} methods x {len(budgets)} budgets x seeds {sorted({row['seeds'] for row in rows})})")
     if a.json:
         Path(a.json).write_text(json.dumps(dict(args=vars(a), rates=r, quiet_factor=q, cells=rows, baselines_s=base,
                                                 total_cpu_h_loaded=total / 3600, total_cpu_h_quiet=total / 3600 / q), indent=1))
