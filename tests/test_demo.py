@@ -91,7 +91,7 @@ def test_failed_demo_leaves_folder_reusable(tmp_path, monkeypatch):
 def test_cli_demo(tmp_path):
     from semmae_edu import cli
     args = ['demo', '--out', str(tmp_path / 'r'), '--methods', 'random', '--n-train', '64', '--n-test', '20', '--epochs', '2',
-            '--batch-size', '32', '--probe-epochs', '2', '--finetune-epochs', '1', '--no-progress']
+            '--batch-size', '32', '--n-finetune', '64', '--finetune-epochs', '1', '--finetune-from', '1', '--no-progress']
     assert cli.main(args) == 0 and (tmp_path / 'r' / 'report.html').is_file()
     assert cli.main(args) == 2                       # the folder is not empty now
     assert cli.main(args + ['--overwrite']) == 0

@@ -7,7 +7,7 @@ from semmae_edu.stats import interval, gain, t975, difference, paired_diff, welc
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ['--budgets', '1,2', '--methods', 'random,pixels,scratch', '--seeds', '2', '--n-train', '64', '--n-test', '40',
-        '--probe-epochs', '2', '--finetune-epochs', '1', '--no-progress']
+        '--n-finetune', '64', '--finetune-epochs', '1', '--finetune-from', '1', '--no-progress']
 
 def _sweep(out, **kw):
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT), MPLBACKEND='Agg')
