@@ -16,7 +16,7 @@ __all__ = ['NOISE_COLOURS', 'HARD_SCHEDULES', 'OFFICIAL_EMA', 'OFFICIAL_STEPS_PE
            'HPMStrategy', 'strategy_steps']
 
 # %% ../nbs/09_zoo.ipynb #68992cd6
-from .masking import MaskPlan, random_masking
+from .masking import MaskPlan, random_masking, RandomStrategy
 from .checks import check_ratio, check_int, check_images
 from .data import AugmentedItems, normalize
 from .synthetic import SyntheticParts
@@ -114,7 +114,7 @@ def colormae_masking(windows:Tensor,       # [N, h, w] or [N, L] one noise windo
     return random_masking(noise=-windows.flatten(1).float(), mask_ratio=mask_ratio)   # lowest -value = strongest first
 
 # %% ../nbs/09_zoo.ipynb #15b64dde
-class ColorMAEStrategy:
+class ColorMAEStrategy(RandomStrategy):   # its dataset wrapper and (no) epoch hook are random masking's
     "ColorMAE: the patches where a window of filtered noise is strongest stay visible; MAE's count, no parameters, no data."
     name = 'colormae'
     def __init__(self,
@@ -131,10 +131,6 @@ class ColorMAEStrategy:
         self.bank_size, self.pattern_size, self.seed = bank_size, pattern_size, seed
         self.bank = colour_noise(bank_size, pattern_size, colour, sigma, torch.Generator().manual_seed(seed))  # [B, S, S]
 
-    def wrap_dataset(self, dataset, transform=None):
-        "The items, through the joint `transform` (ColorMAE reads nothing from them)."
-        return AugmentedItems(dataset, transform)
-    def epoch_start(self, epoch:int, n_epochs:int, model=None, dataset=None): pass
     def __call__(self,
                  batch:dict,          # collated items; batch['image'] [N, C, H, W]
                  patch_size:int,
