@@ -296,14 +296,17 @@ def sweep_config(sweep:dict # the content of a sweep.json
         c['probe'] = ("MAE's BatchNorm + linear head, SGD, " + f"{c['probe_epochs']} epochs" if 'probe_epochs' in c else 'linear')
     return c
 
-def _reading_head(rows:list, cfg:dict, budgets:list) -> str:
+def _reading_head(rows:list, cfg:dict, budgets:list, sweep:dict) -> str:
     "What the reading is read from (data, test set and its sampling error, probe, cells, budgets) and what an interval means."
     done = [E for E in budgets if _complete(rows, E)]
     complete = 'complete: ' + ', '.join(map(str, done)) if done else 'none complete yet'
     n_train, n_test = cfg.get('n_train', '?'), cfg.get('n_test')
+    declared, seeds = sweep.get('budgets') or budgets, sweep.get('seeds')   # the planned grid (newer sweep.json files)
+    cells = f"{len(rows)} of {len(declared) * sum(seeds.values())} planned cells" if seeds else f"{len(rows)} cells"
+    ran = '' if list(declared) == list(budgets) else f"; cells so far at {', '.join(map(str, budgets))}"
     said = (f"From `bench/sweep.json`: the micro MAE pre-trained on {_count(n_train)} {_setting(cfg['data'])} images for each "
             f"budget, evaluated on {_count(n_test) if n_test is not None else 'an unrecorded number of'} held-out images "
-            f"(linear probe: {_setting(cfg['probe'])}); {len(rows)} cells, budgets {', '.join(map(str, budgets))} epochs "
+            f"(linear probe: {_setting(cfg['probe'])}); {cells}, budgets {', '.join(map(str, declared))} epochs{ran} "
             f"({complete}).")
     E, who, acc = budgets[-1], "random masking's", list(seed_values(rows, 'random', 'probe_mean', budgets[-1]).values())
     if not acc: who, acc = 'the mean', [r['probe_mean'] for r in rows if r['epochs'] == E and r.get('probe_mean') is not None]
@@ -317,16 +320,28 @@ def _reading_head(rows:list, cfg:dict, budgets:list) -> str:
                    "whose interval contains 0 is reported as *not separated*: these seeds do not tell the two apart, which "
                    "does not make them equal.\n")
 
-def gate_reading(rows:list,       # sweep rows: dicts with method, seed, epochs and the metrics
-                 n_test:int=None, # test images the probes were measured on (None: unknown, the gate fails)
-                 gate:dict=GATE   # the rule: pixels_probe, margin, seeds, n_test
-                ) -> str:         # markdown
+def _running(seeds:dict, planned:dict) -> bool:
+    "Has the sweep still to run seeds it planned for one of the gate's sides (at the longest budget)?"
+    return bool(planned) and any(n < planned.get(m, 0) for m, n in seeds.items())
+
+def gate_reading(rows:list,         # sweep rows: dicts with method, seed, epochs and the metrics
+                 n_test:int=None,   # test images the probes were measured on (None: unknown, the gate fails)
+                 gate:dict=GATE,    # the rule: pixels_probe, margin, seeds, n_test
+                 planned:dict=None  # method -> seeds the sweep plans (sweep.json's `seeds`; None: the sweep has ended)
+                ) -> str:           # markdown
     "The testbed's gate at the longest budget, condition by condition with each difference's interval; random's flattening."
-    g = testbed_gate(rows, n_test, gate); ok = lambda c: 'passes' if g['checks'][c] else '**fails**'
-    req = f"required ≥ {100 * gate['margin']:+.0f} points with the interval above 0"
+    g = testbed_gate(rows, n_test, gate)
     px = g['pixels']
     seeds = {m: len(seed_values(rows, m, k, g['epochs'])) for m, k in (('random', 'probe_mean'), ('pixels', 'probe_mean'), ('scratch', 'finetune'))}
-    verdict = ("**it passes**: MAE demonstrably learns here, and the primary family below answers the question." if g['passed'] else
+    pending = _running(seeds, planned) and g['checks']['n_test']   # seeds still to come: only the test set can fail it now
+    def ok(c):
+        if not pending or c == 'n_test': return 'passes' if g['checks'][c] else '**fails**'
+        if c == 'seeds': return f"not yet, the sweep plans {', '.join(f'{m} {planned.get(m, 0)}' for m in seeds)}"
+        return f"not decided yet (so far it {'passes' if g['checks'][c] else 'fails'})"
+    req = f"required ≥ {100 * gate['margin']:+.0f} points with the interval above 0"
+    verdict = ("**not decided yet**: the sweep is still running the gate's seeds, so the primary family and everything "
+               "after it are the sweep as it stands, not an answer." if pending else
+               "**it passes**: MAE demonstrably learns here, and the primary family below answers the question." if g['passed'] else
                "**it fails**, so this sweep cannot tell the masks apart: the primary family and everything after it are "
                "reported for the record, not as an answer.")
     lines = [f"**The testbed's gate** at {g['epochs']} epochs, the longest budget (masks are compared only where MAE "
@@ -384,8 +399,9 @@ def sweep_reading(sweep:dict,          # the content of a sweep.json
                  ) -> str:             # markdown
     "The reading of a sweep, every number computed from it: the gate, the primary family, then per budget (exploratory)."
     rows, cfg = sweep['rows'], sweep_config(sweep)
+    if not rows: return "From `bench/sweep.json`: no cell of the sweep has finished yet.\n"
     budgets = sorted({r['epochs'] for r in rows})
-    parts = [_reading_head(rows, cfg, budgets), gate_reading(rows, cfg.get('n_test')), primary_reading(rows), _EXPLORATORY]
+    parts = [_reading_head(rows, cfg, budgets, sweep), gate_reading(rows, cfg.get('n_test'), planned=sweep.get('seeds')), primary_reading(rows), _EXPLORATORY]
     if not full:
         tab = sweep_table(rows, 'probe_mean')
         tab = {E: tab.get(E, {}) for E in budgets}

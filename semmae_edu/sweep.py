@@ -104,14 +104,17 @@ def sweep_rows(out # a sweep folder (its cells/*.json)
     rows = [json.loads(p.read_text()) for p in sorted((Path(out) / 'cells').glob('*-e*-s*.json'))]
     return sorted(rows, key=lambda r: (r['epochs'], r['seed'], SWEEP_METHODS.index(r['method'])))
 
-def write_sweep(out,              # the sweep folder
-                budgets=BUDGETS,  # the budgets declared in sweep.json
-                point:dict=None   # the sweep's other settings (default POINT)
+def write_sweep(out,                    # the sweep folder
+                budgets=BUDGETS,        # the budgets declared in sweep.json
+                point:dict=None,        # the sweep's other settings (default POINT)
+                methods=SWEEP_METHODS,  # the methods declared in sweep.json
+                seeds:dict=None         # method -> number of seeds (default `n_seeds`)
                ) -> Path:
-    "sweep.json (settings + rows of the finished cells) and sweep.png in the sweep folder."
+    "sweep.json (settings, the planned grid, rows of the finished cells) and sweep.png in the sweep folder."
     out = Path(out); rows = sweep_rows(out)
+    plan = {m: (seeds or {}).get(m, n_seeds(m)) for m in methods}   # the reading tells a running sweep from a short one
     _write_json(out / 'sweep.json', dict(config=POINT | dict(probe=PROBE) | (point or {}), finetune=FINETUNE,
-                                         budgets=list(budgets), rows=rows))
+                                         budgets=list(budgets), seeds=plan, rows=rows))
     if rows:
         fig = plot_sweep(rows)
         fig.savefig(out / 'sweep.png', dpi=110, bbox_inches='tight')   # the book's 110 dpi, ~890 px: the docs' text column, unscaled
@@ -150,7 +153,7 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
         for k, (m, E, s) in enumerate(todo):
             t = time.perf_counter()
             run_cell(m, E, s, out, point, device)
-            write_sweep(out, budgets, point)
+            write_sweep(out, budgets, point, methods, seeds)
             if progress: print(f"[{k + 1}/{len(todo)}] {m} epochs={E} seed={s}: {time.perf_counter() - t:.0f} s",
                                flush=True)
     else:
@@ -162,6 +165,6 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
                     jobs = [(m, E, s, str(out), point, device) for m, _, s in wave]
                     for (m, _, s), _row in zip(wave, pool.map(_cell_job, jobs)):
                         if progress: print(f"done: {m} epochs={E} seed={s}", flush=True)
-                    write_sweep(out, budgets, point)
-    write_sweep(out, budgets, point)
+                    write_sweep(out, budgets, point, methods, seeds)
+    write_sweep(out, budgets, point, methods, seeds)
     return sweep_rows(out)

@@ -29,6 +29,9 @@ def _seeds(method, key, epochs) -> dict:
 
 def _diff(a:dict, b:dict):
     "a − b as scipy computes it: ttest_rel on the same seeds, else Welch's ttest_ind. (mean, half-width, p, test, n text)."
+    if not a or not b: return (np.nan, np.nan, np.nan, 'no values', f"n={len(a)} vs {len(b)}")
+    if min(len(a), len(b)) < 2:   # no interval: the difference of the means (of the pairs, when the seeds are the same)
+        return (np.mean(list(a.values())) - np.mean(list(b.values())), np.nan, np.nan, 'none', '')
     if set(a) == set(b):
         x, y = np.array([a[s] for s in sorted(a)]), np.array([b[s] for s in sorted(a)])
         res, d = scipy.stats.ttest_rel(x, y), x - y
@@ -42,12 +45,17 @@ def _diff(a:dict, b:dict):
     assert np.isclose((x.mean() - y.mean()) / np.sqrt(va + vb), res.statistic, rtol=1e-12)
     return x.mean() - y.mean(), half, res.pvalue, 'Welch', f"n={len(x)} vs {len(y)}"
 
-def _fmt_diff(d) -> str: return f"{100 * d[0]:+.1f} ± {100 * d[1]:.1f} points ({d[3]}, {d[4]})"
+def _fmt_diff(d) -> str:
+    if d[3] == 'no values': return f"no values ({d[4]})"
+    if d[3] == 'none': return f"{100 * d[0]:+.1f} points (fewer than two seeds: no interval)"
+    return f"{100 * d[0]:+.1f} ± {100 * d[1]:.1f} points ({d[3]}, {d[4]})"
 
 def _fmt_p(p) -> str: return '< 0.001' if p < 0.001 else f"{p:.3f}"
 
 def _mean_interval(v) -> str:
-    v = np.array(list(v)); h = scipy.stats.t.ppf(0.975, len(v) - 1) * scipy.stats.sem(v)
+    v = np.array(list(v))
+    if len(v) < 2: return f"{v.mean():.3f} (n={len(v)})"
+    h = scipy.stats.t.ppf(0.975, len(v) - 1) * scipy.stats.sem(v)
     return f"{v.mean():.3f} ± {h:.3f} (n={len(v)})"
 
 def test_reading_cells_equal_the_sweep():
@@ -76,7 +84,10 @@ def test_readme_primary_family_equals_the_sweep():
     rows = [l for l in text.splitlines() if re.match(r'^\| \S+ − random, ', l)]
     declared = [(m, ref, k) for m, ref, k, budget in PRIMARY if budget == 'longest']
     present = [(m, ref, k) for m, ref, k in declared if any(r['method'] == m and r['epochs'] == LONGEST for r in ROWS)]
-    assert len(rows) == len(present) > 0
+    assert len(rows) == len(present)
+    if not present:
+        assert 'None of its methods has cells in this sweep yet.' in text
+        return
     assert f"the {len(present)} comparisons of" in text and f"at {LONGEST} epochs" in text
     diffs = [_diff(_seeds(m, k, LONGEST), _seeds(ref, k, LONGEST)) for m, ref, k in present]
     p = np.array([d[2] for d in diffs]); m = len(p); order = np.argsort(p, kind='stable')
@@ -94,29 +105,42 @@ def test_readme_gate_equals_the_sweep():
     px = _seeds('pixels', 'probe_mean', LONGEST)
     probe = _diff(_seeds('random', 'probe_mean', LONGEST), px)
     ft = _diff(_seeds('random', 'finetune', LONGEST), _seeds('scratch', 'finetune', LONGEST))
-    word = lambda ok: 'passes' if ok else '**fails**'
     beats = lambda d: d[0] >= GATE['margin'] and d[0] - d[1] > 0
     n_test = (SWEEP.get('config') or SWEEP['point'])['n_test']
-    seeds = [len(_seeds('random', 'probe_mean', LONGEST)), len(px), len(_seeds('scratch', 'finetune', LONGEST))]
-    checks = [np.mean(list(px.values())) <= GATE['pixels_probe'], beats(probe), beats(ft), min(seeds) >= GATE['seeds'],
-              n_test >= GATE['n_test']]
-    assert f"- raw pixels' linear probe: {_mean_interval(px.values())}; required ≤ 0.35: {word(checks[0])}." in text
+    sides = dict(random=len(_seeds('random', 'probe_mean', LONGEST)), pixels=len(px), scratch=len(_seeds('scratch', 'finetune', LONGEST)))
+    seeds = list(sides.values())
+    checks = [bool(px) and np.mean(list(px.values())) <= GATE['pixels_probe'], beats(probe), beats(ft),
+              min(seeds) >= GATE['seeds'], n_test >= GATE['n_test']]
+    plan = SWEEP.get('seeds') or {}
+    pending = any(n < plan.get(m, 0) for m, n in sides.items()) and checks[4]   # the sweep still runs the gate's seeds
+    def word(ok, seeds_line=False):
+        if not pending: return 'passes' if ok else '**fails**'
+        if seeds_line: return 'not yet, the sweep plans ' + ', '.join(f"{m} {plan.get(m, 0)}" for m in sides)
+        return f"not decided yet (so far it {'passes' if ok else 'fails'})"
+    px_said = _mean_interval(px.values()) if px else 'no cells'
+    assert f"- raw pixels' linear probe: {px_said}; required ≤ 0.35: {word(checks[0])}." in text
     assert f"- random − pixels on the linear probe: {_fmt_diff(probe)}; required ≥ +10 points with the interval above 0: {word(checks[1])}." in text
     assert f"- random − scratch fine-tuned: {_fmt_diff(ft)}; required ≥ +10 points with the interval above 0: {word(checks[2])}." in text
-    assert f"- seeds: random {seeds[0]}, pixels {seeds[1]}, scratch {seeds[2]}; required ≥ 5 on every side: {word(checks[3])}." in text
-    assert f"- test images: {n_test:,}; required ≥ 2,000: {word(checks[4])}." in text
-    assert ('**it passes**' if all(checks) else '**it fails**') in text
-    prev = sorted({r['epochs'] for r in ROWS})[-2]
-    flat = _diff(_seeds('random', 'probe_mean', LONGEST), _seeds('random', 'probe_mean', prev))
-    assert f"random's linear probe gains {_fmt_diff(flat)} from {prev} to {LONGEST} epochs" in text
-    acc = np.mean(list(_seeds('random', 'probe_mean', LONGEST).values())); se = np.sqrt(acc * (1 - acc) / n_test)
-    assert f"√(p(1−p)/n) = {100 * se:.1f} points at random masking's probe accuracy {acc:.3f}" in text
+    assert f"- seeds: random {seeds[0]}, pixels {seeds[1]}, scratch {seeds[2]}; required ≥ 5 on every side: {word(checks[3], True)}." in text
+    assert f"- test images: {n_test:,}; required ≥ 2,000: {'passes' if checks[4] else '**fails**'}." in text
+    assert ('**not decided yet**' if pending else '**it passes**' if all(checks) else '**it fails**') in text
+    budgets = sorted({r['epochs'] for r in ROWS})
+    if len(budgets) > 1 and min(len(_seeds('random', 'probe_mean', E)) for E in budgets[-2:]) >= 2:
+        prev = budgets[-2]
+        flat = _diff(_seeds('random', 'probe_mean', LONGEST), _seeds('random', 'probe_mean', prev))
+        assert f"random's linear probe gains {_fmt_diff(flat)} from {prev} to {LONGEST} epochs" in text
+    else: assert "random's linear probe gains" not in text
+    acc = list(_seeds('random', 'probe_mean', LONGEST).values()); who = "random masking's"
+    if not acc: acc, who = [r['probe_mean'] for r in ROWS if r['epochs'] == LONGEST and r.get('probe_mean') is not None], 'the mean'
+    acc = np.mean(acc); se = np.sqrt(acc * (1 - acc) / n_test)
+    assert f"√(p(1−p)/n) = {100 * se:.1f} points at {who} probe accuracy {acc:.3f}" in text
     assert f"±{100 * scipy.stats.norm.ppf(0.975) * se:.1f} points at 95 %" in text
 
-def test_committed_sweep_fails_the_gate_plainly():
-    "The committed sweep (the old testbed) fails the gate, and the reading says so before any comparison of masks."
+def test_gate_verdict_comes_first():
+    "The reading says whether the gate passes, fails or is not decided yet before any comparison of masks."
     text = _readme_reading()
-    assert text.index('**it fails**, so this sweep cannot tell the masks apart') < text.index('**The primary family**')
+    verdicts = [v for v in ('**it passes**', '**it fails**', '**not decided yet**') if v in text]
+    assert len(verdicts) == 1 and text.index(verdicts[0]) < text.index('**The primary family**')
 
 def _variants():
     "The committed sweep and cut-down versions of it (one budget, fewer seeds, one seed, no baselines)."

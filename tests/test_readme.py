@@ -39,3 +39,10 @@ def test_every_module_says_what_it_holds():
         doc = ast.get_docstring(ast.parse(f.read_text(encoding='utf-8')))
         assert doc and f.read_text(encoding='utf-8').startswith('"""'), f'{f.name} does not open with a docstring'
         assert 1 <= len(doc.splitlines()) <= 3, f.name
+
+def test_sweep_settings_in_the_readme_are_the_codes():
+    "The README names the sweep's budgets and training-set size as `experiments` declares them."
+    from semmae_edu.experiments import BUDGETS, POINT
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    said = ', '.join(map(str, BUDGETS[:-1])) + f" and {BUDGETS[-1]} epochs of {POINT['n_train']:,} images (`experiments.BUDGETS`)"
+    assert said in ' '.join(readme.split()), said

@@ -37,7 +37,9 @@ def test_sweep_resumes_after_kill(tmp_path):
     for name, (mtime, text) in done.items():                              # finished cells were kept, not recomputed
         f = out / 'cells' / name
         assert f.stat().st_mtime_ns == mtime and f.read_text() == text
-    assert json.loads((out / 'sweep.json').read_text())['rows'] == rows and (out / 'sweep.png').is_file()
+    saved = json.loads((out / 'sweep.json').read_text())
+    assert saved['rows'] == rows and (out / 'sweep.png').is_file()
+    assert saved['seeds'] == {m: 2 for m in ('random', 'pixels', 'scratch')} and saved['budgets'] == [1, 2]   # the planned grid
     # the same sweep without the kill gives the same numbers
     fresh = tmp_path / 'fresh'
     assert _sweep(fresh).wait(timeout=600) == 0
