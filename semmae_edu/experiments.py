@@ -13,9 +13,10 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'BUDGET_FREE', 'RECIPES', 'POINT', 'PROBE', 'FINETUNE',
-           'BUDGETS', 'DATA', 'METRICS', 'ROW_COLUMNS', 'PART_SCORES', 'n_seeds', 'sweep_data', 'normalized',
-           'pretrain_method', 'learn_parts', 'finetune_model', 'probe', 'evaluate_model', 'pixel_baseline',
-           'untrained_mae', 'Cell', 'cell_row', 'baseline_numbers', 'final_alignment', 'compute_cell', 'final_plans']
+           'BUDGETS', 'DATA', 'METRICS', 'START_COLUMNS', 'ROW_COLUMNS', 'PART_SCORES', 'n_seeds', 'sweep_data',
+           'normalized', 'pretrain_method', 'learn_parts', 'finetune_model', 'probe', 'evaluate_model',
+           'pixel_baseline', 'untrained_mae', 'Cell', 'cell_row', 'baseline_numbers', 'final_alignment',
+           'start_alignment', 'compute_cell', 'final_plans']
 
 # %% ../nbs/10_experiments.ipynb #9dc21813
 from .synthetic import VARIANTS
@@ -234,7 +235,8 @@ def untrained_mae(seed:int=0): # the run seed whose initial weights to build
 
 # %% ../nbs/10_experiments.ipynb #2483dfeb
 METRICS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou', 'kmeans_miou', 'grid_miou')
-ROW_COLUMNS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'attention_iou', 'attention_chance') + ALIGNMENT_COLUMNS
+START_COLUMNS = tuple(f'start_{k}' for k in ALIGNMENT_COLUMNS)   # where the masks fall at the start of training
+ROW_COLUMNS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'attention_iou', 'attention_chance') + ALIGNMENT_COLUMNS + START_COLUMNS
 PART_SCORES = dict(part_miou='miou', kmeans_miou='kmeans_miou', grid_miou='grid_miou',   # row column -> learn_parts key
                    part_nmi='nmi', kmeans_nmi='kmeans_nmi', grid_nmi='grid_nmi', part_seconds='seconds')
 
@@ -276,9 +278,10 @@ def baseline_numbers(method:str,       # one of BUDGET_FREE: pixels | untrained 
     raise ValueError(f"method must be one of {BUDGET_FREE}, got {method!r}")
 
 # %% ../nbs/10_experiments.ipynb #cf31a10b
-def _last_epoch(method:str, model, batch:dict, epochs:int, learned=None, n_parts:int=None, kw:dict=None, trained=None) -> tuple:
-    """(strategy, collated batch): `method`'s strategy as it stands in its last epoch for the images of `batch`: the run's own when
-    it trained something (HPM's teacher), else built from the registry for these images (AMT, AttMask: `model`'s attention on them)."""
+def _strategy_at(method:str, model, batch:dict, epoch:int, epochs:int, learned=None, n_parts:int=None, kw:dict=None, trained=None) -> tuple:
+    """(strategy, collated batch): `method`'s strategy as it stands in `epoch` of `epochs` for the images of `batch`: the run's own
+    when it trained something (HPM's teacher), else built from the registry for these images (AMT, AttMask: `model`'s attention
+    on them; HPM: a teacher as initialised, attached to `model`)."""
     imgs = batch['image']; N, _, H, W = imgs.shape
     p = model.patch_size
     tensors = {k: v for k, v in batch.items() if isinstance(v, Tensor)}
@@ -290,7 +293,8 @@ def _last_epoch(method:str, model, batch:dict, epochs:int, learned=None, n_parts
         context = dict(n_items=N, grid=(H // p, W // p), patch_size=p, epochs=epochs,
                        image_transform=functools.partial(normalize, mean=DATA.mean, std=DATA.std))
         s = make_strategy(name, context, **(recipe | (kw or {})))
-    s.epoch_start(epochs - 1, epochs, model, items)   # AMT, AttMask: the trained encoder's maps; SemMAE: the last λ; HPM: the last share
+        if hasattr(s, 'attach'): s.attach(model)       # HPM before training: its teacher as initialised
+    s.epoch_start(epoch, epochs, model, items)   # AMT, AttMask: `model`'s maps; SemMAE: that epoch's λ; HPM: that epoch's share
     wrapped = s.wrap_dataset(items, None)
     return s, torch.utils.data.default_collate([wrapped[i] for i in range(N)])
 
@@ -308,12 +312,25 @@ def final_alignment(method:str,     # one of METHODS
                     n_parts:int=None,  # K of `learned`
                     kw:dict=None,   # options beyond the method's RECIPES entry
                     strategy=None,  # the strategy its run ended with (needed for 'hpm')
+                    epoch:int=None, # the epoch whose plans to draw (None: the last, epochs - 1)
                    ) -> dict:       # ALIGNMENT_COLUMNS -> float (choice_on_object None for a strategy that ranks nothing)
-    "Where `method`'s last-epoch plans fall on held-out images: chapter 09a's fields for the cell's row."
+    "Where `method`'s plans of one epoch (the last by default) fall on held-out images: chapter 09a's fields for the cell's row."
     t = test_set.tensors()
-    s, b = _last_epoch(method, model, t, epochs, learned, n_parts, kw, strategy)
+    s, b = _strategy_at(method, model, t, epochs - 1 if epoch is None else epoch, epochs, learned, n_parts, kw, strategy)
     plan = s(b, model.patch_size, torch.Generator().manual_seed(seed))
     return alignment_fields(plan, t, model.patch_size, DATA.n_parts, ranking_scores(s, b, model.patch_size))
+
+def start_alignment(method:str,     # one of METHODS
+                    test_set,       # held-out images of the point's data
+                    epochs:int,     # its budget (SemMAE's λ and HPM's share follow it)
+                    seed:int=0,     # the cell's seed: the initial weights (as `pretrain` builds them) and the plans' generator
+                    learned=None,   # 'semmae': [N, H, W] the learned part of every pixel of test_set
+                    n_parts:int=None,  # K of `learned`
+                    kw:dict=None,   # options beyond the method's RECIPES entry
+                   ) -> dict:       # START_COLUMNS -> float
+    "Where `method`'s plans fall in its first epoch (epoch 0, the encoder and HPM's teacher as initialised): START_COLUMNS."
+    f = final_alignment(method, untrained_mae(seed), test_set, epochs, seed, learned, n_parts, kw, epoch=0)
+    return {f'start_{k}': v for k, v in f.items()}
 
 # %% ../nbs/10_experiments.ipynb #fc3e010a
 def compute_cell(method:str,      # one of SWEEP_METHODS
@@ -349,8 +366,9 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
                               seed=seed, device=device, n_finetune=point['n_finetune'])
     numbers |= dict(final_loss=r['losses'][-1], pretrain_seconds=r['seconds'])
     learned = _learned_pixels(stage1['learner'], test.tensors()['image']) if stage1 else None
-    numbers |= final_alignment(method, r['model'], test, epochs, seed, learned, point['n_parts'] if stage1 else None,
-                               (strategy_kw or {}).get(method), r['strategy'])
+    k = point['n_parts'] if stage1 else None
+    numbers |= final_alignment(method, r['model'], test, epochs, seed, learned, k, (strategy_kw or {}).get(method), r['strategy'])
+    numbers |= start_alignment(method, test, epochs, seed, learned, k, (strategy_kw or {}).get(method))
     row = cell_row(method, epochs, seed, numbers, time.perf_counter() - t0)
     return Cell(row, r['model'], r['losses'], stage1['learner'] if stage1 else None, r['strategy'])
 
@@ -369,6 +387,6 @@ def final_plans(models:dict,        # method -> its trained MaskedAutoencoder
     for m, model in models.items():
         trained = (strategies or {}).get(m)
         if (m == 'semmae' and learned is None) or (m == 'hpm' and trained is None): continue
-        s, b = _last_epoch(m, model, batch, epochs, learned, n_parts, (strategy_kw or {}).get(m), trained)
+        s, b = _strategy_at(m, model, batch, epochs - 1, epochs, learned, n_parts, (strategy_kw or {}).get(m), trained)
         plans[m] = s(b, model.patch_size, torch.Generator().manual_seed(seed))
     return plans
