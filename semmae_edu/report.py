@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt
 import torch
 
 # %% auto #0
-__all__ = ['figures', 'results_table', 'write_report', 'plot_sweep', 'budget_findings', 'sweep_config', 'gate_reading',
-           'primary_reading', 'sweep_reading']
+__all__ = ['figures', 'results_table', 'write_report', 'plot_sweep', 'alignment_table', 'budget_findings', 'sweep_config',
+           'gate_reading', 'primary_reading', 'sweep_reading']
 
 # %% ../nbs/10b_report.ipynb #f64a5b2d
 from .data import patch_parts
@@ -264,6 +264,23 @@ def _parts(rows:list, E:int) -> str:
     verdict = _PART_WORDS[_sign(g)]
     return f"SemMAE's learned parts {verdict} k-means on the same tokens: {scores} (paired difference {g[0]:+.3f} ± {g[1]:.3f})."
 
+_ALIGN = dict(mask_on_object='masked on the object', parts_whole='parts masked whole', parts_partly='partly',
+              parts_untouched='not at all', choice_on_object='first choices on the object')
+
+def alignment_table(rows:list, # sweep rows: dicts with method, seed, epochs and the alignment fields (chapter 09a)
+                    E:int      # the budget
+                   ) -> str:   # markdown table ('' without alignment fields)
+    "Where each masking method's masks fall on the held-out images, start → end of training: means over its seeds."
+    def cell(rs, k):
+        mean = lambda key: (lambda v: sum(v) / len(v) if v else None)([r[key] for r in rs if r.get(key) is not None])
+        a, b = mean('start_' + k), mean(k)
+        return '–' if b is None else f"{b:.3f}" if a is None else f"{a:.3f} → {b:.3f}"
+    by = {m: [r for r in rows if r['method'] == m and r['epochs'] == E and r.get('mask_on_object') is not None] for m in METHODS}
+    by = {m: rs for m, rs in by.items() if rs}
+    if not by: return ''
+    return _md_table(f"start → end, {E} epochs", list(_ALIGN.values()) + ['n'],
+                     {m: [cell(rs, k) for k in _ALIGN] + [str(len(rs))] for m, rs in by.items()})
+
 def budget_findings(rows:list, # sweep rows: dicts with method, seed, epochs and the metrics
                     E:int      # the budget (epochs) the sentences are about
                    ) -> list:  # markdown sentences
@@ -273,6 +290,7 @@ def budget_findings(rows:list, # sweep rows: dicts with method, seed, epochs and
     found = [_pixels_vs_best(rows, E, tab['probe_mean'], pre),
              _probe_gains(rows, E, pre, 'random', 'random masking'),
              _probe_gains(rows, E, pre, 'untrained', 'the untrained encoder'),
+             _probe_gains(rows, E, pre, 'colormae', "ColorMAE's clumped masks that know nothing (the clumping control)"),
              _finetune_gains(rows, E, pre, tab['finetune']),
              _attention(tab['attention_mass'], tab['attention_chance'], pre),
              _parts(rows, E)]
@@ -413,5 +431,8 @@ def sweep_reading(sweep:dict,          # the content of a sweep.json
         tabs = {k: sweep_table(rows, k).get(E, {}) for k in _NAMES}
         t = _md_table('method', list(_NAMES.values()), {m: _interval_cells(tabs, m, _NAMES) for m in _methods(tabs.values())})
         state = '' if _complete(rows, E) else ', incomplete: the sweep is still running'
-        parts.append(f"### {E} epochs (exploratory{state})\n\n{t}\n" + ''.join(f"- {s}\n" for s in budget_findings(rows, E)))
+        where = alignment_table(rows, E)
+        where = (f"\nWhere the masks fall on the held-out images (chapter 09a), at the start of training → at its end, means "
+                 f"over seeds:\n\n{where}") if where else ''
+        parts.append(f"### {E} epochs (exploratory{state})\n\n{t}\n" + ''.join(f"- {s}\n" for s in budget_findings(rows, E)) + where)
     return '\n'.join(parts)
