@@ -355,6 +355,7 @@ def gate_reading(rows:list,         # sweep rows: dicts with method, seed, epoch
     def ok(c):
         if not pending or c == 'n_test': return 'passes' if g['checks'][c] else '**fails**'
         if c == 'seeds': return f"not yet, the sweep plans {', '.join(f'{m} {planned.get(m, 0)}' for m in seeds)}"
+        if c in ('probe', 'finetune') and g[c].test == 'none': return "not decided yet (no interval yet)"
         return f"not decided yet (so far it {'passes' if g['checks'][c] else 'fails'})"
     req = f"required ≥ {100 * gate['margin']:+.0f} points with the interval above 0"
     verdict = ("**not decided yet**: the sweep is still running the gate's seeds, so the primary family and everything "
