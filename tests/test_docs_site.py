@@ -318,6 +318,11 @@ def test_no_progress_bars_on_pages(docs_site):
         if lines: hits[name] = lines
     assert not hits, f'progress bars on pages: {hits}'
 
+def test_imports_in_cells_of_their_own(report):
+    "nbdev runs every cell that imports something while it builds the docs, all of it: imports sit in cells of their own."
+    mixed = [n for n in report.get('notes', []) if 'mixes imports' in n]
+    assert not mixed, 'cells that mix imports with other code:\n' + '\n'.join(mixed)
+
 # --- a no-execute build is whole -----------------------------------------------------------------
 
 @pytest.mark.slow

@@ -454,11 +454,13 @@ def execute(files, proc:Path, workers:int=None):
           + ', '.join(f'{n} {f["seconds"]:.0f} s' for n, f in sorted(facts.items(), key=lambda kv: -kv[1]['seconds'])))
     return facts
 
-def process(files, proc:Path):
-    "nbdev's processing of every notebook, in this process (one interpreter: the imports are paid once)."
+def process(files, proc:Path) -> list:
+    "nbdev's processing of every notebook, in this process (one interpreter: the imports are paid once); returns its notes."
     proc.mkdir(parents=True, exist_ok=True)
+    notes = []
     for f in files:
-        for line in process_one(f, proc/f.name, proc): print(line)
+        for line in process_one(f, proc/f.name, proc): print(line); notes.append(line)
+    return notes
 
 # ---------------------------------------------------------------------------------------------
 # Step 2: rendering
@@ -1057,7 +1059,7 @@ def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_
         if times: (proc/'times.json').write_bytes(times)   # the full build's order, kept for the next one
         facts, to_process = {f.name: dict(seconds=0.0, not_stored=None, slowest=[]) for f in files}, files
     t_exec = time.perf_counter()
-    process(to_process, proc)
+    notes = process(to_process, proc)
     t1 = time.perf_counter()
 
     if out.exists(): shutil.rmtree(out)
@@ -1070,7 +1072,7 @@ def build(nbs=ROOT/'nbs', out=ROOT/'_docs', proc=ROOT/'_proc', max_mb:float=MAX_
         nbmeta.append((src, nb, fm, name))
     site = Site(out, {src.name: name for src, _, _, name in nbmeta}, cfg.get('title', cfg.lib_name),
                 cfg.doc_host + cfg.doc_baseurl, cfg.get('git_url', ''), repo_home(), cfg.get('branch', 'main'))
-    pages, report = [], dict(mode='full' if execute_cells else 'no-execute', repo=site.repo, pages={})
+    pages, report = [], dict(mode='full' if execute_cells else 'no-execute', repo=site.repo, pages={}, notes=notes)
     for src, nb, fm, name in nbmeta:
         md = MarkdownRenderer()
         lang = ((nb.get('metadata') or {}).get('kernelspec') or {}).get('language') or 'python'
