@@ -366,9 +366,9 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
                               seed=seed, device=device, n_finetune=point['n_finetune'])
     numbers |= dict(final_loss=r['losses'][-1], pretrain_seconds=r['seconds'])
     learned = _learned_pixels(stage1['learner'], test.tensors()['image']) if stage1 else None
-    k = point['n_parts'] if stage1 else None
-    numbers |= final_alignment(method, r['model'], test, epochs, seed, learned, k, (strategy_kw or {}).get(method), r['strategy'])
-    numbers |= start_alignment(method, test, epochs, seed, learned, k, (strategy_kw or {}).get(method))
+    k, kw = (point['n_parts'] if stage1 else None), (strategy_kw or {}).get(method)
+    numbers |= final_alignment(method, r['model'], test, epochs, seed, learned, k, kw, r['strategy'])
+    numbers |= start_alignment(method, test, epochs, seed, learned, k, kw)
     row = cell_row(method, epochs, seed, numbers, time.perf_counter() - t0)
     return Cell(row, r['model'], r['losses'], stage1['learner'] if stage1 else None, r['strategy'])
 

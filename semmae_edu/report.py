@@ -272,9 +272,8 @@ def alignment_table(rows:list, # sweep rows: dicts with method, seed, epochs and
                    ) -> str:   # markdown table ('' without alignment fields)
     "Where each masking method's masks fall on the held-out images, start → end of training: means over its seeds."
     def cell(rs, k):
-        mean = lambda key: (lambda v: sum(v) / len(v) if v else None)([r[key] for r in rs if r.get(key) is not None])
-        a, b = mean('start_' + k), mean(k)
-        return '–' if b is None else f"{b:.3f}" if a is None else f"{a:.3f} → {b:.3f}"
+        a, b = (interval(r.get(key) for r in rs)[0] for key in ('start_' + k, k))   # nan where no row has the field
+        return '–' if b != b else f"{b:.3f}" if a != a else f"{a:.3f} → {b:.3f}"
     by = {m: [r for r in rows if r['method'] == m and r['epochs'] == E and r.get('mask_on_object') is not None] for m in METHODS}
     by = {m: rs for m, rs in by.items() if rs}
     if not by: return ''
