@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, dataclasses, inspect, json, re, sys
 from pathlib import Path
-from typing import Literal, Optional, get_args, get_origin
+from typing import Literal, get_args, get_origin
 
 # %% auto #0
 __all__ = ['STRATEGY_OPTIONS', 'PRETRAIN_FLAGS', 'CHOICES', 'FLAGS', 'SECTIONS', 'DEMO_FLAGS', 'SWEEP_FLAGS', 'COMMANDS', 'USAGE',
@@ -249,7 +249,6 @@ def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep)
         if seeds is not None:
             if seeds < 1: raise ValueError(f"seeds must be >= 1, got {seeds}")
             kw['seeds'] = {m: seeds for m in methods}
-        if device is not None: train.pick_device(device, train.DistInfo())
         run_sweep(out or 'semmae_sweep', workers=workers or 1, device=device or 'cpu', progress=True if progress is None else progress,
                   **kw, **point)
     except (ValueError, TypeError) as e:

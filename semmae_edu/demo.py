@@ -4,19 +4,17 @@
 
 # %% ../nbs/10c_demo.ipynb #30f752ba
 from __future__ import annotations
-import re, shutil, time
+import shutil, time
 from pathlib import Path
-import torch
 
 # %% auto #0
 __all__ = ['BASELINE_NAMES', 'REPORT_FILES', 'amt_options', 'run_demo']
 
 # %% ../nbs/10c_demo.ipynb #e2db4aed
 from .checks import check_int
-from .synthetic import VARIANTS
-from .train import make_strategy, pick_device, DistInfo
+from .train import make_strategy
 from .experiments import (METHODS, DEFAULT_METHODS, RECIPES, POINT, FINETUNE, BUDGETS, sweep_data, untrained_mae,
-                                    compute_cell)
+                                    compute_cell, check_point, check_device)
 from .report import figures, write_report
 
 # %% ../nbs/10c_demo.ipynb #500ff731
@@ -48,22 +46,12 @@ def _check_args(methods, epochs, seed, device, point, strategy_kw):
         raise ValueError(f"methods must be a non-empty subset of {', '.join(METHODS)} without repeats, "
                          f"got {','.join(map(str, methods))!r}")
     check_int('epochs', epochs, 1); check_int('seed', seed, 0)
-    for k in ('n_test', 'finetune_epochs', 'finetune_from', 'part_steps', 'batch_size'): check_int(k, point[k], 1)
+    check_point(point)
     if point['finetune_epochs'] != POINT['finetune_epochs'] and epochs < point['finetune_from']:   # no silent no-op
         raise ValueError(f"finetune_epochs={point['finetune_epochs']} cannot take effect: the methods are fine-tuned at "
                          f"budgets >= finetune_from ({point['finetune_from']}) and epochs={epochs}; "
                          f"set finetune_from={epochs} (not the sweep's point) or epochs={point['finetune_from']}")
-    check_int('n_parts', point['n_parts'], 2)
-    check_int('n_train', point['n_train'], max(point['batch_size'], 20), ' (at least max(batch_size, 20))')
-    check_int('n_finetune', point['n_finetune'], 1, f" and <= n_train ({point['n_train']})")
-    if point['n_finetune'] > point['n_train']:
-        raise ValueError(f"n_finetune must be <= n_train ({point['n_train']}), got {point['n_finetune']}")
-    if point['data'] not in VARIANTS: raise ValueError(f"data must be one of {', '.join(VARIANTS)}, got {point['data']!r}")
-    if not isinstance(device, str) or not re.fullmatch(r'cpu|cuda(:\d+)?', device):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    pick_device(device, DistInfo())                                   # cuda on a machine without a GPU
-    if ':' in device and int(device.split(':')[1]) >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    check_device(device)
     for m in methods:
         name, kw = RECIPES[m]
         context = dict(n_items=point['n_train'], grid=(8, 8), patch_size=4, epochs=epochs)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_experiments.ipynb #8848a8d8
 from __future__ import annotations
-import functools, tempfile, time
+import functools, re, tempfile, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +14,9 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'BUDGET_FREE', 'RECIPES', 'POINT', 'PROBE', 'FINETUNE',
            'BUDGETS', 'DATA', 'METRICS', 'START_COLUMNS', 'ROW_COLUMNS', 'PART_SCORES', 'n_seeds', 'sweep_data',
-           'normalized', 'pretrain_method', 'learn_parts', 'finetune_model', 'probe', 'evaluate_model',
-           'pixel_baseline', 'untrained_mae', 'Cell', 'cell_row', 'baseline_numbers', 'final_alignment',
-           'start_alignment', 'compute_cell', 'final_plans']
+           'normalized', 'check_point', 'check_device', 'pretrain_method', 'learn_parts', 'finetune_model', 'probe',
+           'evaluate_model', 'pixel_baseline', 'untrained_mae', 'Cell', 'cell_row', 'baseline_numbers',
+           'final_alignment', 'start_alignment', 'compute_cell', 'final_plans']
 
 # %% ../nbs/10_experiments.ipynb #9dc21813
 from .synthetic import VARIANTS
@@ -26,7 +26,8 @@ from .part_metrics import matched_miou, nmi, kmeans_parts, grid_parts
 from .evaluate import (extract_features, lbfgs_probe, knn_classify, accuracy, attention_maps,
                                  attention_on_object, fg_patches, finetune)
 from .config import preset
-from .train import pretrain, make_strategy
+from .train import pretrain, make_strategy, pick_device, DistInfo
+from .checks import check_int
 from .checkpoint import read_metrics
 from .train import build_model
 from .alignment import ALIGNMENT_COLUMNS, alignment_fields, ranking_scores
@@ -88,6 +89,34 @@ def normalized(images:Tensor, # [N, 3, H, W] in [0, 1]
               ) -> Tensor:    # [N, 3, H, W] normalised as the encoders see them
     "Images normalised with the data set's mean and std."
     return normalize(images, data.mean, data.std)
+
+# %% ../nbs/10_experiments.ipynb #0fcaee0f
+def check_point(point:dict # settings of the sweep's point, all or some (the rest are POINT's)
+               ) -> dict:  # POINT | point, checked
+    "Every setting of a point checked (names, ints in range, n_finetune <= n_train, a known generator), before any work."
+    unknown = sorted(set(point) - set(POINT))
+    if unknown: raise ValueError(f"unknown setting(s) {unknown}; the sweep's settings are {sorted(POINT)}")
+    point = POINT | point
+    for k in ('n_test', 'finetune_epochs', 'finetune_from', 'part_steps', 'batch_size'): check_int(k, point[k], 1)
+    check_int('n_parts', point['n_parts'], 2)
+    check_int('n_train', point['n_train'], max(point['batch_size'], 20), ' (at least max(batch_size, 20))')
+    check_int('n_finetune', point['n_finetune'], 1, f" and <= n_train ({point['n_train']})")
+    if point['n_finetune'] > point['n_train']:
+        raise ValueError(f"n_finetune must be <= n_train ({point['n_train']}), got {point['n_finetune']}")
+    if not isinstance(point['norm_pix_loss'], bool): raise ValueError(f"norm_pix_loss must be True or False, got {point['norm_pix_loss']!r}")
+    if point['data'] not in VARIANTS: raise ValueError(f"data must be one of {', '.join(VARIANTS)}, got {point['data']!r}")
+    return point
+
+def check_device(device:str # 'cpu', 'cuda' or 'cuda:N'
+                ) -> str:
+    "A device this machine has, or a clear error."
+    if not isinstance(device, str) or not re.fullmatch(r'cpu|cuda(:\d+)?', device):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    pick_device(device, DistInfo())                                   # cuda on a machine without a GPU
+    if ':' in device and int(device.split(':')[1]) >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
+
 
 # %% ../nbs/10_experiments.ipynb #3ad7aa97
 @contextmanager

@@ -15,9 +15,9 @@ __all__ = ['provenance', 'run_cell', 'sweep_cells', 'sweep_rows', 'write_sweep',
 
 # %% ../nbs/10d_sweep.ipynb #28d5087b
 from .experiments import (SWEEP_METHODS, BUDGET_FREE, BASELINES, POINT, PROBE, FINETUNE, BUDGETS, n_seeds, untrained_mae,
-                                    baseline_numbers, cell_row, compute_cell)
+                                    baseline_numbers, cell_row, compute_cell, check_point, check_device)
 from .report import plot_sweep
-from .synthetic import VARIANTS
+from .checks import check_int
 import semmae_edu
 from .checkpoint import atomic_write
 
@@ -121,17 +121,35 @@ def write_sweep(out,                    # the sweep folder
         plt.close(fig)
     return out / 'sweep.json'
 
-def _check_grid(budgets, methods, point:dict, workers:int):
+def _check_effect(budgets, methods, given:dict, point:dict):
+    "No silent no-ops: a setting given for the grid that no cell of it would read is refused."
+    trained, longest = [m for m in methods if m not in BUDGET_FREE], max(budgets)
+    if 'finetune_from' in given and not trained:
+        raise ValueError(f"finetune_from={given['finetune_from']} cannot take effect: it picks the budgets at which the "
+                         f"pre-trained methods are fine-tuned, and methods holds none; leave it out or add random to methods")
+    fine_tuned = 'scratch' in methods or (trained and longest >= point['finetune_from'])
+    for k in ('finetune_epochs', 'n_finetune'):
+        if k in given and not fine_tuned:
+            raise ValueError(f"{k}={given[k]} cannot take effect: no cell of this grid fine-tunes (pre-trained methods at "
+                             f"budgets >= finetune_from={point['finetune_from']}, the longest budget is {longest}, and "
+                             f"scratch is not in methods); set finetune_from={longest} or add scratch to methods")
+    for k in ('part_steps', 'n_parts'):
+        if k in given and 'semmae' not in methods:
+            raise ValueError(f"{k}={given[k]} cannot take effect: it sets SemMAE's stage 1 and semmae is not in methods")
+
+def _check_grid(budgets, methods, point:dict, workers:int, seeds:dict, device:str):
+    "Every option of a sweep checked before any work (the CLI names the flags)."
     bad = [m for m in methods if m not in SWEEP_METHODS]
     if bad or not methods: raise ValueError(f"methods must be a non-empty subset of {SWEEP_METHODS}, got {methods!r}")
     if not budgets or any(isinstance(E, bool) or not isinstance(E, int) or E < 1 for E in budgets):
         raise ValueError(f"budgets must be positive ints (epochs), got {budgets!r}")
-    unknown = sorted(set(point) - set(POINT))
-    if unknown: raise ValueError(f"unknown setting(s) {unknown}; the sweep's settings are {sorted(POINT)}")
-    if point.get('data', POINT['data']) not in VARIANTS:
-        raise ValueError(f"data must be one of {', '.join(VARIANTS)}, got {point['data']!r}")
+    _check_effect(budgets, methods, point, check_point(point))
+    for m, n in (seeds or {}).items():
+        if m not in methods: raise ValueError(f"seeds names {m!r}, which is not in methods {tuple(methods)}")
+        check_int('seeds', n, 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    check_device(device)
 
 def run_sweep(out,                     # sweep folder (created; finished cells in it are kept and skipped)
               budgets=BUDGETS,         # pre-training epochs
@@ -143,7 +161,7 @@ def run_sweep(out,                     # sweep folder (created; finished cells i
               **point,                 # overrides of POINT (data, n_train, n_test, n_finetune, finetune_epochs, ...)
              ) -> list:                # the rows of all cells
     "Budgets x seeds x methods, resumable: each finished cell is one JSON; a killed sweep continues where it stopped."
-    _check_grid(budgets, methods, point, workers)
+    _check_grid(budgets, methods, point, workers, seeds, device)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cells = sweep_cells(tuple(budgets), tuple(methods), seeds)
     todo = sorted((c for c in cells if not _cell_path(out, *c).exists()), key=lambda c: -c[1])   # the longest budget first
