@@ -126,16 +126,16 @@ def _check_effect(budgets, methods, given:dict, point:dict):
     trained, longest = [m for m in methods if m not in BUDGET_FREE], max(budgets)
     if 'finetune_from' in given and not trained:
         raise ValueError(f"finetune_from={given['finetune_from']} cannot take effect: it picks the budgets at which the "
-                         f"pre-trained methods are fine-tuned, and methods holds none; leave it out or add random to methods")
+                         f"pre-trained methods are fine-tuned, and `methods` holds none; leave it out or add random to `methods`")
     fine_tuned = 'scratch' in methods or (trained and longest >= point['finetune_from'])
     for k in ('finetune_epochs', 'n_finetune'):
         if k in given and not fine_tuned:
             raise ValueError(f"{k}={given[k]} cannot take effect: no cell of this grid fine-tunes (pre-trained methods at "
                              f"budgets >= finetune_from={point['finetune_from']}, the longest budget is {longest}, and "
-                             f"scratch is not in methods); set finetune_from={longest} or add scratch to methods")
+                             f"scratch is not in `methods`); set finetune_from={longest} or add scratch to `methods`")
     for k in ('part_steps', 'n_parts'):
         if k in given and 'semmae' not in methods:
-            raise ValueError(f"{k}={given[k]} cannot take effect: it sets SemMAE's stage 1 and semmae is not in methods")
+            raise ValueError(f"{k}={given[k]} cannot take effect: it sets SemMAE's stage 1 and semmae is not in `methods`")
 
 def _check_grid(budgets, methods, point:dict, workers:int, seeds:dict, device:str):
     "Every option of a sweep checked before any work (the CLI names the flags)."
@@ -145,7 +145,7 @@ def _check_grid(budgets, methods, point:dict, workers:int, seeds:dict, device:st
         raise ValueError(f"budgets must be positive ints (epochs), got {budgets!r}")
     _check_effect(budgets, methods, point, check_point(point))
     for m, n in (seeds or {}).items():
-        if m not in methods: raise ValueError(f"seeds names {m!r}, which is not in methods {tuple(methods)}")
+        if m not in methods: raise ValueError(f"seeds names {m!r}, which is not in `methods` {tuple(methods)}")
         check_int('seeds', n, 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")

@@ -52,6 +52,25 @@ def test_sweep_bad_input(tmp_path):
     from semmae_edu import cli
     assert cli.main(['sweep', '--out', str(tmp_path / 's'), '--budgets', '10,x']) == 2 and not (tmp_path / 's').exists()
 
+def test_sweep_refuses_settings_without_effect(tmp_path, capsys):
+    "A setting no cell of the grid reads is refused before any work, naming the flags (no silent no-ops)."
+    from semmae_edu import cli
+    out = str(tmp_path / 's')
+    cases = [(['--budgets', '4,8', '--methods', 'random,pixels', '--finetune-epochs', '30'],
+              '--finetune-epochs=30 cannot take effect', 'set --finetune-from=8 or add scratch to `--methods`'),
+             (['--methods', 'pixels,untrained', '--finetune-from', '4'], '--finetune-from=4 cannot take effect', ''),
+             (['--methods', 'random', '--part-steps', '50'], '--part-steps=50 cannot take effect', 'semmae is not in `--methods`'),
+             (['--n-finetune', '9000'], '--n-finetune must be <= --n-train (8192)', ''),
+             (['--device', 'gpu'], "--device must be 'cpu', 'cuda' or 'cuda:N'", '')]
+    for args, *words in cases:
+        assert cli.main(['sweep', '--out', out] + args) == 2, args
+        err = capsys.readouterr().err
+        assert all(w in err for w in words), err
+        assert not (tmp_path / 's').exists()
+    # with scratch in the grid, --finetune-epochs takes effect (scratch is fine-tuned at every budget): not refused here
+    from semmae_edu.sweep import _check_grid
+    _check_grid((4, 8), ('random', 'scratch'), dict(finetune_epochs=30), 1, None, 'cpu')
+
 def test_interval_and_gain():
     m, h, n = interval([0.5, 0.7])
     lo, hi = scipy.stats.t.interval(0.95, 1, loc=0.6, scale=scipy.stats.sem([0.5, 0.7]))
