@@ -4,8 +4,9 @@ Runs `pretrain` (random, amt with amt_start_epoch=1/refresh_every=1, semmae) for
 small SyntheticParts set with a fixed seed, a tiny `run_demo` (its metrics and the bytes of its figures), a tiny
 resumable sweep (its rows and figure), the sweep's reading of the committed bench/sweep.json, and bench/sweep.json
 regenerated from the committed cells; every loss and metric is written (timings left out).
-The baseline is re-recorded whenever results are meant to change (last: evaluate's one warm-up convention, issue 20,
-which changes the fine-tuning numbers only; recorded on the shared 2-core CPU machine the project is developed on);
+The baseline is re-recorded whenever results are meant to change (last: the testbed's point of issue 18, which
+changes the demo's and the tiny sweep's numbers, and the committed sweep's cells, which change `committed_sweep`
+whenever cells land; recorded on the shared 2-core CPU machine the project is developed on);
 a refactor must then reproduce it exactly. Floats are compared exactly, so a
 baseline holds on the machine (CPU, torch build) that recorded it: to check a refactor elsewhere, record the untouched
 code there first and compare with that.
