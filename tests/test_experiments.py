@@ -2,7 +2,7 @@
 the held-out images (chapter 09a's fields), the strategies that rank patches with `choice_on_object`; baselines leave them None."""
 import math
 import pytest
-from semmae_edu.experiments import compute_cell, final_plans, sweep_data, METHODS, RECIPES
+from semmae_edu.experiments import compute_cell, cell_row, final_plans, sweep_data, METHODS, RECIPES
 from semmae_edu.alignment import ALIGNMENT_COLUMNS
 from semmae_edu.train import STRATEGIES
 
@@ -26,5 +26,12 @@ def test_rows_say_where_masks_fall(method):
         assert final_plans({'hpm': cell.model}, batch, 2, strategies={'hpm': cell.strategy})['hpm'].counts['masked'] == 48
 
 def test_baseline_rows_have_no_masks():
+    "A baseline's numbers carry no alignment fields; its row fills them with None (the quick form of the test below)."
+    row = cell_row('pixels', 2, 0, dict(probe_mean=0.5, knn=0.4), 1.0)
+    assert all(row[k] is None for k in ALIGNMENT_COLUMNS) and row['probe_mean'] == 0.5
+
+@pytest.mark.slow
+def test_baseline_cell_has_no_masks():
+    "The same through a whole pixels cell (a minute: the probe's L2 search on 32 separable images runs L-BFGS to its cap)."
     row = compute_cell('pixels', 2, 0, TINY).row
     assert all(row[k] is None for k in ALIGNMENT_COLUMNS)
