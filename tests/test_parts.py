@@ -7,6 +7,7 @@ baseline; two part-learner seeds on the same encoder, the mean with a margin and
 Measured over 2 encoders × 4 seeds with this setting: mIoU 0.065–0.095 against the grid's 0.047. Run: `pytest -q tests/test_parts.py`.
 """
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,16 @@ def test_bad_input():
     with pytest.raises(ValueError, match='same shape'): matched_miou(torch.zeros(4, dtype=torch.long), torch.zeros(5, dtype=torch.long), 2, 2)
     with pytest.raises(ValueError, match='same shape'): nmi(torch.zeros(4, dtype=torch.long), torch.zeros(2, 2, dtype=torch.long))
     with pytest.raises(TypeError, match='integer'): nmi(torch.zeros(4), torch.zeros(4))
+
+
+def test_parts_choices_rerun_matches_the_chapters_run():
+    "bench/parts_choices.json's default run, seed 0, is chapter 05's run: the same scores as the chapter's stored table."
+    import json, re
+    root = Path(__file__).resolve().parents[1]
+    choices = json.loads((root / 'bench/parts_choices.json').read_text())
+    row = next(r for r in choices['variants'] if r['variant'] == 'default' and r['seed'] == 0)
+    nb = json.loads((root / 'nbs/05_parts.ipynb').read_text())
+    table = next(''.join(o['text']) for c in nb['cells'] if c['cell_type'] == 'code'
+                 for o in c.get('outputs', []) if 'learned parts (ours)' in ''.join(o.get('text', '')))
+    shown = {k: float(re.search(k + r'\s+([\d.]+)', table).group(1)) for k in ('learned parts \\(ours\\)', 'k-means on the tokens', 'fixed grid')}
+    assert list(shown.values()) == [round(row['learned'], 3), round(row['kmeans'], 3), round(row['grid'], 3)], (shown, row)
