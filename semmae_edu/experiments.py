@@ -117,7 +117,6 @@ def check_device(device:str # 'cpu', 'cuda' or 'cuda:N'
         raise ValueError(f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     return device
 
-
 # %% ../nbs/10_experiments.ipynb #3ad7aa97
 @contextmanager
 def _run_folder(out):
