@@ -50,7 +50,7 @@ def _fmt_diff(d) -> str:
     if d[3] == 'none': return f"{100 * d[0]:+.1f} points (fewer than two seeds: no interval)"
     return f"{100 * d[0]:+.1f} ± {100 * d[1]:.1f} points ({d[3]}, {d[4]})"
 
-def _fmt_p(p) -> str: return '< 0.001' if p < 0.001 else f"{p:.3f}"
+def _fmt_p(p) -> str: return '–' if np.isnan(p) else '< 0.001' if p < 0.001 else f"{p:.3f}"
 
 def _mean_interval(v) -> str:
     v = np.array(list(v))
@@ -90,11 +90,13 @@ def test_readme_primary_family_equals_the_sweep():
         return
     assert f"the {len(present)} comparisons of" in text and f"at {LONGEST} epochs" in text
     diffs = [_diff(_seeds(m, k, LONGEST), _seeds(ref, k, LONGEST)) for m, ref, k in present]
-    p = np.array([d[2] for d in diffs]); m = len(p); order = np.argsort(p, kind='stable')
+    # a comparison without a p-value yet (fewer than two seeds) stays in the family at p = 1: it counts in Holm's m
+    p = np.array([1. if np.isnan(d[2]) else d[2] for d in diffs]); m = len(p); order = np.argsort(p, kind='stable')
     holm = np.empty(m); holm[order] = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     names = {'probe_mean': 'linear probe (mean-pooled)', 'finetune': 'fine-tuned'}
     for line, (meth, ref, k), d, q in zip(rows, present, diffs, holm):
-        verdict = 'not separated' if q >= 0.05 else 'better' if d[0] > 0 else 'worse'
+        verdict = ('fewer than two seeds' if d[3] == 'none' else 'not separated' if q >= 0.05 else
+                   'better' if d[0] > 0 else 'worse')
         assert line == f"| {meth} − {ref}, {names[k]} | {_fmt_diff(d)} | {_fmt_p(d[2])} | {_fmt_p(q)} | {verdict} |"
     won = int((holm < 0.05).sum())
     assert (f"none of the {m} is separated" if won == 0 else f"{won} of {m} separated") in text
