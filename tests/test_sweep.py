@@ -115,7 +115,9 @@ def test_primary_family_on_the_committed_sweep():
     E = max(r['epochs'] for r in rows)
     present = [(m, k) for m, ref, k, _ in PRIMARY if any(r['method'] == m and r['epochs'] == E for r in rows)]
     assert [(c['method'], c['key']) for c in fam] == present and all(c['epochs'] == E and c['ref'] == 'random' for c in fam)
-    assert all(c['p_holm'] >= c['diff'].p for c in fam) and all(c['diff'].test == 'paired' for c in fam)
+    for c in fam:   # a method with one seed so far has no test yet: it stays in the family at Holm-adjusted p = 1
+        if c['diff'].n < 2: assert (c['diff'].test, c['p_holm'], c['verdict']) == ('none', 1., 'fewer than two seeds')
+        else: assert c['p_holm'] >= c['diff'].p and c['diff'].test == 'paired'
 
 def test_t_quantiles_equal_scipys():
     "The interval's factor is scipy's Student t for every number of seeds (the typed table it replaces fell back to 1.96 at n >= 12)."
