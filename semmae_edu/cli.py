@@ -246,9 +246,7 @@ def sweep_command(out:str=None,           # sweep folder (default: semmae_sweep)
     try:
         methods = _names(methods) if methods else SWEEP_METHODS
         kw = dict(budgets=_ints(budgets, 'budgets') if budgets else BUDGETS, methods=methods)
-        if seeds is not None:
-            if seeds < 1: raise ValueError(f"seeds must be >= 1, got {seeds}")
-            kw['seeds'] = {m: seeds for m in methods}
+        if seeds is not None: kw['seeds'] = {m: seeds for m in methods}   # run_sweep checks them (>= 1)
         run_sweep(out or 'semmae_sweep', workers=workers or 1, device=device or 'cpu', progress=True if progress is None else progress,
                   **kw, **point)
     except (ValueError, TypeError) as e:
