@@ -54,6 +54,7 @@ def pretrain(preset:str='cpu',            # recipe the other options start from:
              seed:int=None,               # seed of every random choice (data order, augmentation, masks, init)
              out:str=None,                # run folder: config.json, metrics.jsonl, checkpoint.pth, model.pth
              resume:bool=False,           # continue the run in --out from its checkpoint.pth
+             until_epoch:int=None,        # stop after this many epochs, checkpointed (the schedule stays that of --epochs); continue with --resume
              ckpt_every_epochs:int=None,  # checkpoint every N epochs (and at the end)
              ckpt_every_steps:int=None,   # also checkpoint every N optimizer steps (0: off)
              log_every:int=None,          # write a metrics line every N optimizer steps
@@ -61,16 +62,21 @@ def pretrain(preset:str='cpu',            # recipe the other options start from:
             ) -> int:                     # exit status: 0 done, 2 bad input, 3 the loss stopped being finite
     "Pre-train a masked autoencoder with a masking strategy (the loop of chapter 07)."
     opts = dict(locals())
-    flags = PRETRAIN_FLAGS | strategy_flags(strategy)
+    until = opts.pop('until_epoch')                       # an option of this call, not of the recipe
+    flags = PRETRAIN_FLAGS | strategy_flags(strategy) | dict(until_epoch='--until-epoch')
     try:
         cfg, ckpt_path = config_from_args(**opts)
-        result = train.pretrain(cfg, resume=ckpt_path)
+        result = train.pretrain(cfg, resume=ckpt_path, until_epoch=until)
     except (config.ConfigError, checkpoint.CheckpointError) as e:
         print(f"semmae-edu pretrain: error: {flag_words(str(e), flags)}", file=sys.stderr); return 2
     except train.NonFiniteLossError as e:
         print(f"semmae-edu pretrain: stopped: {flag_words(str(e), flags)}", file=sys.stderr); return 3
     if result.out is None: return 0                       # ranks > 0 of a torchrun job say nothing
     if not result.history: print(f"nothing to do: the run in {result.out} had already finished its {cfg.epochs} epochs")
+    elif until is not None and until < cfg.epochs:
+        last = result.history[-1]
+        print(f"stopped as asked after epoch {until}/{cfg.epochs}, step {last['global_step']}, loss {last['loss']:.4f}; "
+              f"checkpoint {result.checkpoint}; continue with: semmae-edu pretrain --out {result.out} --resume")
     else:
         last = result.history[-1]
         print(f"done: epoch {last['epoch'] + 1}/{cfg.epochs}, step {last['global_step']}, loss {last['loss']:.4f}; "
@@ -277,6 +283,7 @@ examples:
   semmae-edu pretrain --strategy hpm --hard-share 0.5 --epochs 3 --out runs/hpm    # HPM's hard patches
   semmae-edu pretrain --preset cifar10 --data-path ~/data/cifar10 --out runs/c10
   semmae-edu pretrain --out runs/c10 --resume          # continue a stopped run exactly
+  semmae-edu pretrain --epochs 100 --until-epoch 20 --out runs/long   # in legs: 20 epochs now, --resume later
   semmae-edu sweep --out sweep --budgets 10,30         # run it again to continue a stopped sweep
   torchrun --nproc_per_node 8 -m semmae_edu.cli pretrain --preset imagenet-vit-b \\
       --data-path /data/imagenet/train --out runs/b16  # one process per GPU

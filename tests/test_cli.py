@@ -132,3 +132,17 @@ def test_new_strategies_run_from_the_command_line(tmp_path):
     state = read_checkpoint(tmp_path / 'hpm')['strategy']['state']
     assert state['share'] == 0.4                                     # 'constant': the share from the first epoch
     assert all('loss_aux' in r for r in read_metrics(tmp_path / 'hpm') if r['kind'] == 'step')
+
+def test_until_epoch_runs_a_recipe_in_legs(tmp_path):
+    "--until-epoch stops with a checkpoint and no model.pth; --resume finishes the same run; a stop that cannot happen is refused."
+    out = str(tmp_path / 'legs')
+    args = ['pretrain', '--n-synthetic', '16', '--batch-size', '8', '--epochs', '2', '--device', 'cpu', '--no-progress', '--out', out]
+    rc, outp, err = call(*args, '--until-epoch', '1')
+    assert rc == 0 and 'stopped as asked after epoch 1/2' in outp and '--resume' in outp, err
+    assert read_checkpoint(out)['epoch'] == 1 and not (tmp_path / 'legs' / 'model.pth').exists()
+    rc, _, err = call('pretrain', '--out', out, '--resume', '--until-epoch', '1', '--no-progress')
+    assert rc == 2 and '--until-epoch=1 cannot take effect: the checkpoint is at epoch 1' in err
+    rc, outp, _ = call('pretrain', '--out', out, '--resume', '--no-progress')
+    assert rc == 0 and 'done: epoch 2/2' in outp and (tmp_path / 'legs' / 'model.pth').exists()
+    rc, _, err = call(*args[:-1], str(tmp_path / 'other'), '--until-epoch', '3')
+    assert rc == 2 and '--until-epoch must be an int in [1, --epochs=2]' in err and not (tmp_path / 'other').exists()

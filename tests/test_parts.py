@@ -4,7 +4,8 @@ The claim of the chapter, asserted with a margin: on `SyntheticParts`, with a fr
 encoder after a short pre-training (30 steps: nearly untrained, to stay fast), part learning lowers
 the reconstruction loss L_r and gives parts whose matched mIoU (and NMI) beat the fixed-grid
 baseline; two part-learner seeds on the same encoder, the mean with a margin and each one outright.
-Measured over 2 encoders × 4 seeds with this setting: mIoU 0.065–0.095 against the grid's 0.047. Run: `pytest -q tests/test_parts.py`.
+The margins (mean mIoU above 1.25 × the grid's, NMI above 1.5 ×) leave room for the spread of 2 encoders × 4 seeds of this
+setting; the scores themselves are printed, not typed here: `pytest -q -s -m slow tests/test_parts.py`.
 """
 import time
 from pathlib import Path
@@ -111,6 +112,8 @@ def test_part_learning_lowers_Lr_and_beats_the_grid(trained):
     assert torch.equal(km.flatten(), kmeans(x.reshape(-1, x.shape[-1]), K, generator=torch.Generator().manual_seed(0))[0])
     _assert_scores(km, Te, K, n_true, m_k, n_k)
     _assert_scores(grid, Te, K, n_true, m_g, n_g)
+    print(f"matched mIoU: learned {', '.join(f'{m:.3f}' for m in ms)}, k-means {m_k:.3f}, grid {m_g:.3f}; "
+          f"NMI: learned {', '.join(f'{n:.3f}' for n in ns)}, k-means {n_k:.3f}, grid {n_g:.3f}")
     assert np.mean(ms) > 1.25 * m_g and min(ms) > m_g, (ms, m_g)
     assert np.mean(ns) > 1.5 * n_g and min(ns) > n_g, (ns, n_g)
 
