@@ -6,6 +6,7 @@
 from __future__ import annotations
 import functools, re, tempfile, time
 from contextlib import contextmanager
+from typing import Callable
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -13,10 +14,10 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['METHODS', 'BASELINES', 'SWEEP_METHODS', 'DEFAULT_METHODS', 'BUDGET_FREE', 'RECIPES', 'POINT', 'PROBE', 'FINETUNE',
-           'BUDGETS', 'DATA', 'METRICS', 'START_COLUMNS', 'ROW_COLUMNS', 'PART_SCORES', 'n_seeds', 'sweep_data',
-           'normalized', 'check_point', 'check_device', 'pretrain_method', 'learn_parts', 'finetune_model', 'probe',
-           'evaluate_model', 'pixel_baseline', 'untrained_mae', 'Cell', 'cell_row', 'baseline_numbers',
-           'final_alignment', 'start_alignment', 'compute_cell', 'final_plans']
+           'BUDGETS', 'DATA', 'METRICS', 'START_COLUMNS', 'MID_COLUMNS', 'ROW_COLUMNS', 'PART_SCORES', 'n_seeds',
+           'sweep_data', 'normalized', 'check_point', 'check_device', 'pretrain_method', 'learn_parts',
+           'finetune_model', 'probe', 'evaluate_model', 'pixel_baseline', 'untrained_mae', 'Cell', 'cell_row',
+           'baseline_numbers', 'final_alignment', 'start_alignment', 'compute_cell', 'final_plans']
 
 # %% ../nbs/10_experiments.ipynb #9dc21813
 from .synthetic import VARIANTS
@@ -28,7 +29,7 @@ from .evaluate import (extract_features, lbfgs_probe, knn_classify, accuracy, at
 from .config import preset
 from .train import pretrain, make_strategy, pick_device, DistInfo
 from .checks import check_int
-from .checkpoint import read_metrics
+from .checkpoint import read_metrics, read_checkpoint
 from .train import build_model
 from .alignment import ALIGNMENT_COLUMNS, alignment_fields, ranking_scores
 
@@ -136,6 +137,7 @@ def pretrain_method(method:str,        # one of METHODS
                     n_parts:int=None,  # 'semmae': K, the number of learned parts
                     strategy_kw:dict=None,  # options for the strategy beyond its RECIPES entry (e.g. AMT's throw_ratio)
                     out=None,          # run folder, kept (a checkpoint there is resumed); None: a temporary one
+                    middle:Callable=None,   # called as middle(model, strategy) after epochs // 2 epochs (epochs >= 2), before the run goes on
                    ) -> dict:          # model, losses (one per optimizer step), seconds, images_per_s, config, strategy
     "Pre-train the micro MAE with one method's masking, the strategy from the training loop's registry (chapter 07)."
     if method not in METHODS: raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -150,15 +152,31 @@ def pretrain_method(method:str,        # one of METHODS
                      warmup_epochs=min(2., epochs / 4), ckpt_every_epochs=max(1, epochs // 3),
                      norm_pix_loss=norm_pix_loss, strategy=strategy, strategy_kw=kw | (strategy_kw or {}))
         resumed = (folder / 'checkpoint.pth').exists()
-        steps = []
-        t0 = time.perf_counter()
-        res = pretrain(cfg, resume=True if resumed else None, train_set=data, on_step=steps.append)
-        sec = time.perf_counter() - t0
+        half = _middle_epoch(middle, epochs, folder if resumed else None)
+        steps, sec = [], 0.
+        for leg in ([half] if half else []) + [None]:   # to the middle (measured there), then on from its checkpoint
+            t0 = time.perf_counter()
+            res = pretrain(cfg, resume=True if resumed or leg is None and half else None, train_set=data,
+                           on_step=steps.append, until_epoch=leg)
+            sec += time.perf_counter() - t0
+            if leg: middle(*_on_cpu(res))
         if resumed:                  # the steps before the checkpoint were logged by an earlier process
             steps = [r for r in read_metrics(folder) if r.get('kind') == 'step']
-    if getattr(res.strategy, 'head', None) is not None: res.strategy.head.cpu()   # HPM's teacher, beside the model
-    return dict(model=res.model.cpu().eval(), losses=[r['loss'] for r in steps], seconds=sec,
-                images_per_s=None if resumed else epochs * len(train_set) / sec, config=cfg, strategy=res.strategy)
+    model, strategy = _on_cpu(res)
+    return dict(model=model, losses=[r['loss'] for r in steps], seconds=sec,
+                images_per_s=None if resumed else epochs * len(train_set) / sec, config=cfg, strategy=strategy)
+
+def _on_cpu(res) -> tuple:
+    "(model, strategy) of a `pretrain` result on the CPU, the model in eval mode (HPM's teacher moves with it)."
+    if getattr(res.strategy, 'head', None) is not None: res.strategy.head.cpu()
+    return res.model.cpu().eval(), res.strategy
+
+def _middle_epoch(middle, epochs:int, resumed_from=None):
+    "The epoch after which `middle` is called (epochs // 2); None without `middle`, for one epoch, or when a resumed run is past it."
+    if middle is None or epochs < 2: return None
+    ck = read_checkpoint(resumed_from) if resumed_from is not None else None
+    if ck is not None and (ck['epoch'], ck['step']) >= (epochs // 2, 0): return None   # that moment is gone: not measured
+    return epochs // 2
 
 # %% ../nbs/10_experiments.ipynb #c5892686
 def learn_parts(mae,                 # a pre-trained MaskedAutoencoder; its encoder is frozen
@@ -264,7 +282,9 @@ def untrained_mae(seed:int=0): # the run seed whose initial weights to build
 # %% ../nbs/10_experiments.ipynb #2483dfeb
 METRICS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'part_miou', 'kmeans_miou', 'grid_miou')
 START_COLUMNS = tuple(f'start_{k}' for k in ALIGNMENT_COLUMNS)   # where the masks fall at the start of training
-ROW_COLUMNS = ('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'attention_iou', 'attention_chance') + ALIGNMENT_COLUMNS + START_COLUMNS
+MID_COLUMNS = tuple(f'mid_{k}' for k in ALIGNMENT_COLUMNS)       # ... in its middle (the plans of epoch epochs // 2)
+ROW_COLUMNS = (('probe_mean', 'probe_cls', 'knn', 'finetune', 'attention_mass', 'attention_iou', 'attention_chance')
+               + ALIGNMENT_COLUMNS + START_COLUMNS + MID_COLUMNS)
 PART_SCORES = dict(part_miou='miou', kmeans_miou='kmeans_miou', grid_miou='grid_miou',   # row column -> learn_parts key
                    part_nmi='nmi', kmeans_nmi='kmeans_nmi', grid_nmi='grid_nmi', part_seconds='seconds')
 
@@ -388,15 +408,19 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
         stage1 = learn_parts(random, train, test, point['n_parts'], point['part_steps'], seed, progress)
         numbers |= {col: stage1[key] for col, key in PART_SCORES.items()}
     parts = stage1['parts'] if stage1 else None
-    r = pre(method, run_dir, parts=parts, n_parts=point['n_parts'] if stage1 else None)
+    learned = _learned_pixels(stage1['learner'], test.tensors()['image']) if stage1 else None
+    k, kw = (point['n_parts'] if stage1 else None), (strategy_kw or {}).get(method)
+    mid = {}
+    def middle(model, strategy):                                  # the plans of epoch epochs // 2, with the weights of that moment
+        f = final_alignment(method, model, test, epochs, seed, learned, k, kw, strategy, epoch=epochs // 2)
+        mid.update({f'mid_{c}': v for c, v in f.items()})
+    r = pre(method, run_dir, parts=parts, n_parts=point['n_parts'] if stage1 else None, middle=middle)
     ft = point['finetune_epochs'] if epochs >= point['finetune_from'] else 0       # 0: probes and k-NN only
     numbers |= evaluate_model(r['model'], train, test, progress=progress, finetune_epochs=ft,
                               seed=seed, device=device, n_finetune=point['n_finetune'])
     numbers |= dict(final_loss=r['losses'][-1], pretrain_seconds=r['seconds'])
-    learned = _learned_pixels(stage1['learner'], test.tensors()['image']) if stage1 else None
-    k, kw = (point['n_parts'] if stage1 else None), (strategy_kw or {}).get(method)
     numbers |= final_alignment(method, r['model'], test, epochs, seed, learned, k, kw, r['strategy'])
-    numbers |= start_alignment(method, test, epochs, seed, learned, k, kw)
+    numbers |= start_alignment(method, test, epochs, seed, learned, k, kw) | mid   # mid: none for a run resumed past its middle
     row = cell_row(method, epochs, seed, numbers, time.perf_counter() - t0)
     return Cell(row, r['model'], r['losses'], stage1['learner'] if stage1 else None, r['strategy'])
 

@@ -270,14 +270,17 @@ _ALIGN = dict(mask_on_object='masked on the object', parts_whole='parts masked w
 def alignment_table(rows:list, # sweep rows: dicts with method, seed, epochs and the alignment fields (chapter 09a)
                     E:int      # the budget
                    ) -> str:   # markdown table ('' without alignment fields)
-    "Where each masking method's masks fall on the held-out images, start → end of training: means over its seeds."
+    "Where each masking method's masks fall on the held-out images, start → middle → end of training: means over its seeds."
+    def mean(rs, key):   # over every seed, or nan (–) when a seed lacks the field: no mean of another set of seeds
+        return float('nan') if any(r.get(key) is None for r in rs) else interval(r[key] for r in rs)[0]
     def cell(rs, k):
-        a, b = (interval(r.get(key) for r in rs)[0] for key in ('start_' + k, k))   # nan where no row has the field
-        return '–' if b != b else f"{b:.3f}" if a != a else f"{a:.3f} → {b:.3f}"
+        a, m, b = (mean(rs, p + k) for p in ('start_', 'mid_', ''))
+        if b != b: return '–'
+        return f"{b:.3f}" if a != a and m != m else ' → '.join('–' if v != v else f"{v:.3f}" for v in (a, m, b))
     by = {m: [r for r in rows if r['method'] == m and r['epochs'] == E and r.get('mask_on_object') is not None] for m in METHODS}
     by = {m: rs for m, rs in by.items() if rs}
     if not by: return ''
-    return _md_table(f"start → end, {E} epochs", list(_ALIGN.values()) + ['n'],
+    return _md_table(f"start → middle → end, {E} epochs", list(_ALIGN.values()) + ['n'],
                      {m: [cell(rs, k) for k in _ALIGN] + [str(len(rs))] for m, rs in by.items()})
 
 def budget_findings(rows:list, # sweep rows: dicts with method, seed, epochs and the metrics
@@ -432,7 +435,7 @@ def sweep_reading(sweep:dict,          # the content of a sweep.json
         t = _md_table('method', list(_NAMES.values()), {m: _interval_cells(tabs, m, _NAMES) for m in _methods(tabs.values())})
         state = '' if _complete(rows, E) else ', incomplete: the sweep is still running'
         where = alignment_table(rows, E)
-        where = (f"\nWhere the masks fall on the held-out images (chapter 09a), at the start of training → at its end, means "
-                 f"over seeds:\n\n{where}") if where else ''
+        where = (f"\nWhere the masks fall on the held-out images (chapter 09a), at the start of training → in its middle (the "
+                 f"plans of epoch epochs // 2) → at its end, means over every seed (– where a seed lacks that moment):\n\n{where}") if where else ''
         parts.append(f"### {E} epochs (exploratory{state})\n\n{t}\n" + ''.join(f"- {s}\n" for s in budget_findings(rows, E)) + where)
     return '\n'.join(parts)

@@ -33,8 +33,15 @@ def provenance(device:str='cpu' # where the cell ran: 'cpu', 'cuda' or 'cuda:N'
     try: commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=10,
                                  cwd=Path(semmae_edu.__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError): commit = None
-    card = torch.cuda.get_device_name(torch.device(device)) if device.startswith('cuda') else (platform.processor() or platform.machine())
+    card = torch.cuda.get_device_name(torch.device(device)) if device.startswith('cuda') else _cpu_name()
     return dict(commit=commit, device=f"{device} ({card}, {os.cpu_count()} cores)", torch=torch.__version__)
+
+def _cpu_name() -> str:
+    "The CPU's model and architecture (Linux: /proc/cpuinfo's 'model name'): last-bit differences between machines come from it."
+    try: model = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), '')
+    except OSError: model = ''
+    arch = platform.processor() or platform.machine()
+    return f"{model}, {arch}" if model else arch
 
 def _cell_path(out, method:str, epochs:int, seed:int) -> Path:
     return Path(out) / 'cells' / f"{method}-e{epochs}-s{seed}.json"

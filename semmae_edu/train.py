@@ -361,6 +361,7 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
              resume=None,                   # a checkpoint file or run folder to continue (True: cfg.out)
              train_set=None,                # use this data set instead of `cfg.data` (items: dicts with 'image' in [0, 1]); a tensor-backed one gets cfg's crop and flip
              on_step:Callable=None,         # called on rank 0 with each step's record
+             until_epoch:int=None,          # stop after this many epochs, checkpointed (the schedule stays cfg.epochs'); None: cfg.epochs
             ) -> PretrainResult:
     "Pre-train an MAE with a masking strategy: the official recipe, resumable bit for bit, on 1 or many processes."
     src = _resume_source(resume, cfg)
@@ -373,6 +374,7 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
         device = pick_device(cfg.device, info)
         mae = build_model(cfg)
         if ckpt: check_resumable(ckpt, cfg, dict(mae.config), batching)
+        until = _check_until(until_epoch, cfg.epochs, ckpt)
         if train_set is None: train_set, transform, plain_set = build_data(cfg)
         else: transform, plain_set = None, train_set
         fast = tensor_backed(train_set)   # stacked tensors: gathered and augmented per batch (TensorBatches), no per-item work
@@ -417,7 +419,7 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
             run.model = torch.compile(run.model)
         # 3. train
         run.t0 = time.perf_counter()
-        for epoch in range(run.epoch, cfg.epochs):
+        for epoch in range(run.epoch, until):
             start = run.step if epoch == run.epoch else 0
             if start == 0:
                 before = _fingerprint(_workers_see(items, strategy)) if cfg.num_workers else None
@@ -427,14 +429,25 @@ def pretrain(cfg:PretrainConfig=None,      # the recipe (default: PretrainConfig
             mean_loss, mean_aux = train_one_epoch(run, epoch, start)
             run.log.write(dict(kind='epoch', epoch=epoch, global_step=run.global_step, loss=mean_loss, **_aux(mean_aux),
                                time=run.elapsed + time.perf_counter() - run.t0))
-            if (epoch + 1) % cfg.ckpt_every_epochs == 0 or epoch + 1 == cfg.epochs: save_checkpoint(run)
+            if (epoch + 1) % cfg.ckpt_every_epochs == 0 or epoch + 1 in (until, cfg.epochs): save_checkpoint(run)
             if cfg.progress and info.is_main:
                 tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {mean_loss:.4f}  lr {run.optimizer.param_groups[0]['lr']:.2e}  "
                            f"{run.elapsed + time.perf_counter() - run.t0:.0f}s")
-        if info.is_main: atomic_save({'model': mae.state_dict()}, out / 'model.pth')
+        if info.is_main and until == cfg.epochs: atomic_save({'model': mae.state_dict()}, out / 'model.pth')   # a finished run's only
         return PretrainResult(model=mae, history=list(run.history), out=out, checkpoint=run.last_checkpoint, strategy=strategy)
     finally:
         if info.started_here and dist.is_initialized(): dist.destroy_process_group()
+
+def _check_until(until_epoch, epochs:int, ckpt:dict=None) -> int:
+    "The epoch to stop after: `until_epoch` checked against the recipe and the checkpoint's position; `epochs` when None."
+    if until_epoch is None: return epochs
+    if isinstance(until_epoch, bool) or not isinstance(until_epoch, int) or not 1 <= until_epoch <= epochs:
+        raise ConfigError(f"until_epoch must be an int in [1, epochs={epochs}] or None, got {until_epoch!r}")
+    at = (ckpt['epoch'], ckpt['step']) if ckpt else (0, 0)
+    if at >= (until_epoch, 0):
+        raise ConfigError(f"until_epoch={until_epoch} cannot take effect: the checkpoint is at epoch {at[0]}, step {at[1]}; "
+                          f"give until_epoch > {at[0]} or leave it out")
+    return until_epoch
 
 def _restore(run:Run, ckpt:dict, src:Path):
     "Load a checkpoint's state into a freshly built run."

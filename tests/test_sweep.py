@@ -139,3 +139,19 @@ def test_semmae_cell_without_random_weights(tmp_path):
     ref = run_cell('semmae', 1, 0, tmp_path / 'b', point)               # the same cell with random's weights at hand
     assert run_cell('random', 1, 0, tmp_path / 'a', point) == kept       # random's row is read, not recomputed
     assert _strip([row]) == _strip([ref])
+
+def test_mid_fields_backfill_equals_the_cells_own(tmp_path):
+    "bench/sweep_mid_fields.py gives a finished cell the middle fields its run measured: by one draw, or by replaying to the middle."
+    import importlib.util
+    from semmae_edu.experiments import MID_COLUMNS, POINT
+    spec = importlib.util.spec_from_file_location('sweep_mid_fields', ROOT / 'bench' / 'sweep_mid_fields.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    point = POINT | dict(n_train=64, n_test=40, n_finetune=64, finetune_epochs=1, finetune_from=1)
+    for method in ('attmask', 'semmae-true'):                      # replayed (reads the weights) / one draw (reads the epoch)
+        row = run_cell(method, 2, 0, tmp_path, point)
+        assert row[MID_COLUMNS[0]] is not None
+        assert mod.mid_fields(row, point) == {k: row[k] for k in MID_COLUMNS}
+    cell = tmp_path / 'cells' / 'attmask-e2-s0.json'
+    cell.write_text(json.dumps({k: v for k, v in json.loads(cell.read_text()).items() if not k.startswith('mid_')}))
+    assert mod.missing(tmp_path) == [cell]
+    with pytest.raises(ValueError, match='learned parts'): mod.mid_fields(dict(method='semmae', epochs=2, seed=0), point)
