@@ -9,16 +9,19 @@ plans do not read the weights (random, block, colormae: none of it; semmae-true:
 moment are not needed, and the fields come from one draw. For those that do (`READ_WEIGHTS`: AMT's and AttMask's attention,
 HPM's teacher) the cell's run is replayed to its middle (`pretrain_method` with the cell's settings, stopped there; one thread,
 as the sweep's workers run) and measured; the run is deterministic on a CPU, so these are the weights the cell had there.
-The cell's other numbers are kept as they are; the row gets `mid_added` (the commit that added the fields). SemMAE's cells
-need the parts learned on random's encoder of the same budget and seed, which this script does not recompute: it stops on them.
+SemMAE's plans read the epoch and the parts its stage 1 learned on random masking's encoder of the same budget and seed: with
+random's weights in the sweep folder (runs/e<E>/s<seed>/random/model.pth) stage 1 is run again and its part scores must equal
+the row's to the last bit (else the parts are not the cell's and the script stops); without them it stops on the cell.
+The cell's other numbers are kept as they are; the row gets `mid_added` (the commit that added the fields).
 """
 import argparse, json, sys
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import torch
-from semmae_edu.experiments import (MID_COLUMNS, METHODS, POINT, final_alignment, pretrain_method, sweep_data,
-                                    untrained_mae)
+from semmae_edu.experiments import (MID_COLUMNS, METHODS, POINT, PART_SCORES, final_alignment, pretrain_method, sweep_data,
+                                    untrained_mae, learn_parts, _learned_pixels)
+from semmae_edu.sweep import _random_model
 from semmae_edu.checkpoint import atomic_write
 from semmae_edu.sweep import provenance
 
@@ -32,13 +35,25 @@ def missing(out:Path) -> list:
     return [p for p in cells if (r := json.loads(p.read_text()))['method'] in METHODS and r['epochs'] >= 2
             and r.get(MID_COLUMNS[0]) is None]
 
-def mid_fields(row:dict, point:dict) -> dict:
-    "MID_COLUMNS of a finished cell's row: one draw, or its run replayed to the middle."
+def _learned(row:dict, point:dict, train, test, out:Path=None):
+    "SemMAE's stage 1 again on random's weights of the cell's budget and seed: the learned part of every test pixel."
+    E, seed = row['epochs'], row['seed']
+    random = _random_model(Path(out) / 'runs' / f"e{E}" / f"s{seed}" / 'random', seed) if out is not None else None
+    if random is None: raise ValueError("SemMAE's middle needs its learned parts: random's weights of this budget and seed are "
+                                        "not in the sweep folder; run its cell again instead")
+    stage1 = learn_parts(random, train, test, point['n_parts'], point['part_steps'], seed, progress=False)
+    if any(stage1[key] != row[col] for col, key in PART_SCORES.items() if col != 'part_seconds'):
+        raise ValueError(f"stage 1 did not reproduce the cell's part scores ({row['method']} e{E} s{seed}): not the cell's parts")
+    return _learned_pixels(stage1['learner'], test.tensors()['image'])
+
+def mid_fields(row:dict, point:dict, out:Path=None) -> dict:
+    "MID_COLUMNS of a finished cell's row: one draw (SemMAE: with its stage 1 run again), or its run replayed to the middle."
     method, E, seed = row['method'], row['epochs'], row['seed']
-    if method == 'semmae': raise ValueError("SemMAE's middle needs its learned parts; run its cell again instead")
     train, test = sweep_data(point['n_train'], point['n_test'], point['data'])
+    learned = _learned(row, point, train, test, out) if method == 'semmae' else None
     def measure(model, strategy=None):
-        f = final_alignment(method, model, test, E, seed, strategy=strategy, epoch=E // 2)
+        f = final_alignment(method, model, test, E, seed, learned, point['n_parts'] if learned is not None else None,
+                            strategy=strategy, epoch=E // 2)
         return {f'mid_{k}': v for k, v in f.items()}
     if method not in READ_WEIGHTS: return measure(untrained_mae(seed))
     got = {}
@@ -59,6 +74,7 @@ if __name__ == '__main__':
     point = POINT | (sweep.get('config') or {})
     for p in todo:
         row = json.loads(p.read_text())
-        row |= mid_fields(row, point) | dict(mid_added=provenance()['commit'])
+        try: row |= mid_fields(row, point, a.out) | dict(mid_added=provenance()['commit'])
+        except ValueError as e: print(f"{p.name}: left as it is: {e}", flush=True); continue
         atomic_write(p, json.dumps(row, indent=1))   # as the sweep writes its cells
         print(f"{p.name}: " + ', '.join(f"{k} {row[k]:.3f}" for k in MID_COLUMNS if row[k] is not None), flush=True)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import base64, html, io, json
 from pathlib import Path
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 import torch
 
 # %% auto #0
-__all__ = ['figures', 'results_table', 'write_report', 'plot_sweep', 'alignment_table', 'budget_findings', 'sweep_config',
-           'gate_reading', 'primary_reading', 'sweep_reading']
+__all__ = ['figures', 'results_table', 'write_report', 'plot_sweep', 'alignment_table', 'plot_alignment', 'budget_findings',
+           'sweep_config', 'gate_reading', 'primary_reading', 'sweep_reading']
 
 # %% ../nbs/10b_report.ipynb #f64a5b2d
 from .data import patch_parts
@@ -266,22 +267,55 @@ def _parts(rows:list, E:int) -> str:
 
 _ALIGN = dict(mask_on_object='masked on the object', parts_whole='parts masked whole', parts_partly='partly',
               parts_untouched='not at all', choice_on_object='first choices on the object')
+_MOMENTS = (('start_', 'start'), ('mid_', 'middle'), ('', 'end'))   # field prefix, moment of training
+
+def _seed_mean(rs:list, key:str) -> float:
+    "Mean of `key` over every row, or nan when a row lacks it (no mean over another set of seeds)."
+    return float('nan') if any(r.get(key) is None for r in rs) else interval(r[key] for r in rs)[0]
+
+def _aligned(rows:list, E:int) -> dict:
+    "Masking method -> its rows at budget E that have the alignment fields."
+    by = {m: [r for r in rows if r['method'] == m and r['epochs'] == E and r.get('mask_on_object') is not None] for m in METHODS}
+    return {m: rs for m, rs in by.items() if rs}
 
 def alignment_table(rows:list, # sweep rows: dicts with method, seed, epochs and the alignment fields (chapter 09a)
                     E:int      # the budget
                    ) -> str:   # markdown table ('' without alignment fields)
     "Where each masking method's masks fall on the held-out images, start → middle → end of training: means over its seeds."
-    def mean(rs, key):   # over every seed, or nan (–) when a seed lacks the field: no mean of another set of seeds
-        return float('nan') if any(r.get(key) is None for r in rs) else interval(r[key] for r in rs)[0]
     def cell(rs, k):
-        a, m, b = (mean(rs, p + k) for p in ('start_', 'mid_', ''))
+        a, m, b = (_seed_mean(rs, p + k) for p, _ in _MOMENTS)
         if b != b: return '–'
         return f"{b:.3f}" if a != a and m != m else ' → '.join('–' if v != v else f"{v:.3f}" for v in (a, m, b))
-    by = {m: [r for r in rows if r['method'] == m and r['epochs'] == E and r.get('mask_on_object') is not None] for m in METHODS}
-    by = {m: rs for m, rs in by.items() if rs}
+    by = _aligned(rows, E)
     if not by: return ''
     return _md_table(f"start → middle → end, {E} epochs", list(_ALIGN.values()) + ['n'],
                      {m: [cell(rs, k) for k in _ALIGN] + [str(len(rs))] for m, rs in by.items()})
+
+_SHARES = dict(mask_on_object='masked patches on the object', parts_whole='parts masked whole',
+               parts_partly='parts masked partly', parts_untouched='parts not masked')
+
+def plot_alignment(rows:list, # sweep rows: dicts with method, seed, epochs and the alignment fields, also as start_ and mid_
+                   E:int      # the budget
+                  ):          # a matplotlib Figure, or None without alignment fields at E
+    "`alignment_table` as a picture: each share at the start, middle and end of training, one line per masking method."
+    by = _aligned(rows, E)
+    if not by: return None
+    fig, axes = plt.subplots(1, len(_SHARES), figsize=(2.05 * len(_SHARES), 2.9), squeeze=False)   # 8.2 in: the docs' column
+    for ax, (k, title) in zip(axes[0], _SHARES.items()):
+        for m, rs in by.items():
+            colour = _METHOD_COLOURS[SWEEP_METHODS.index(m) % len(_METHOD_COLOURS)]
+            pts = [(i, v) for i, (p, _) in enumerate(_MOMENTS) if (v := _seed_mean(rs, p + k)) == v]   # a moment some seed lacks: left out
+            ax.plot([i for i, _ in pts], [v for _, v in pts], marker='o', ms=3, ls='none', color=colour, label=f"{m} (n={len(rs)})")
+            for (i, a), (j, b) in zip(pts, pts[1:]):   # solid between neighbouring moments, dotted across a missing one
+                ax.plot([i, j], [a, b], lw=1, color=colour, ls='-' if j == i + 1 else ':', label='_nolegend_')
+        ax.set_xticks(range(len(_MOMENTS))); ax.set_xticklabels([w for _, w in _MOMENTS]); ax.set_xlim(-0.3, len(_MOMENTS) - 0.7)
+        ax.set_title(title, fontsize='medium')
+    l = [f"{m} (n={len(rs)})" for m, rs in by.items()]
+    h = [Line2D([], [], marker='o', ms=3, lw=1, color=_METHOD_COLOURS[SWEEP_METHODS.index(m) % len(_METHOD_COLOURS)]) for m in by]
+    fig.legend(h, l, loc='lower center', ncol=min(len(l), 5), frameon=False)
+    fig.suptitle(f"where the masks fall on held-out images over training, {E} epochs (means over seeds)", fontsize='medium')
+    fig.tight_layout(rect=(0, 0.18 if len(l) > 5 else 0.11, 1, 1))
+    return fig
 
 def budget_findings(rows:list, # sweep rows: dicts with method, seed, epochs and the metrics
                     E:int      # the budget (epochs) the sentences are about

@@ -146,12 +146,13 @@ def test_mid_fields_backfill_equals_the_cells_own(tmp_path):
     from semmae_edu.experiments import MID_COLUMNS, POINT
     spec = importlib.util.spec_from_file_location('sweep_mid_fields', ROOT / 'bench' / 'sweep_mid_fields.py')
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    point = POINT | dict(n_train=64, n_test=40, n_finetune=64, finetune_epochs=1, finetune_from=1)
-    for method in ('attmask', 'semmae-true'):                      # replayed (reads the weights) / one draw (reads the epoch)
+    point = POINT | dict(n_train=64, n_test=40, n_finetune=64, finetune_epochs=1, finetune_from=1, part_steps=3)
+    for method in ('attmask', 'semmae-true', 'semmae'):   # replayed (reads the weights) / one draw (the epoch) / stage 1 again
         row = run_cell(method, 2, 0, tmp_path, point)
         assert row[MID_COLUMNS[0]] is not None
-        assert mod.mid_fields(row, point) == {k: row[k] for k in MID_COLUMNS}
+        assert mod.mid_fields(row, point, tmp_path) == {k: row[k] for k in MID_COLUMNS}
     cell = tmp_path / 'cells' / 'attmask-e2-s0.json'
     cell.write_text(json.dumps({k: v for k, v in json.loads(cell.read_text()).items() if not k.startswith('mid_')}))
     assert mod.missing(tmp_path) == [cell]
-    with pytest.raises(ValueError, match='learned parts'): mod.mid_fields(dict(method='semmae', epochs=2, seed=0), point)
+    with pytest.raises(ValueError, match='learned parts'): mod.mid_fields(row, point)              # random's weights not at hand
+    with pytest.raises(ValueError, match='did not reproduce'): mod.mid_fields(row | dict(part_miou=0.5), point, tmp_path)
