@@ -140,19 +140,23 @@ def test_semmae_cell_without_random_weights(tmp_path):
     assert run_cell('random', 1, 0, tmp_path / 'a', point) == kept       # random's row is read, not recomputed
     assert _strip([row]) == _strip([ref])
 
-def test_mid_fields_backfill_equals_the_cells_own(tmp_path):
-    "bench/sweep_mid_fields.py gives a finished cell the middle fields its run measured: by one draw, or by replaying to the middle."
+def test_fill_alignment_gives_a_cell_its_own_start_and_middle(tmp_path):
+    """bench/sweep_fill_alignment.py gives a finished cell the start and middle fields its run measured: by one draw, by replaying
+    the run to its middle, or (SemMAE) with stage 1 run again on random's weights, which must reproduce the row's part scores."""
     import importlib.util
-    from semmae_edu.experiments import MID_COLUMNS, POINT
-    spec = importlib.util.spec_from_file_location('sweep_mid_fields', ROOT / 'bench' / 'sweep_mid_fields.py')
+    from semmae_edu.experiments import START_COLUMNS, MID_COLUMNS, POINT
+    spec = importlib.util.spec_from_file_location('sweep_fill_alignment', ROOT / 'bench' / 'sweep_fill_alignment.py')
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     point = POINT | dict(n_train=64, n_test=40, n_finetune=64, finetune_epochs=1, finetune_from=1, part_steps=3)
+    moments = START_COLUMNS + MID_COLUMNS
     for method in ('attmask', 'semmae-true', 'semmae'):   # replayed (reads the weights) / one draw (the epoch) / stage 1 again
         row = run_cell(method, 2, 0, tmp_path, point)
-        assert row[MID_COLUMNS[0]] is not None
-        assert mod.mid_fields(row, point, tmp_path) == {k: row[k] for k in MID_COLUMNS}
+        assert all(row[k] is not None for k in moments[:4] + moments[5:9])
+        bare = {k: v for k, v in row.items() if k not in moments}
+        filled = mod.fill_fields(bare, point, tmp_path)
+        assert {k: filled[k] for k in moments} == {k: row[k] for k in moments}, method
     cell = tmp_path / 'cells' / 'attmask-e2-s0.json'
     cell.write_text(json.dumps({k: v for k, v in json.loads(cell.read_text()).items() if not k.startswith('mid_')}))
     assert mod.missing(tmp_path) == [cell]
-    with pytest.raises(ValueError, match='learned parts'): mod.mid_fields(row, point)              # random's weights not at hand
-    with pytest.raises(ValueError, match='did not reproduce'): mod.mid_fields(row | dict(part_miou=0.5), point, tmp_path)
+    with pytest.raises(ValueError, match='learned parts'): mod.fill_fields(bare, point)               # random's weights not at hand
+    with pytest.raises(ValueError, match='did not reproduce'): mod.fill_fields(bare | dict(part_miou=0.5), point, tmp_path)
