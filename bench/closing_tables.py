@@ -6,7 +6,7 @@
 Prints, in markdown: the cells present against the planned grid; the gate and random's flattening (`gate_reading`); the
 primary family with Holm-adjusted p-values (`primary_reading`); where each strategy's masks fall, start → middle → end,
 per budget (`alignment_table`); each new method's paired gain over random (ColorMAE, HPM: linear probe and fine-tuned,
-every budget), the one difference test; and the CPU time the cells recorded, by device.
+every budget; `stats.gain`, the one difference test); and the CPU time the cells recorded, by device.
 """
 import argparse, json, sys
 from collections import defaultdict
@@ -30,7 +30,7 @@ def grid(sweep:dict) -> str:
     return '\n'.join(lines)
 
 def new_gains(rows:list) -> str:
-    "ColorMAE's and HPM's difference from random, paired by seed, at every budget they ran."
+    "ColorMAE's and HPM's difference from random at every budget they ran (`stats.gain`: paired by seed, or Welch)."
     out = ['| method | epochs | linear probe − random | fine-tuned − random |', '|---|---|---|---|']
     for m in NEW:
         for E in sorted({r['epochs'] for r in rows if r['method'] == m}):
@@ -53,7 +53,7 @@ def main(path:Path) -> str:
              "## The primary family\n\n" + primary_reading(rows),
              "## Where the masks fall\n\n" + '\n\n'.join(t for E in sorted({r['epochs'] for r in rows}, reverse=True)
                                                       if (t := alignment_table(rows, E))),
-             "## ColorMAE and HPM against random (paired by seed)\n\n" + new_gains(rows),
+             "## ColorMAE and HPM against random (the one difference test: paired by seed when both ran the same seeds)\n\n" + new_gains(rows),
              "## Recorded cost\n\n" + cost(rows)]
     return '\n\n'.join(parts) + '\n'
 
