@@ -3,10 +3,11 @@
 Runs `pretrain` (random, amt with amt_start_epoch=1/refresh_every=1, semmae) for 3 epochs on a
 small SyntheticParts set with a fixed seed, a tiny `run_demo` (its metrics and the bytes of its figures), a tiny
 resumable sweep (its rows and figure), the sweep's reading of the committed bench/sweep.json, and bench/sweep.json
-regenerated from the committed cells; every loss and metric is written (timings left out).
-The baseline is re-recorded whenever results are meant to change (last: the testbed's point of issue 18, which
-changes the demo's and the tiny sweep's numbers, and the committed sweep's cells, which change `committed_sweep`
-whenever cells land; recorded on the shared 2-core CPU machine the project is developed on);
+regenerated from the committed cells; every loss and metric is written (timings and the rows' commit left out).
+The baseline is re-recorded whenever results are meant to change (last: the middle-of-training fields of issue 19, which
+add `mid_` fields to the demo's and the tiny sweep's rows; the committed sweep's cells change `committed_sweep` whenever
+cells land; recorded on the 2-core AMD EPYC machine of that session: the baseline recorded before, on another machine,
+differed from this machine's run of the same code in the last bits of some of the demo's losses);
 a refactor must then reproduce it exactly. Floats are compared exactly, so a
 baseline holds on the machine (CPU, torch build) that recorded it: to check a refactor elsewhere, record the untouched
 code there first and compare with that.
@@ -24,7 +25,8 @@ from semmae_edu.sweep import run_sweep, write_sweep
 from semmae_edu.report import sweep_reading
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = ('seconds', 'pretrain_seconds', 'images_per_s', 'total_seconds', 'time')
+TIMING = ('seconds', 'pretrain_seconds', 'images_per_s', 'total_seconds', 'time',
+          'commit')   # not a timing, but as volatile: the provenance of a sweep row names the HEAD it ran at
 
 def drop_timings(x):
     if isinstance(x, dict): return {k: drop_timings(v) for k, v in x.items() if k not in TIMING and not k.endswith('_seconds')}
