@@ -25,11 +25,11 @@ from semmae_edu.sweep import run_sweep, write_sweep
 from semmae_edu.report import sweep_reading
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = ('seconds', 'pretrain_seconds', 'images_per_s', 'total_seconds', 'time',
-          'commit')   # not a timing, but as volatile: the provenance of a sweep row names the HEAD it ran at
+VOLATILE = ('seconds', 'pretrain_seconds', 'images_per_s', 'total_seconds', 'time',
+          'commit')   # timings, and the provenance of a sweep row (it names the HEAD it ran at)
 
 def drop_timings(x):
-    if isinstance(x, dict): return {k: drop_timings(v) for k, v in x.items() if k not in TIMING and not k.endswith('_seconds')}
+    if isinstance(x, dict): return {k: drop_timings(v) for k, v in x.items() if k not in VOLATILE and not k.endswith('_seconds')}
     if isinstance(x, list): return [drop_timings(v) for v in x]
     if isinstance(x, str): return re.sub(r'\b\d+(\.\d+)? s\b', '<seconds> s', x)   # timings inside the report's notes
     return x

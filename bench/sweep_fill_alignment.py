@@ -58,14 +58,13 @@ def fill_fields(row:dict, point:dict, out:Path=None) -> dict:
     learned = _learned(row, point, train, test, out) if method == 'semmae' and (start or mid) else None
     k = point['n_parts'] if learned is not None else None
     got = start_alignment(method, test, E, seed, learned, k) | dict(start_added=commit) if start else {}
-    return got | (mid_fields(row, point, train, test, learned) | dict(mid_added=commit) if mid else {})
+    return got | (mid_fields(row, point, train, test, learned, k) | dict(mid_added=commit) if mid else {})
 
-def mid_fields(row:dict, point:dict, train, test, learned=None) -> dict:
-    "MID_COLUMNS of a finished cell's row: one draw, or its run replayed to the middle."
+def mid_fields(row:dict, point:dict, train, test, learned=None, n_parts:int=None) -> dict:
+    "MID_COLUMNS of a finished cell's row: one draw, or its run replayed to the middle (SemMAE: `learned` parts, K = `n_parts`)."
     method, E, seed = row['method'], row['epochs'], row['seed']
     def measure(model, strategy=None):
-        f = final_alignment(method, model, test, E, seed, learned, point['n_parts'] if learned is not None else None,
-                            strategy=strategy, epoch=E // 2)
+        f = final_alignment(method, model, test, E, seed, learned, n_parts, strategy=strategy, epoch=E // 2)
         return {f'mid_{k}': v for k, v in f.items()}
     if method not in READ_WEIGHTS: return measure(untrained_mae(seed))
     got = {}

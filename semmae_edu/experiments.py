@@ -156,7 +156,7 @@ def pretrain_method(method:str,        # one of METHODS
         steps, sec = [], 0.
         for leg in ([half] if half else []) + [None]:   # to the middle (measured there), then on from its checkpoint
             t0 = time.perf_counter()
-            res = pretrain(cfg, resume=True if resumed or leg is None and half else None, train_set=data,
+            res = pretrain(cfg, resume=True if (resumed or (leg is None and half)) else None, train_set=data,
                            on_step=steps.append, until_epoch=leg)
             sec += time.perf_counter() - t0
             if leg: middle(*_on_cpu(res))
@@ -414,7 +414,7 @@ def compute_cell(method:str,      # one of SWEEP_METHODS
     def middle(model, strategy):                                  # the plans of epoch epochs // 2, with the weights of that moment
         f = final_alignment(method, model, test, epochs, seed, learned, k, kw, strategy, epoch=epochs // 2)
         mid.update({f'mid_{c}': v for c, v in f.items()})
-    r = pre(method, run_dir, parts=parts, n_parts=point['n_parts'] if stage1 else None, middle=middle)
+    r = pre(method, run_dir, parts=parts, n_parts=k, middle=middle)
     ft = point['finetune_epochs'] if epochs >= point['finetune_from'] else 0       # 0: probes and k-NN only
     numbers |= evaluate_model(r['model'], train, test, progress=progress, finetune_epochs=ft,
                               seed=seed, device=device, n_finetune=point['n_finetune'])

@@ -155,6 +155,8 @@ _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, 
                finetune='fine-tuned', attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 _PART_SERIES = {'learned parts': 'part_miou', 'k-means': 'kmeans_miou', 'fixed grid': 'grid_miou'}
 _METHOD_COLOURS = tuple(f'C{i}' for i in range(10)) + ('teal', 'maroon')   # one per method of SWEEP_METHODS (12)
+
+def _colour(m:str) -> str: return _METHOD_COLOURS[SWEEP_METHODS.index(m) % len(_METHOD_COLOURS)]   # a method's colour in every figure
 _PART_COLOURS = ('navy', 'darkgoldenrod', 'purple')   # the part series' own colours, none of them a method's nor a mask state's
 
 def plot_sweep(rows:list, # sweep rows: dicts with method, seed, epochs and the metrics
@@ -170,7 +172,7 @@ def plot_sweep(rows:list, # sweep rows: dicts with method, seed, epochs and the 
             for m in methods:
                 pts = [(E, *tab[E][m]) for E in tab if m in tab[E]]
                 x = [p[0] for p in pts]; y = [p[1] for p in pts]; e = [0 if p[3] < 2 else p[2] for p in pts]
-                colour = (_METHOD_COLOURS[SWEEP_METHODS.index(m) % len(_METHOD_COLOURS)] if series is None
+                colour = (_colour(m) if series is None
                           else _PART_COLOURS[i % len(_PART_COLOURS)])
                 ax.errorbar(x, y, yerr=e, marker='o', ms=3, lw=1, capsize=2, color=colour,
                             label=(m if series is None else label), ls='--' if m in BASELINES else '-')
@@ -303,7 +305,7 @@ def plot_alignment(rows:list, # sweep rows: dicts with method, seed, epochs and 
     fig, axes = plt.subplots(1, len(_SHARES), figsize=(2.05 * len(_SHARES), 2.9), squeeze=False)   # 8.2 in: the docs' column
     for ax, (k, title) in zip(axes[0], _SHARES.items()):
         for m, rs in by.items():
-            colour = _METHOD_COLOURS[SWEEP_METHODS.index(m) % len(_METHOD_COLOURS)]
+            colour = _colour(m)
             pts = [(i, v) for i, (p, _) in enumerate(_MOMENTS) if (v := _seed_mean(rs, p + k)) == v]   # a moment some seed lacks: left out
             ax.plot([i for i, _ in pts], [v for _, v in pts], marker='o', ms=3, ls='none', color=colour, label=f"{m} (n={len(rs)})")
             for (i, a), (j, b) in zip(pts, pts[1:]):   # solid between neighbouring moments, dotted across a missing one
@@ -311,7 +313,7 @@ def plot_alignment(rows:list, # sweep rows: dicts with method, seed, epochs and 
         ax.set_xticks(range(len(_MOMENTS))); ax.set_xticklabels([w for _, w in _MOMENTS]); ax.set_xlim(-0.3, len(_MOMENTS) - 0.7)
         ax.set_title(title, fontsize='medium')
     l = [f"{m} (n={len(rs)})" for m, rs in by.items()]
-    h = [Line2D([], [], marker='o', ms=3, lw=1, color=_METHOD_COLOURS[SWEEP_METHODS.index(m) % len(_METHOD_COLOURS)]) for m in by]
+    h = [Line2D([], [], marker='o', ms=3, lw=1, color=_colour(m)) for m in by]
     fig.legend(h, l, loc='lower center', ncol=min(len(l), 5), frameon=False)
     fig.suptitle(f"where the masks fall on held-out images over training, {E} epochs (means over seeds)", fontsize='medium')
     fig.tight_layout(rect=(0, 0.18 if len(l) > 5 else 0.11, 1, 1))

@@ -153,7 +153,7 @@ def test_fill_alignment_gives_a_cell_its_own_start_and_middle(tmp_path):
     moments = START_COLUMNS + MID_COLUMNS
     for method in ('attmask', 'semmae-true', 'semmae'):   # replayed (reads the weights) / one draw (the epoch) / stage 1 again
         row = run_cell(method, 2, 0, tmp_path, point)
-        assert all(row[k] is not None for k in moments[:4] + moments[5:9])
+        assert all(row[k] is not None for k in START_COLUMNS[:4] + MID_COLUMNS[:4])   # choice_on_object: None where nothing ranks
         bare = {k: v for k, v in row.items() if k not in moments}
         filled = mod.fill_fields(bare, point, tmp_path)
         assert {k: filled[k] for k in moments} == {k: row[k] for k in moments}, method
