@@ -154,7 +154,7 @@ def write_report(out:Path,         # the report folder (created)
 _TITLES = dict(probe_mean='linear probe, mean-pooled', probe_cls='linear probe, CLS', knn='k-NN (k=20)',
                finetune='fine-tuned', attention_mass='CLS attention on the object', part_miou='SemMAE parts: matched mIoU')
 _PART_SERIES = {'learned parts': 'part_miou', 'k-means': 'kmeans_miou', 'fixed grid': 'grid_miou'}
-_METHOD_COLOURS = tuple(f'C{i}' for i in range(10)) + ('teal', 'maroon')   # one per method of SWEEP_METHODS (12)
+_METHOD_COLOURS = tuple(f'C{i}' for i in range(7)) + ('mediumvioletred', 'C8', 'C9', 'teal', 'maroon')   # one per method of SWEEP_METHODS (12); no grey (C7): greys are the mask states'
 
 def _colour(m:str) -> str: return _METHOD_COLOURS[SWEEP_METHODS.index(m) % len(_METHOD_COLOURS)]   # a method's colour in every figure
 _PART_COLOURS = ('navy', 'darkgoldenrod', 'purple')   # the part series' own colours, none of them a method's nor a mask state's
