@@ -430,11 +430,15 @@ def primary_reading(rows:list,             # sweep rows: dicts with method, seed
     if not fam: return head + " None of its methods has cells in this sweep yet.\n"
     present = list(dict.fromkeys(c['method'] for c in fam)); missing = [m for m in declared if m not in present]
     won = [c for c in fam if c['verdict'] in ('better', 'worse')]
+    few = list(dict.fromkeys(c['method'] for c in fam if c['verdict'] == 'fewer than two seeds'))   # no interval, no verdict yet
+    n_few = sum(c['verdict'] == 'fewer than two seeds' for c in fam)
+    verdicts = ("none has two seeds yet, so none has an interval or a verdict" if n_few == len(fam) else
+                f"{len(won)} of {len(fam)} separated ({'; '.join(c['method'] + ' ' + c['verdict'] + ', ' + _METRIC.get(c['key'], c['key']) for c in won)})"
+                if won else f"none of the {len(fam)} is separated" if not n_few else f"none of the {len(fam) - n_few} with an interval is separated")
+    if n_few and n_few < len(fam): verdicts += f"; {n_few} {'has' if n_few == 1 else 'have'} fewer than two seeds, so no interval yet ({', '.join(few)})"
     said = (f" In this sweep: the {len(fam)} comparisons of {', '.join(present)} at {fam[0]['epochs']} epochs"
             + (f" ({', '.join(missing)}: no cells yet)" if missing else '') + f", Holm-corrected together at α = {alpha}: "
-            + (f"{len(won)} of {len(fam)} separated ({'; '.join(c['method'] + ' ' + c['verdict'] + ', ' + _METRIC.get(c['key'], c['key']) for c in won)})"
-               if won else f"none of the {len(fam)} is separated") + ". The interval shown is the uncorrected 95 % one; "
-            "the verdict is Holm's.\n")
+            + verdicts + ". The interval shown is the uncorrected 95 % one; the verdict is Holm's.\n")
     t = _md_table(f"primary comparison, {fam[0]['epochs']} epochs", ['difference, 95 % interval', 'p', 'Holm-adjusted p', 'verdict'],
                   {f"{c['method']} − {c['ref']}, {_METRIC.get(c['key'], c['key'])}":
                    [fmt_diff(c['diff']), _p(c['diff'].p), _p(c['p_holm']), c['verdict']] for c in fam})
