@@ -420,7 +420,8 @@ def gate_reading(rows:list,         # sweep rows: dicts with method, seed, epoch
 
 def primary_reading(rows:list,             # sweep rows: dicts with method, seed, epochs and the metrics
                     primary:list=PRIMARY,  # the declared comparisons: (method, ref, key, budget)
-                    alpha:float=ALPHA      # family-wise error rate for the verdicts
+                    alpha:float=ALPHA,     # family-wise error rate for the verdicts
+                    planned:dict=None      # method -> seeds the sweep plans (sweep.json's `seeds`; None: the sweep has ended)
                    ) -> str:               # markdown
     "The declared primary family as it stands in the rows: which comparisons, how many, Holm-adjusted p, verdicts."
     declared = list(dict.fromkeys(m for m, *_ in primary))
@@ -439,6 +440,12 @@ def primary_reading(rows:list,             # sweep rows: dicts with method, seed
     said = (f" In this sweep: the {len(fam)} comparisons of {', '.join(present)} at {fam[0]['epochs']} epochs"
             + (f" ({', '.join(missing)}: no cells yet)" if missing else '') + f", Holm-corrected together at α = {alpha}: "
             + verdicts + ". The interval shown is the uncorrected 95 % one; the verdict is Holm's.\n")
+    E = fam[0]['epochs']
+    seeds = {m: len(seed_values(rows, m, 'probe_mean', E)) for m in ['random'] + present}
+    if _running(seeds, planned):   # seeds still to come: say the verdicts are interim, and how far each side is
+        said += (f"**Interim**: the sweep has still to run seeds it plans at {E} epochs ("
+                 + ', '.join(f"{m} {n} of {planned.get(m, 0)}" for m, n in seeds.items() if n < planned.get(m, 0))
+                 + "); a verdict here may change as they land, and the family is read once they have.\n")
     t = _md_table(f"primary comparison, {fam[0]['epochs']} epochs", ['difference, 95 % interval', 'p', 'Holm-adjusted p', 'verdict'],
                   {f"{c['method']} − {c['ref']}, {_METRIC.get(c['key'], c['key'])}":
                    [fmt_diff(c['diff']), _p(c['diff'].p), _p(c['p_holm']), c['verdict']] for c in fam})
@@ -462,7 +469,7 @@ def sweep_reading(sweep:dict,          # the content of a sweep.json
     rows, cfg = sweep['rows'], sweep_config(sweep)
     if not rows: return "From `bench/sweep.json`: no cell of the sweep has finished yet.\n"
     budgets = sorted({r['epochs'] for r in rows})
-    parts = [_reading_head(rows, cfg, budgets, sweep), gate_reading(rows, cfg.get('n_test'), planned=sweep.get('seeds')), primary_reading(rows), _EXPLORATORY]
+    parts = [_reading_head(rows, cfg, budgets, sweep), gate_reading(rows, cfg.get('n_test'), planned=sweep.get('seeds')), primary_reading(rows, planned=sweep.get('seeds')), _EXPLORATORY]
     if not full:
         tab = sweep_table(rows, 'probe_mean')
         tab = {E: tab.get(E, {}) for E in budgets}
