@@ -430,23 +430,22 @@ def primary_reading(rows:list,             # sweep rows: dicts with method, seed
             f"{', '.join(declared)} against random at the longest budget, on the linear probe (mean-pooled) and fine-tuned.")
     if not fam: return head + " None of its methods has cells in this sweep yet.\n"
     present = list(dict.fromkeys(c['method'] for c in fam)); missing = [m for m in declared if m not in present]
-    won = [c for c in fam if c['verdict'] in ('better', 'worse')]
-    few = list(dict.fromkeys(c['method'] for c in fam if c['verdict'] == 'fewer than two seeds'))   # no interval, no verdict yet
-    n_few = sum(c['verdict'] == 'fewer than two seeds' for c in fam)
+    E, won = fam[0]['epochs'], [c for c in fam if c['verdict'] in ('better', 'worse')]
+    few = [c['method'] for c in fam if c['verdict'] == 'fewer than two seeds']   # no interval, no verdict yet
+    n_few, few = len(few), list(dict.fromkeys(few))
     verdicts = ("none has two seeds yet, so none has an interval or a verdict" if n_few == len(fam) else
                 f"{len(won)} of {len(fam)} separated ({'; '.join(c['method'] + ' ' + c['verdict'] + ', ' + _METRIC.get(c['key'], c['key']) for c in won)})"
                 if won else f"none of the {len(fam)} is separated" if not n_few else f"none of the {len(fam) - n_few} with an interval is separated")
     if n_few and n_few < len(fam): verdicts += f"; {n_few} {'has' if n_few == 1 else 'have'} fewer than two seeds, so no interval yet ({', '.join(few)})"
-    said = (f" In this sweep: the {len(fam)} comparisons of {', '.join(present)} at {fam[0]['epochs']} epochs"
+    said = (f" In this sweep: the {len(fam)} comparisons of {', '.join(present)} at {E} epochs"
             + (f" ({', '.join(missing)}: no cells yet)" if missing else '') + f", Holm-corrected together at α = {alpha}: "
             + verdicts + ". The interval shown is the uncorrected 95 % one; the verdict is Holm's.\n")
-    E = fam[0]['epochs']
     seeds = {m: len(seed_values(rows, m, 'probe_mean', E)) for m in ['random'] + present}
     if _running(seeds, planned):   # seeds still to come: say the verdicts are interim, and how far each side is
         said += (f"**Interim**: the sweep has still to run seeds it plans at {E} epochs ("
                  + ', '.join(f"{m} {n} of {planned.get(m, 0)}" for m, n in seeds.items() if n < planned.get(m, 0))
                  + "); a verdict here may change as they land, and the family is read once they have.\n")
-    t = _md_table(f"primary comparison, {fam[0]['epochs']} epochs", ['difference, 95 % interval', 'p', 'Holm-adjusted p', 'verdict'],
+    t = _md_table(f"primary comparison, {E} epochs", ['difference, 95 % interval', 'p', 'Holm-adjusted p', 'verdict'],
                   {f"{c['method']} − {c['ref']}, {_METRIC.get(c['key'], c['key'])}":
                    [fmt_diff(c['diff']), _p(c['diff'].p), _p(c['p_holm']), c['verdict']] for c in fam})
     return head + said + '\n' + t

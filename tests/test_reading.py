@@ -103,6 +103,11 @@ def test_readme_primary_family_equals_the_sweep():
             else f"none of the {m} is separated" if not few else f"none of the {m - few} with an interval is separated")
     assert said in text
     if 0 < few < m: assert f"; {few} {'has' if few == 1 else 'have'} fewer than two seeds, so no interval yet (" in text
+    planned = SWEEP.get('seeds') or {}   # seeds still to come at the longest budget: the family is interim, each side named
+    short = {x: len(_seeds(x, 'probe_mean', LONGEST)) for x in ['random'] + list(dict.fromkeys(x for x, *_ in present))}
+    short = [f"{x} {n} of {planned[x]}" for x, n in short.items() if n < planned.get(x, 0)]
+    assert (f"**Interim**: the sweep has still to run seeds it plans at {LONGEST} epochs ({', '.join(short)});" in text) == bool(short)
+    assert ('**Interim**' in text) == bool(short)
 
 def test_readme_gate_equals_the_sweep():
     "The gate's lines: pixels' probe, random − pixels (probe), random − scratch (fine-tuned), seeds, test images, flattening."
