@@ -50,7 +50,7 @@ def main(path:Path) -> str:
     rows, cfg = sweep['rows'], sweep_config(sweep)
     parts = [f"## Cells ({len(rows)})\n\n{grid(sweep)}",
              "## The gate\n\n" + gate_reading(rows, cfg.get('n_test'), planned=sweep.get('seeds')),
-             "## The primary family\n\n" + primary_reading(rows),
+             "## The primary family\n\n" + primary_reading(rows, planned=sweep.get('seeds')),
              "## Where the masks fall\n\n" + '\n\n'.join(t for E in sorted({r['epochs'] for r in rows}, reverse=True)
                                                       if (t := alignment_table(rows, E))),
              "## ColorMAE and HPM against random (the one difference test: paired by seed when both ran the same seeds)\n\n" + new_gains(rows),
