@@ -432,11 +432,13 @@ def primary_reading(rows:list,             # sweep rows: dicts with method, seed
     present = list(dict.fromkeys(c['method'] for c in fam)); missing = [m for m in declared if m not in present]
     E, won = fam[0]['epochs'], [c for c in fam if c['verdict'] in ('better', 'worse')]
     few = [c['method'] for c in fam if c['verdict'] == 'fewer than two seeds']   # no interval, no verdict yet
-    n_few, few = len(few), list(dict.fromkeys(few))
-    verdicts = ("none has two seeds yet, so none has an interval or a verdict" if n_few == len(fam) else
-                f"{len(won)} of {len(fam)} separated ({'; '.join(c['method'] + ' ' + c['verdict'] + ', ' + _METRIC.get(c['key'], c['key']) for c in won)})"
-                if won else f"none of the {len(fam)} is separated" if not n_few else f"none of the {len(fam) - n_few} with an interval is separated")
-    if n_few and n_few < len(fam): verdicts += f"; {n_few} {'has' if n_few == 1 else 'have'} fewer than two seeds, so no interval yet ({', '.join(few)})"
+    tested = len(fam) - len(few)
+    if not tested: verdicts = "none has two seeds yet, so none has an interval or a verdict"
+    elif won: verdicts = f"{len(won)} of {len(fam)} separated ({'; '.join(c['method'] + ' ' + c['verdict'] + ', ' + _METRIC.get(c['key'], c['key']) for c in won)})"
+    elif few: verdicts = f"none of the {tested} with an interval is separated"
+    else: verdicts = f"none of the {len(fam)} is separated"
+    if few and tested:
+        verdicts += f"; {len(few)} {'has' if len(few) == 1 else 'have'} fewer than two seeds, so no interval yet ({', '.join(dict.fromkeys(few))})"
     said = (f" In this sweep: the {len(fam)} comparisons of {', '.join(present)} at {E} epochs"
             + (f" ({', '.join(missing)}: no cells yet)" if missing else '') + f", Holm-corrected together at α = {alpha}: "
             + verdicts + ". The interval shown is the uncorrected 95 % one; the verdict is Holm's.\n")
