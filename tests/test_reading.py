@@ -178,3 +178,23 @@ def test_no_stale_claims():
     for stale in ('3.2 ± 1.9', 'demo_seeds', 'over five seeds (chapter 09)', 'are not separated on the linear probe'):
         assert stale not in readme
     assert not (ROOT / 'bench' / 'demo_seeds.json').exists()
+
+def test_closing_tables_recount_the_sweep():
+    """bench/closing_tables.py, the tables the issues' closing notes quote: its grid counts the rows per method and budget against
+    the planned seeds, its ColorMAE/HPM gains are the one difference test recomputed with scipy, its cost sums the cells' seconds."""
+    import closing_tables as ct
+    plan = SWEEP.get('seeds') or {}
+    for line in ct.grid(SWEEP).splitlines():
+        E = int(re.match(r'- (\d+) epochs: ', line).group(1))
+        said = dict(re.findall(r'(\S+) (\d+)/\d+', line))
+        assert said == {m: str(sum(r['method'] == m and r['epochs'] == E for r in ROWS)) for m in plan}, E
+    gains = ct.new_gains(ROWS).splitlines()[2:]
+    assert len(gains) == len({(r['method'], r['epochs']) for r in ROWS if r['method'] in ct.NEW})
+    for line in gains:
+        m, E, *cells = [c.strip() for c in line.strip('|').split('|')]
+        want = [_fmt_diff(_diff(_seeds(m, k, int(E)), _seeds('random', k, int(E)))) for k in ('probe_mean', 'finetune')]
+        assert cells == [w if not w.startswith('no values') else '–' for w in want], (m, E)
+    cost = {re.match(r'- (.+): \d+ cells, ', l).group(1): l for l in ct.cost(ROWS).splitlines()}
+    for dev in {r.get('device', '?') for r in ROWS}:
+        sel = [r for r in ROWS if r.get('device', '?') == dev]
+        assert cost[dev] == f"- {dev}: {len(sel)} cells, {sum(r.get('seconds') or 0. for r in sel) / 3600:.1f} CPU-h"
