@@ -3,7 +3,7 @@ its point, options refused before any work, folders left reusable."""
 import json, re, math, time
 import pytest
 import torch
-from semmae_edu.experiments import METHODS, DEFAULT_METHODS, POINT
+from semmae_edu.experiments import METHODS, DEFAULT_METHODS, POINT, BUDGETS
 from semmae_edu.demo import run_demo
 from semmae_edu.cli import demo_command
 from semmae_edu.sweep import run_cell
@@ -65,7 +65,8 @@ def test_demo_rows_are_the_sweeps_cells(tmp_path, methods, epochs):
 def test_default_demo_is_a_point_of_the_sweep():
     import inspect
     sig = inspect.signature(run_demo).parameters
-    assert {k: sig[k].default for k in POINT} == POINT                   # the default demo is the sweep's point at 30 epochs, seed 0
+    assert {k: sig[k].default for k in POINT} == POINT                   # the default demo is the sweep's point:
+    assert (sig['epochs'].default, sig['seed'].default) == (BUDGETS[0], 0)  # its settings, at its shortest budget, seed 0
 
 @pytest.mark.parametrize('kw, words', [
     (dict(methods=('random', 'mae')), 'methods'), (dict(epochs=0), 'epochs'), (dict(n_parts=1), 'n_parts'),
