@@ -211,13 +211,17 @@ def _sign(g:tuple) -> int:
     "+1 / -1 if a difference's 95 % interval excludes 0 upwards / downwards, else 0 (also with fewer than 2 seeds)."
     return 0 if g[2] < 2 or g[1] != g[1] else 1 if g[0] - g[1] > 0 else -1 if g[0] + g[1] < 0 else 0
 
-def _pixels_vs_best(rows:list, E:int, probe:dict, pre:list) -> str:
-    "The best pre-trained encoder against raw pixels on the linear probe: the difference and its interval."
-    if 'pixels' not in probe or not pre: return ''
-    best = max(pre, key=lambda m: probe[m][0])
-    d = gain(rows, best, 'pixels', 'probe_mean', E)
-    said = (f"The best pre-trained encoder on the linear probe ({best}, {fmt_interval(probe[best])}) − raw pixels "
-            f"({fmt_interval(probe['pixels'])}): {fmt_diff(d)}")
+_ON = dict(probe_mean='the linear probe', knn='k-NN (k=20)')
+
+def _pixels_vs_best(rows:list, E:int,
+                    tab:dict, # method -> (mean, half-width, n) of `key` at budget E
+                    pre:list, key:str='probe_mean') -> str:
+    "The best pre-trained encoder against raw pixels on the linear probe or k-NN (`key`): the difference and its interval."
+    if 'pixels' not in tab or not pre: return ''
+    best = max(pre, key=lambda m: tab[m][0])
+    d = gain(rows, best, 'pixels', key, E)
+    said = (f"The best pre-trained encoder on {_ON[key]} ({best}, {fmt_interval(tab[best])}) − raw pixels "
+            f"({fmt_interval(tab['pixels'])}): {fmt_diff(d)}")
     if d.test == 'none': return said + '; fewer than two seeds, no verdict yet.'
     return said + {1: ': **pre-training wins**.', -1: ': **raw pixels win**.', 0: f', {_APART}.'}[_sign(d)]
 
@@ -323,12 +327,13 @@ def budget_findings(rows:list, # sweep rows: dicts with method, seed, epochs and
                     E:int      # the budget (epochs) the sentences are about
                    ) -> list:  # markdown sentences
     "Sentences about budget E (exploratory: uncorrected intervals), each computed from the rows."
-    tab = {k: sweep_table(rows, k).get(E, {}) for k in ('probe_mean', 'finetune', 'attention_mass', 'attention_chance')}
+    tab = {k: sweep_table(rows, k).get(E, {}) for k in ('probe_mean', 'knn', 'finetune', 'attention_mass', 'attention_chance')}
     pre = [m for m in tab['probe_mean'] if m not in BASELINES]
     found = [_pixels_vs_best(rows, E, tab['probe_mean'], pre),
              _probe_gains(rows, E, pre, 'random', 'random masking'),
              _probe_gains(rows, E, pre, 'untrained', 'the untrained encoder'),
              _probe_gains(rows, E, pre, 'colormae', "ColorMAE's clumped masks that know nothing (the clumping control)"),
+             _pixels_vs_best(rows, E, tab['knn'], pre, 'knn'),
              _finetune_gains(rows, E, pre, tab['finetune']),
              _attention(tab['attention_mass'], tab['attention_chance'], pre),
              _parts(rows, E)]
