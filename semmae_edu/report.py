@@ -214,8 +214,10 @@ def _sign(g:tuple) -> int:
 _ON = dict(probe_mean='the linear probe', knn='k-NN (k=20)')
 
 def _pixels_vs_best(rows:list, E:int,
-                    tab:dict, # method -> (mean, half-width, n) of `key` at budget E
-                    pre:list, key:str='probe_mean') -> str:
+                    tab:dict,               # method -> (mean, half-width, n) of `key` at budget E
+                    pre:list,               # the pre-trained methods (not the baselines)
+                    key:str='probe_mean'    # the metric: 'probe_mean' or 'knn'
+                   ) -> str:
     "The best pre-trained encoder against raw pixels on the linear probe or k-NN (`key`): the difference and its interval."
     if 'pixels' not in tab or not pre: return ''
     best = max(pre, key=lambda m: tab[m][0])
