@@ -219,6 +219,7 @@ def _pixels_vs_best(rows:list, E:int,
                     key:str='probe_mean'    # the metric: 'probe_mean' or 'knn'
                    ) -> str:
     "The best pre-trained encoder against raw pixels on the linear probe or k-NN (`key`): the difference and its interval."
+    pre = [m for m in pre if m in tab]   # a method without this metric's values is not a candidate
     if 'pixels' not in tab or not pre: return ''
     best = max(pre, key=lambda m: tab[m][0])
     d = gain(rows, best, 'pixels', key, E)
